@@ -1,0 +1,35 @@
+"""One entry point for every dataset, embedded or (later) TFDS-backed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from maskshift.data._base import Dataset
+from maskshift.data.digits import load_digits_dataset
+from maskshift.data.text import load_toxic_templates
+
+# name -> (task kind it serves, loader taking keyword options)
+DATASETS: dict[str, tuple[str, Callable[..., Dataset]]] = {
+    "digits": ("unlearn", load_digits_dataset),
+    "toxic_templates": ("bias", load_toxic_templates),
+}
+# The embedded default dataset of each task.
+TASK_KINDS: dict[str, str] = {"unlearn": "digits", "bias": "toxic_templates"}
+
+
+def dataset_task(name: str) -> str:
+    """The task a dataset serves.
+
+    Raises:
+      ValueError: the name is unknown (the message lists the known names).
+    """
+    if name not in DATASETS:
+        known = ", ".join(sorted(DATASETS))
+        raise ValueError(f"Unknown dataset {name!r}. Known datasets: {known}.")
+    return DATASETS[name][0]
+
+
+def load_dataset(name: str, **options) -> Dataset:
+    """Load a dataset by registry name (``ValueError`` naming the known ones if it is unknown)."""
+    dataset_task(name)
+    return DATASETS[name][1](**options)

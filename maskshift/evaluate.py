@@ -1,0 +1,130 @@
+"""``python -m maskshift.evaluate``: held-out test metrics of the pretrained model or of an edited
+checkpoint.
+
+Examples::
+
+    python -m maskshift.evaluate --task unlearn --forget-class 7
+    python -m maskshift.evaluate --task bias --json
+    python -m maskshift.evaluate --task unlearn --checkpoint runs/mask-unlearn
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from maskshift.checkpoint import CheckpointError, load_edited, read_meta
+from maskshift.data import TASK_KINDS, dataset_task, load_dataset
+from maskshift.metrics import bias_report, unlearning_report
+from maskshift.models import pretrained
+
+TASKS = tuple(TASK_KINDS)
+SUMMARY_KEYS = {
+    "unlearn": ("forget_acc", "retain_acc", "test_acc", "mia"),
+    "bias": ("accuracy", "worst_group_acc", "fpr_gap", "flip_rate"),
+}
+
+
+def resolve_dataset(task: str, dataset: str | None) -> str:
+    """The dataset for ``task``: the embedded default, or ``dataset`` checked to fit the task."""
+    if task not in TASK_KINDS:
+        raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(TASKS)}.")
+    name = dataset or TASK_KINDS[task]
+    serves = dataset_task(name)
+    if serves != task:
+        raise ValueError(f"Dataset {name!r} serves the {serves!r} task, not {task!r}.")
+    return name
+
+
+def check_forget_classes(forget_classes, num_classes: int) -> tuple[int, ...]:
+    classes = tuple(int(c) for c in forget_classes)
+    if not classes:
+        raise ValueError("At least one forget class is needed.")
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"Forget class {bad[0]} is outside the labels 0..{num_classes - 1}.")
+    if len(set(classes)) == num_classes:
+        raise ValueError("Forgetting every class leaves no retain set.")
+    return classes
+
+
+def evaluate(task: str, *, dataset: str | None = None, forget_classes=(7,), checkpoint=None,
+             seed: int = 0, split: str = "test") -> dict:
+    """Metrics of the pretrained model, or of the edited checkpoint in ``checkpoint``, on ``split``.
+
+    Returns a dict with ``task``, ``dataset``, ``source`` ("pretrained" or the checkpoint path) and
+    the metric keys of :func:`maskshift.metrics.unlearning_report` or ``bias_report``.
+    """
+    name = resolve_dataset(task, dataset)
+    data = load_dataset(name)
+    if task == "unlearn":
+        forget_classes = check_forget_classes(forget_classes, data.num_classes)
+    target = pretrained(data, seed=seed)
+    params, source = target.params, "pretrained"
+    if checkpoint is not None:
+        meta = read_meta(checkpoint)
+        if meta.get("task") not in (None, task) or meta.get("dataset") not in (None, name):
+            raise CheckpointError(f"Checkpoint {checkpoint} is for task {meta.get('task')!r} on "
+                                  f"{meta.get('dataset')!r}, not {task!r} on {name!r}.")
+        params, meta = load_edited(checkpoint, like=target.params)
+        if task == "unlearn" and meta.get("forget_classes") is not None:
+            forget_classes = tuple(meta["forget_classes"])
+        source = str(checkpoint)
+    out = {"task": task, "dataset": name, "source": source, "split": split}
+    if task == "unlearn":
+        out["forget_classes"] = list(forget_classes)
+        out.update(unlearning_report(target.model.apply, params, data, forget_classes, split))
+    else:
+        out.update(bias_report(target.model.apply, params, data, split))
+    return out
+
+
+def format_table(result: dict) -> str:
+    """A readable two-column table of the headline metrics, then the per-class/group figures."""
+    rows = [(k, result[k]) for k in SUMMARY_KEYS[result["task"]]]
+    lines = [f"maskshift evaluate: task={result['task']} dataset={result['dataset']} "
+             f"split={result['split']} model={result['source']}"]
+    if "forget_classes" in result:
+        lines[0] += f" forget={result['forget_classes']}"
+    width = max(len(k) for k, _ in rows)
+    lines += [f"  {k:<{width}}  {v:8.4f}" for k, v in rows]
+    if result["task"] == "unlearn":
+        accs = " ".join(f"{i}:{a:.3f}" for i, a in enumerate(result["per_class_acc"]))
+        lines.append(f"  per-class accuracy  {accs}")
+    else:
+        lines.append("  group accuracy (label 0 / label 1):")
+        for g, (a0, a1) in result["group_acc"].items():
+            lines.append(f"    {g:<16} {a0:.3f} / {a1:.3f}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m maskshift.evaluate",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--task", required=True, help="unlearn or bias")
+    p.add_argument("--dataset", default=None,
+                   help="dataset name (default: digits for unlearn, toxic_templates for bias)")
+    p.add_argument("--forget-class", type=int, nargs="+", default=[7],
+                   help="class(es) to forget, unlearn task only (default: 7)")
+    p.add_argument("--checkpoint", default=None, help="a run directory written by maskshift.train")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pretrained target model")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate(args.task, dataset=args.dataset, forget_classes=args.forget_class,
+                          checkpoint=args.checkpoint, seed=args.seed, split=args.split)
+    except (ValueError, CheckpointError) as err:
+        parser.exit(2, f"error: {err}\n")
+    print(json.dumps(result) if args.json else format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Batched, pure metrics for unlearning and bias mitigation, plus whole-model reports."""
+
+from maskshift.metrics.bias import (
+    bias_aucs,
+    flip_rate,
+    fpr_gap,
+    group_accuracies,
+    masked_auc,
+    positive_score,
+    worst_group_accuracy,
+)
+from maskshift.metrics.reports import bias_report, unlearning_report
+from maskshift.metrics.unlearning import (
+    accuracy,
+    fit_logistic_1d,
+    forget_mask,
+    forget_retain_accuracy,
+    membership_inference,
+    per_class_accuracy,
+    softmax_entropy,
+)
+
+__all__ = [
+    "accuracy",
+    "bias_aucs",
+    "bias_report",
+    "fit_logistic_1d",
+    "flip_rate",
+    "forget_mask",
+    "forget_retain_accuracy",
+    "fpr_gap",
+    "group_accuracies",
+    "masked_auc",
+    "membership_inference",
+    "per_class_accuracy",
+    "positive_score",
+    "softmax_entropy",
+    "unlearning_report",
+    "worst_group_accuracy",
+]

@@ -1,0 +1,76 @@
+"""Whole-model metric reports on a dataset split, as plain Python numbers (for CLIs and JSON).
+
+Every method (RL editors, baselines, the original model) is reported by these two functions, so
+all figures are computed by the same code. Logits are computed by one jitted ``apply_fn`` call per
+split; data enter as arguments, not as closed-over constants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from maskshift._types import Params
+from maskshift.data import Dataset
+from maskshift.metrics import bias as B
+from maskshift.metrics import unlearning as U
+
+ApplyFn = Callable[[Params, jax.Array], jax.Array]
+
+
+def _logits(apply_fn: ApplyFn, params: Params, x: np.ndarray) -> jax.Array:
+    return jax.jit(apply_fn)(params, jnp.asarray(x))
+
+
+def unlearning_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, forget_classes,
+                      split: str = "test") -> dict:
+    """Unlearning figures of one model on ``split``.
+
+    Returns ``forget_acc``, ``retain_acc``, ``test_acc`` (overall accuracy on ``split``),
+    ``per_class_acc`` and ``mia`` (attack fitted on retain-train vs test, scored on forget-train).
+    """
+    ev = dataset.split(split)
+    logits = _logits(apply_fn, params, ev.x)
+    y = jnp.asarray(ev.y)
+    forget, retain = U.forget_retain_accuracy(logits, y, forget_classes)
+    train_logits = _logits(apply_fn, params, dataset.train.x)
+    train_forget = U.forget_mask(jnp.asarray(dataset.train.y), forget_classes)
+    test_logits = logits if split == "test" else _logits(apply_fn, params, dataset.test.x)
+    mia = U.membership_inference(train_logits, test_logits, train_logits,
+                                 w_members=1.0 - train_forget, w_target=train_forget)
+    return {
+        "forget_acc": float(forget),
+        "retain_acc": float(retain),
+        "test_acc": float(U.accuracy(logits, y)),
+        "per_class_acc": [float(a) for a in U.per_class_accuracy(logits, y, dataset.num_classes)],
+        "mia": float(mia),
+    }
+
+
+def bias_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, split: str = "test") -> dict:
+    """Bias figures of one binary classifier on ``split``: ``accuracy``, ``worst_group_acc``,
+    ``fpr_gap``, ``flip_rate``, ``group_acc`` ({group: [acc on label 0, acc on label 1]}) and
+    Borkan et al.'s ``subgroup_auc``/``bpsn_auc``/``bnsp_auc`` ({group: auc})."""
+    ev = dataset.split(split)
+    if ev.group is None or ev.x_cf is None:
+        raise ValueError(f"Dataset {dataset.name!r} has no identity groups or counterfactuals; "
+                         "the bias task needs a text dataset such as 'toxic_templates'.")
+    logits = _logits(apply_fn, params, ev.x)
+    pred = B.predictions(logits)
+    pred_cf = B.predictions(_logits(apply_fn, params, ev.x_cf))
+    y, g = jnp.asarray(ev.y), jnp.asarray(ev.group)
+    num_groups = len(dataset.group_names)
+    gacc = np.asarray(B.group_accuracies(pred, y, g, num_groups))
+    aucs = B.bias_aucs(B.positive_score(logits), y, g, num_groups)
+    names = dataset.group_names
+    return {
+        "accuracy": float(U.accuracy(logits, y)),
+        "worst_group_acc": float(B.worst_group_accuracy(pred, y, g, num_groups)),
+        "fpr_gap": float(B.fpr_gap(pred, y, g)),
+        "flip_rate": float(B.flip_rate(pred, pred_cf)),
+        "group_acc": {names[i]: [float(a) for a in gacc[i]] for i in range(num_groups)},
+        **{k: {names[i + 1]: float(v[i]) for i in range(num_groups - 1)} for k, v in aucs.items()},
+    }

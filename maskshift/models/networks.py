@@ -1,0 +1,91 @@
+"""The target networks: a small CNN for images and an embedding-bag classifier for text.
+
+Both are *staged*: ``model.apply(params, x, start=i, stop=j)`` runs stages ``i..j-1`` only. An
+environment that edits a layer in stage ``k`` runs stages ``0..k-1`` once on its evaluation data,
+caches the activations, and per step runs only ``k..`` (see DESIGN.md, "Speed").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class StagedModule(nn.Module):
+    """A module whose forward pass is a fixed sequence of stages.
+
+    Subclasses define ``stages()`` returning a list of callables ``h -> h`` and ``STAGE_OF``, the
+    stage index that owns each top-level layer name.
+    """
+
+    STAGE_OF = {}
+
+    def stages(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, x, start: int = 0, stop: int | None = None):
+        stages = self.stages()
+        for stage in stages[start : len(stages) if stop is None else stop]:
+            x = stage(x)
+        return x
+
+    @property
+    def num_stages(self) -> int:
+        return max(self.STAGE_OF.values()) + 1
+
+
+class DigitsCNN(StagedModule):
+    """Conv(16) -> Conv(32) -> 2x2 average pool -> Dense(hidden) -> Dense(classes).
+
+    On 8x8 inputs the pooled features are ``[4, 4, 32]`` = 512, so ``Dense_0`` is ``[512, hidden]``.
+    """
+
+    num_classes: int = 10
+    features: Sequence[int] = (16, 32)
+    hidden: int = 64
+
+    STAGE_OF = {"Conv_0": 0, "Conv_1": 1, "Dense_0": 2, "Dense_1": 3}
+
+    def setup(self):
+        self.Conv_0 = nn.Conv(self.features[0], (3, 3))
+        self.Conv_1 = nn.Conv(self.features[1], (3, 3))
+        self.Dense_0 = nn.Dense(self.hidden)
+        self.Dense_1 = nn.Dense(self.num_classes)
+
+    def stages(self):
+        def pool_flat(h):
+            h = nn.avg_pool(h, (2, 2), strides=(2, 2))
+            return h.reshape(h.shape[:-3] + (-1,))
+
+        return [
+            lambda h: nn.relu(self.Conv_0(h)),
+            lambda h: pool_flat(nn.relu(self.Conv_1(h))),
+            lambda h: nn.relu(self.Dense_0(h)),
+            self.Dense_1,
+        ]
+
+
+class TextClassifier(StagedModule):
+    """Embedding bag (mean over non-padding tokens) -> Dense(hidden) -> Dense(classes)."""
+
+    vocab_size: int
+    embed_dim: int = 32
+    hidden: int = 64
+    num_classes: int = 2
+
+    STAGE_OF = {"Embed_0": 0, "Dense_0": 1, "Dense_1": 2}
+
+    def setup(self):
+        self.Embed_0 = nn.Embed(self.vocab_size, self.embed_dim)
+        self.Dense_0 = nn.Dense(self.hidden)
+        self.Dense_1 = nn.Dense(self.num_classes)
+
+    def stages(self):
+        def bag(tokens):
+            mask = (tokens > 0).astype(jnp.float32)[..., None]
+            emb = self.Embed_0(tokens) * mask
+            return emb.sum(-2) / jnp.maximum(mask.sum(-2), 1.0)
+
+        return [bag, lambda h: nn.relu(self.Dense_0(h)), self.Dense_1]
