@@ -49,7 +49,7 @@ def check_forget_classes(forget_classes, num_classes: int) -> tuple[int, ...]:
     return classes
 
 
-def evaluate(task: str, *, dataset: str | None = None, forget_classes=(7,), checkpoint=None,
+def evaluate_model(task: str, *, dataset: str | None = None, forget_classes=(7,), checkpoint=None,
              seed: int = 0, split: str = "test") -> dict:
     """Metrics of the pretrained model, or of the edited checkpoint in ``checkpoint``, on ``split``.
 
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.task, dataset=args.dataset, forget_classes=args.forget_class,
+        result = evaluate_model(args.task, dataset=args.dataset, forget_classes=args.forget_class,
                           checkpoint=args.checkpoint, seed=args.seed, split=args.split)
     except (ValueError, CheckpointError) as err:
         parser.exit(2, f"error: {err}\n")

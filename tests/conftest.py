@@ -35,3 +35,14 @@ def toxic_model(toxic):
     from maskshift.models import pretrained
 
     return pretrained(toxic)
+
+
+@pytest.fixture(scope="session")
+def envs():
+    """Every registered env on both built-in tasks, small episodes: {(env_id, task): (env, p)}."""
+    from maskshift.envs import REGISTERED_ENVS, make
+    from maskshift.tasks import bias_task, unlearning_task
+
+    tasks = {"unlearn": unlearning_task(batch_size=32), "bias": bias_task(batch_size=32)}
+    return {(env_id, name): make(env_id, task=task, max_steps_in_episode=3)
+            for env_id in REGISTERED_ENVS for name, task in tasks.items()}

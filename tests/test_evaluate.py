@@ -53,22 +53,22 @@ def test_checkpoint_round_trip_reports_the_edited_model(tmp_path, digits, digits
     edited["params"]["Dense_1"]["bias"][7] = -1e4
     save_edited(tmp_path / "run", edited, {"task": "unlearn", "dataset": "digits",
                                            "forget_classes": [7]})
-    res = ev.evaluate("unlearn", checkpoint=tmp_path / "run")
+    res = ev.evaluate_model("unlearn", checkpoint=tmp_path / "run")
     assert res["forget_acc"] == 0.0
     assert res["retain_acc"] > 0.9
     assert res["source"] == str(tmp_path / "run")
     with pytest.raises(CheckpointError, match="task 'unlearn'"):
-        ev.evaluate("bias", checkpoint=tmp_path / "run")
+        ev.evaluate_model("bias", checkpoint=tmp_path / "run")
 
 
 def test_corrupt_or_foreign_checkpoints_are_refused(tmp_path, digits_model, toxic_model):
     save_edited(tmp_path / "text", toxic_model.params, {"task": "unlearn", "dataset": "digits"})
     with pytest.raises(CheckpointError, match="another model"):
-        ev.evaluate("unlearn", checkpoint=tmp_path / "text")
+        ev.evaluate_model("unlearn", checkpoint=tmp_path / "text")
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no maskshift checkpoint"):
-        ev.evaluate("unlearn", checkpoint=tmp_path / "empty")
+        ev.evaluate_model("unlearn", checkpoint=tmp_path / "empty")
     save_edited(tmp_path / "bad", digits_model.params, {"task": "unlearn"})
     (tmp_path / "bad" / "edited.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt"):
-        ev.evaluate("unlearn", checkpoint=tmp_path / "bad")
+        ev.evaluate_model("unlearn", checkpoint=tmp_path / "bad")

@@ -1,0 +1,266 @@
+"""MaskWorld and ShiftWorld: gymnax 1.x environments whose state is an edit of a network's weights.
+
+Both share :class:`EditWorld`; they differ only in how an edit is stored and applied:
+
+- **MaskWorld**: the state holds a mask ``M`` per edited matrix (all ones at reset);
+  ``M <- clip(M + step_size * D, 0, mask_max)`` and the effective weight is ``W0 * M``. The mask can
+  reach exactly 0 (prune a weight) or scale it up to ``mask_max``.
+- **ShiftWorld**: the state holds a shift ``S`` (zeros at reset);
+  ``S <- S + step_size * rms(W0) * D``, then ``S`` is rescaled so that
+  ``||S||_F <= shift_cap * ||W0||_F``; the effective weight is ``W0 + S``.
+
+An action is a flat vector holding, for each edited matrix ``[m, n]``, factors ``U [m, r]`` then
+``V [n, r]`` (row-major); :meth:`EditWorld.unflatten_action` splits it. The per-step direction is
+``D = tanh(U @ V.T / sqrt(r))``, so every entry of one step's change is bounded by ``step_size``
+(times ``rms(W0)`` in ShiftWorld), and a zero action changes nothing, bit for bit.
+
+**Reward** (level form, evaluated after the step on a fresh *train* minibatch)::
+
+    reward = lambda_utility * utility + lambda_edit * edit
+
+with the task objective's terms, each measured relative to the original model on the whole train
+split, so the original model scores 0. For unlearning, ``utility = retain_p - retain_p0`` and
+``edit = forget_p0 - forget_p`` (``*_p``: mean probability of the true class); for bias,
+``utility = acc_p - acc_p0`` and ``edit = cf_gap0 - cf_gap`` (``cf_gap``: mean absolute change of
+the toxic probability when identity terms are swapped). Test splits are never touched.
+
+**Observation** (a fixed-size vector in [-1, 1], whatever the layer size): for each edited matrix,
+``tanh`` of the mean, mean-absolute and max-absolute deviation from the original (``M - 1``, or
+``S / rms(W0)``) and of the mean-absolute deviation of its rows and of its columns pooled into
+``obs_bins`` bins each; then the objective's 4 metrics on the last minibatch; then ``t / T``.
+
+**Episode**: ``EnvParams.max_steps_in_episode`` steps, then truncation and gymnax's auto-reset to
+the original weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from maskshift._types import Array, Params, PRNGKey
+from maskshift.tasks import Task, TaskArrays, set_leaves
+
+
+@struct.dataclass
+class EnvState(environment.EnvState):
+    """``edit``: one mask or shift ``[m, n]`` per edited matrix; ``metrics``: the objective's
+    metrics on the last minibatch; ``time``: the step count within the episode."""
+
+    edit: tuple
+    metrics: Array
+
+
+@struct.dataclass
+class EnvParams(environment.EnvParams):
+    """Everything a sweep may ``vmap`` over, and the task's arrays.
+
+    Attributes:
+      lambda_utility, lambda_edit: reward coefficients.
+      step_size: the largest change of one mask entry (MaskWorld) or, in units of ``rms(W0)``,
+        of one shift entry (ShiftWorld) per step.
+      mask_max: MaskWorld's upper bound on a mask entry.
+      shift_cap: ShiftWorld's bound on ``||S||_F / ||W0||_F``.
+      max_steps_in_episode: the episode length ``T``.
+      task: the :class:`~maskshift.tasks.TaskArrays`.
+    """
+
+    lambda_utility: float = 2.0
+    lambda_edit: float = 1.0
+    step_size: float = 0.25
+    mask_max: float = 2.0
+    shift_cap: float = 1.0
+    max_steps_in_episode: int = 8
+    task: TaskArrays | None = None
+
+
+class EditWorld(environment.Environment[EnvState, EnvParams]):
+    """Base of MaskWorld and ShiftWorld. Holds only static structure: the task's callables,
+    the edited paths, shapes, the rank and the observation size. All arrays live in ``EnvParams``.
+
+    Args:
+      task: the editing :class:`~maskshift.tasks.Task`.
+      rank: ``r``, the rank of each step's change (checked against every edited matrix).
+      obs_bins: bins for the pooled row and column summaries in the observation.
+    """
+
+    kind = "edit"
+
+    def __init__(self, task: Task, rank: int = 4, obs_bins: int = 8):
+        super().__init__()
+        self.task = task
+        self.paths = task.edit_paths
+        self.leaf_shapes = task.leaf_shapes
+        self.shapes = task.matrix_shapes
+        if not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"rank must be a positive integer, got {rank!r}.")
+        for path, (m, n) in zip(self.paths, self.shapes, strict=True):
+            if rank > min(m, n):
+                raise ValueError(f"rank {rank} is larger than min(m, n) = {min(m, n)} for the "
+                                 f"edited leaf {'/'.join(path)} viewed as [{m}, {n}]; choose "
+                                 f"rank <= {min(m, n)}.")
+        self.rank = rank
+        self.obs_bins = obs_bins
+        self.action_size = sum((m + n) * rank for m, n in self.shapes)
+        self.obs_size = len(self.shapes) * (3 + 2 * obs_bins) + len(task.objective.metric_names) + 1
+
+    # ------------------------------------------------------------------ construction helpers
+    @property
+    def name(self) -> str:
+        return f"{type(self).__name__}-v0"
+
+    def make_params(self, **overrides) -> EnvParams:
+        """``EnvParams`` for this env's task (runs the frozen prefix over the train data once)."""
+        return EnvParams(task=self.task.arrays(), **overrides)
+
+    @property
+    def default_params(self) -> EnvParams:
+        return self.make_params()
+
+    # ------------------------------------------------------------------ subclass hooks
+    def initial_edit(self, w0: Array) -> Array:
+        raise NotImplementedError
+
+    def update_edit(self, edit: Array, d: Array, w0: Array, params: EnvParams) -> Array:
+        raise NotImplementedError
+
+    def effective(self, edit: Array, w0: Array) -> Array:
+        raise NotImplementedError
+
+    def deviation(self, edit: Array, w0: Array) -> Array:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ actions
+    def unflatten_action(self, action: Array) -> tuple[tuple[Array, Array], ...]:
+        """Split a flat action ``[action_size]`` into ``((U [m, r], V [n, r]), ...)``."""
+        action = jnp.asarray(action)
+        if action.shape != (self.action_size,):
+            raise ValueError(f"{self.name} expects an action of shape ({self.action_size},) "
+                             f"(U [m, r] and V [n, r] for each edited matrix {list(self.shapes)}, "
+                             f"rank {self.rank}), got shape {action.shape}.")
+        out, i = [], 0
+        for m, n in self.shapes:
+            u = action[i : i + m * self.rank].reshape(m, self.rank)
+            i += m * self.rank
+            v = action[i : i + n * self.rank].reshape(n, self.rank)
+            i += n * self.rank
+            out.append((u, v))
+        return tuple(out)
+
+    def direction(self, u: Array, v: Array) -> Array:
+        """``D = tanh(U V^T / sqrt(r))`` ``[m, n]``, every entry in (-1, 1)."""
+        return jnp.tanh(u @ v.T / math.sqrt(self.rank))
+
+    # ------------------------------------------------------------------ model
+    def edited_params(self, state: EnvState, params: EnvParams) -> Params:
+        """The full params pytree of the model that ``state`` describes."""
+        ws = [self.effective(e, w0).reshape(s) for e, w0, s in
+              zip(state.edit, params.task.originals, self.leaf_shapes, strict=True)]
+        return set_leaves(params.task.params, self.paths, ws)
+
+    def _measure(self, key: PRNGKey, edit: tuple, params: EnvParams) -> Array:
+        st = EnvState(time=0, edit=edit, metrics=params.task.base_metrics)
+        model_params = self.edited_params(st, params)
+        batch = self.task.objective.sample(key, params.task.train)
+        return self.task.objective.measure(lambda h: self.task.suffix(model_params, h), batch)
+
+    def _obs(self, edit: tuple, metrics: Array, time, params: EnvParams) -> Array:
+        feats = []
+        for e, w0 in zip(edit, params.task.originals, strict=True):
+            dev = self.deviation(e, w0)  # [m, n]
+            a = jnp.abs(dev)
+            feats.append(jnp.stack([dev.mean(), a.mean(), a.max()]))
+            feats.append(_pool(a.mean(1), self.obs_bins))
+            feats.append(_pool(a.mean(0), self.obs_bins))
+        structure = jnp.tanh(jnp.concatenate(feats))
+        t = jnp.asarray(time, jnp.float32) / params.max_steps_in_episode
+        return jnp.concatenate([structure, jnp.clip(metrics, -1.0, 1.0), t[None]])
+
+    # ------------------------------------------------------------------ gymnax API
+    def reset_env(self, key: PRNGKey, params: EnvParams) -> tuple[Array, EnvState]:
+        del key  # the reset is deterministic: the original weights
+        edit = tuple(self.initial_edit(w0) for w0 in params.task.originals)
+        state = EnvState(time=jnp.int32(0), edit=edit, metrics=params.task.base_metrics)
+        return self._obs(edit, state.metrics, state.time, params), state
+
+    def step_env(self, key: PRNGKey, state: EnvState, action: Array, params: EnvParams):
+        factors = self.unflatten_action(action)
+        edit = tuple(self.update_edit(e, self.direction(u, v), w0, params)
+                     for e, (u, v), w0 in zip(state.edit, factors, params.task.originals,
+                                              strict=True))
+        metrics = self._measure(key, edit, params)
+        utility, edit_term = self.task.objective.terms(metrics, params.task.base_metrics)
+        reward = params.lambda_utility * utility + params.lambda_edit * edit_term
+        time = state.time + 1
+        new_state = EnvState(time=time, edit=edit, metrics=metrics)
+        obs = self._obs(edit, metrics, time, params)
+        info = {"utility": utility, "edit": edit_term, "metrics": metrics}
+        return obs, new_state, reward, jnp.asarray(False), info
+
+    def is_terminated(self, state: EnvState, params: EnvParams) -> Array:
+        return jnp.asarray(False)
+
+    def action_space(self, params: EnvParams | None = None) -> spaces.Box:
+        """Unbounded factors (the environment squashes them); sampled in [-1, 1]."""
+        return spaces.Box(-1.0, 1.0, (self.action_size,), jnp.float32)
+
+    def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
+        return spaces.Box(-1.0, 1.0, (self.obs_size,), jnp.float32)
+
+
+def _pool(x: Array, bins: int) -> Array:
+    """Mean of ``x [k]`` over ``bins`` contiguous, nearly equal bins (``[bins]``; empty bins 0)."""
+    k = x.shape[0]
+    ids = (jnp.arange(k) * bins) // k
+    sums = jax.ops.segment_sum(x, ids, num_segments=bins)
+    counts = jax.ops.segment_sum(jnp.ones_like(x), ids, num_segments=bins)
+    return sums / jnp.maximum(counts, 1.0)
+
+
+class MaskWorld(EditWorld):
+    """Multiplicative editing: ``W = W0 * M`` with ``M <- clip(M + step_size * D, 0, mask_max)``."""
+
+    kind = "mask"
+
+    def initial_edit(self, w0):
+        return jnp.ones_like(w0)
+
+    def update_edit(self, edit, d, w0, params):
+        return jnp.clip(edit + params.step_size * d, 0.0, params.mask_max)
+
+    def effective(self, edit, w0):
+        return w0 * edit
+
+    def deviation(self, edit, w0):
+        return edit - 1.0
+
+
+class ShiftWorld(EditWorld):
+    """Additive editing: ``W = W0 + S`` with ``S <- S + step_size * rms(W0) * D``, capped at
+    ``||S||_F <= shift_cap * ||W0||_F``."""
+
+    kind = "shift"
+
+    def initial_edit(self, w0):
+        return jnp.zeros_like(w0)
+
+    def update_edit(self, edit, d, w0, params):
+        norm0 = jnp.sqrt(jnp.sum(w0 * w0))
+        rms0 = norm0 / math.sqrt(w0.size)
+        s = edit + params.step_size * rms0 * d
+        norm = jnp.sqrt(jnp.sum(s * s))
+        cap = params.shift_cap * norm0
+        # scale is exactly 1.0 inside the cap, so a zero action leaves S bit for bit
+        scale = jnp.where(norm > cap, cap / jnp.maximum(norm, 1e-30), 1.0)
+        return s * scale
+
+    def effective(self, edit, w0):
+        return w0 + edit
+
+    def deviation(self, edit, w0):
+        rms0 = jnp.sqrt(jnp.mean(w0 * w0))
+        return edit / jnp.maximum(rms0, 1e-30)

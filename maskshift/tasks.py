@@ -1,0 +1,400 @@
+"""Editing tasks: what is edited, on which data, toward which objective.
+
+A :class:`Task` bundles a model (``apply_fn`` and original ``params``), the leaves to edit (paths
+into the params pytree), the data splits, and an :class:`Objective` that turns logits on a sampled
+*train* minibatch into a utility term, an edit term and a few observable metrics.
+
+Static structure (paths, shapes, callables, batch sizes) stays on the Python objects; every array
+an environment needs goes into :class:`TaskArrays`, a pytree carried in ``EnvParams`` (so jitted
+code never bakes data in as constants, and a ``vmap`` over tasks is possible).
+
+If the task has a ``prefix_fn``/``suffix_fn`` split (the built-in models do), the frozen network
+below the first edited layer is run once over the train data and its activations are cached; a
+step then runs only ``suffix_fn``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from maskshift._types import Array, Params, PRNGKey
+from maskshift.data import Dataset, Split, load_dataset
+from maskshift.metrics import unlearning as U
+
+Path = tuple[str, ...]
+ApplyFn = Callable[[Params, Array], Array]
+
+
+# --------------------------------------------------------------------------- pytree paths
+def _path_str(path: Path) -> str:
+    return "/".join(path)
+
+
+def get_leaf(params: Params, path: Path):
+    node = params
+    for i, k in enumerate(path):
+        if not isinstance(node, dict) and not hasattr(node, "keys"):
+            raise KeyError(_path_str(path[:i]))
+        if k not in node:
+            raise KeyError(_path_str(path[: i + 1]))
+        node = node[k]
+    return node
+
+
+def set_leaves(params: Params, paths: Sequence[Path], values: Sequence) -> Params:
+    """A copy of ``params`` with the leaf at each path replaced; other leaves are shared."""
+    def put(node, path, value):
+        if not path:
+            return value
+        new = dict(node)
+        new[path[0]] = put(node[path[0]], path[1:], value)
+        return new
+
+    for path, value in zip(paths, values, strict=True):
+        params = put(params, path, value)
+    return params
+
+
+def leaf_paths(params: Params) -> list[Path]:
+    out = []
+    for kp, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        out.append(tuple(getattr(k, "key", str(k)) for k in kp))
+    return out
+
+
+def resolve_paths(params: Params, edit: Sequence[str | Path]) -> tuple[Path, ...]:
+    """Turn layer names (``"Dense_0"``) or full paths (``("params", "Dense_0", "kernel")`` or
+    ``"params/Dense_0/kernel"``) into full leaf paths, with a clear error for a wrong one."""
+    if not edit:
+        raise ValueError("Choose at least one leaf to edit.")
+    known = leaf_paths(params)
+    out = []
+    for e in edit:
+        path = tuple(e.split("/")) if isinstance(e, str) else tuple(e)
+        candidates = [p for p in known if p == path]
+        if not candidates and len(path) == 1:  # a layer name: its matrix-shaped weight
+            candidates = [p for p in known if len(p) >= 2 and p[-2] == path[0]
+                          and np.ndim(get_leaf(params, p)) >= 2]
+        if len(candidates) != 1:
+            matrices = sorted({_path_str(p) for p in known if np.ndim(get_leaf(params, p)) >= 2})
+            raise ValueError(f"Unknown layer or leaf {_path_str(path)!r} to edit. Editable leaves "
+                             f"of this model: {', '.join(matrices)}.")
+        p = candidates[0]
+        if np.ndim(get_leaf(params, p)) < 2:
+            raise ValueError(f"Leaf {_path_str(p)!r} has shape {np.shape(get_leaf(params, p))}; "
+                             "only matrices and conv kernels (2-D or more) can be edited.")
+        out.append(p)
+    if len(set(out)) != len(out):
+        raise ValueError(f"A leaf is listed twice in {list(edit)}.")
+    return tuple(out)
+
+
+def matrix_shape(shape: Sequence[int]) -> tuple[int, int]:
+    """A leaf viewed as a matrix: a conv kernel ``[kh, kw, cin, cout]`` is ``[kh*kw*cin, cout]``."""
+    return int(np.prod(shape[:-1])), int(shape[-1])
+
+
+# --------------------------------------------------------------------------- objectives
+class Objective:
+    """How a task measures a model on a minibatch. Subclasses are frozen dataclasses (static)."""
+
+    name: str
+    metric_names: tuple[str, ...]
+
+    def arrays(self, h: np.ndarray, split: Split) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def sample(self, key: PRNGKey, arrays: dict) -> dict:
+        raise NotImplementedError
+
+    def measure(self, logits_fn: Callable[[Array], Array], batch: dict) -> Array:
+        """Metrics ``[len(metric_names)]`` of a model (given as ``h -> logits``) on ``batch``."""
+        raise NotImplementedError
+
+    def terms(self, metrics: Array, base: Array) -> tuple[Array, Array]:
+        """``(utility, edit)`` terms of the reward from metrics and the original's metrics."""
+        raise NotImplementedError
+
+
+def _p_true(logits, y):
+    return jnp.take_along_axis(jax.nn.softmax(logits, -1), y[..., None], -1)[..., 0]
+
+
+def _draw(key, n_avail: int, batch: int):
+    return jax.random.randint(key, (batch,), 0, n_avail)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlearnObjective(Objective):
+    """Forget ``forget_classes`` while keeping the rest.
+
+    Metrics (on a fresh train minibatch of ``batch_size`` retain and ``batch_size`` forget
+    examples): ``retain_p`` and ``forget_p`` (mean softmax probability of the true class),
+    ``retain_acc`` and ``forget_acc``.
+    Reward terms, relative to the original model's values on the whole train split:
+    ``utility = retain_p - retain_p0`` and ``edit = forget_p0 - forget_p``.
+    """
+
+    forget_classes: tuple[int, ...] = (7,)
+    batch_size: int = 64
+    name: str = "unlearn"
+    metric_names: tuple[str, ...] = ("retain_p", "forget_p", "retain_acc", "forget_acc")
+
+    def arrays(self, h, split):
+        f = np.isin(split.y, self.forget_classes)
+        if f.all() or not f.any():
+            raise ValueError(f"Forget classes {list(self.forget_classes)} leave an empty forget "
+                             "or retain set in the train split.")
+        return {"h_retain": h[~f], "y_retain": split.y[~f],
+                "h_forget": h[f], "y_forget": split.y[f]}
+
+    def sample(self, key, arrays):
+        kr, kf = jax.random.split(key)
+        ir = _draw(kr, arrays["y_retain"].shape[0], self.batch_size)
+        i_f = _draw(kf, arrays["y_forget"].shape[0], self.batch_size)
+        return {"h_retain": arrays["h_retain"][ir], "y_retain": arrays["y_retain"][ir],
+                "h_forget": arrays["h_forget"][i_f], "y_forget": arrays["y_forget"][i_f]}
+
+    def measure(self, logits_fn, batch):
+        lr, lf = logits_fn(batch["h_retain"]), logits_fn(batch["h_forget"])
+        return jnp.stack([_p_true(lr, batch["y_retain"]).mean(),
+                          _p_true(lf, batch["y_forget"]).mean(),
+                          U.accuracy(lr, batch["y_retain"]), U.accuracy(lf, batch["y_forget"])])
+
+    def terms(self, metrics, base):
+        return metrics[0] - base[0], base[1] - metrics[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class BiasObjective(Objective):
+    """Remove the classifier's dependence on identity terms while keeping its accuracy.
+
+    Metrics (on a fresh train minibatch and its counterfactual twins): ``acc_p`` (mean probability
+    of the label), ``cf_gap`` (mean |p(positive | x) - p(positive | twin)|, a smooth flip rate),
+    ``accuracy`` and ``flip_rate``. The edit term needs no labels, so annotator bias in the train
+    labels cannot reward keeping the bias.
+    Reward terms: ``utility = acc_p - acc_p0`` and ``edit = cf_gap0 - cf_gap``.
+    """
+
+    batch_size: int = 128
+    name: str = "bias"
+    metric_names: tuple[str, ...] = ("acc_p", "cf_gap", "accuracy", "flip_rate")
+
+    def arrays(self, h, split, h_cf=None):
+        raise TypeError("BiasObjective.arrays needs counterfactual activations; use arrays_cf.")
+
+    def arrays_cf(self, h, h_cf, split):
+        return {"h": h, "h_cf": h_cf, "y": split.y}
+
+    def sample(self, key, arrays):
+        i = _draw(key, arrays["y"].shape[0], self.batch_size)
+        return {"h": arrays["h"][i], "h_cf": arrays["h_cf"][i], "y": arrays["y"][i]}
+
+    def measure(self, logits_fn, batch):
+        lg, lc = logits_fn(batch["h"]), logits_fn(batch["h_cf"])
+        p, pc = jax.nn.softmax(lg, -1)[..., 1], jax.nn.softmax(lc, -1)[..., 1]
+        flips = (jnp.argmax(lg, -1) != jnp.argmax(lc, -1)).astype(jnp.float32)
+        return jnp.stack([_p_true(lg, batch["y"]).mean(), jnp.abs(p - pc).mean(),
+                          U.accuracy(lg, batch["y"]), flips.mean()])
+
+    def terms(self, metrics, base):
+        return metrics[0] - base[0], base[1] - metrics[1]
+
+
+# --------------------------------------------------------------------------- task
+@struct.dataclass
+class TaskArrays:
+    """Every array an environment reads, as one pytree (it lives in ``EnvParams``).
+
+    Attributes:
+      params: the original params pytree (edited leaves included; never copied per environment).
+      originals: the original edited leaves viewed as matrices, one ``[m, n]`` per edited leaf.
+      train: the objective's train-split arrays (cached activations ``h``, labels, ...).
+      base_metrics: the original model's objective metrics on the whole train split.
+    """
+
+    params: Params
+    originals: tuple
+    train: dict
+    base_metrics: Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """An editing problem. Build one with :func:`unlearning_task`, :func:`bias_task` or
+    :func:`task_from_model`.
+
+    Attributes:
+      name: a label for logs and results.
+      apply_fn: ``(params, x) -> logits`` for the whole model.
+      params: the original params.
+      edit_paths: full paths of the edited leaves.
+      objective: the :class:`Objective`.
+      dataset: the data (train for rewards, val for model selection, test for reporting).
+      prefix_fn, suffix_fn: ``(params, x) -> h`` and ``(params, h) -> logits`` with
+        ``suffix_fn(p, prefix_fn(p, x)) == apply_fn(p, x)``; ``prefix_fn`` must not read the edited
+        leaves. Without a split, ``prefix_fn`` is the identity and every step runs ``apply_fn``.
+    """
+
+    name: str
+    apply_fn: ApplyFn
+    params: Params
+    edit_paths: tuple[Path, ...]
+    objective: Objective
+    dataset: Dataset
+    prefix_fn: ApplyFn | None = None
+    suffix_fn: ApplyFn | None = None
+
+    def __post_init__(self):
+        for path, leaf in zip(leaf_paths(self.params), jax.tree.leaves(self.params), strict=True):
+            if not np.all(np.isfinite(np.asarray(leaf))):
+                raise ValueError(f"The original weights are not finite at {_path_str(path)!r}; "
+                                 "edit a model whose params are all finite.")
+        if (self.prefix_fn is None) != (self.suffix_fn is None):
+            raise ValueError("Give both prefix_fn and suffix_fn, or neither.")
+
+    @property
+    def leaf_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(np.shape(get_leaf(self.params, p))) for p in self.edit_paths)
+
+    @property
+    def matrix_shapes(self) -> tuple[tuple[int, int], ...]:
+        return tuple(matrix_shape(s) for s in self.leaf_shapes)
+
+    def prefix(self, params, x):
+        return x if self.prefix_fn is None else self.prefix_fn(params, x)
+
+    def suffix(self, params, h):
+        return self.apply_fn(params, h) if self.suffix_fn is None else self.suffix_fn(params, h)
+
+    def split_arrays(self, split: str = "train") -> dict:
+        """The objective's arrays for ``split``, with activations below the edit cached."""
+        s = self.dataset.split(split)
+        prefix = jax.jit(self.prefix)
+        h = np.asarray(prefix(self.params, jnp.asarray(s.x)))
+        if isinstance(self.objective, BiasObjective):
+            if s.x_cf is None:
+                raise ValueError(f"Dataset {self.dataset.name!r} has no counterfactual twins; the "
+                                 "bias objective needs them.")
+            h_cf = np.asarray(prefix(self.params, jnp.asarray(s.x_cf)))
+            return self.objective.arrays_cf(h, h_cf, s)
+        return self.objective.arrays(h, s)
+
+    def arrays(self) -> TaskArrays:
+        """Build the :class:`TaskArrays` (runs the frozen prefix once over the train split)."""
+        train = jax.tree.map(jnp.asarray, self.split_arrays("train"))
+        params = jax.tree.map(jnp.asarray, self.params)
+        originals = tuple(jnp.reshape(get_leaf(params, p), matrix_shape(s))
+                          for p, s in zip(self.edit_paths, self.leaf_shapes, strict=True))
+        # The original's metrics on the whole train split: the whole set is one "batch".
+        base = jax.jit(self.objective.measure, static_argnums=0)(
+            lambda h: self.suffix(params, h), train)
+        return TaskArrays(params=params, originals=originals, train=train, base_metrics=base)
+
+
+# --------------------------------------------------------------------------- builders
+def _staged_fns(model, params, edit_paths):
+    stages = {p[1] if p[0] == "params" else p[0] for p in edit_paths}
+    unknown = [s for s in stages if s not in model.STAGE_OF]
+    if unknown:
+        raise ValueError(f"Layer {unknown[0]!r} is not a stage of {type(model).__name__}.")
+    k = min(model.STAGE_OF[s] for s in stages)
+    return (lambda p, x: model.apply(p, x, stop=k)), (lambda p, h: model.apply(p, h, start=k))
+
+
+def unlearning_task(forget_classes: int | Sequence[int] = 7, *, dataset: str | Dataset = "digits",
+                    edit: Sequence[str | Path] = ("Dense_0",), seed: int = 0,
+                    batch_size: int = 64) -> Task:
+    """Class unlearning on the built-in CNN.
+
+    By default the hidden dense layer ``Dense_0`` (``[512, 64]``) is edited, not the output layer:
+    on the output layer, zeroing one column is a trivial edit that teaches nothing about editing
+    internal representations.
+    """
+    from maskshift.evaluate import check_forget_classes
+    from maskshift.models import pretrained
+
+    data = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    classes = check_forget_classes(np.atleast_1d(forget_classes), data.num_classes)
+    target = pretrained(data, seed=seed)
+    paths = resolve_paths(target.params, edit)
+    prefix, suffix = _staged_fns(target.model, target.params, paths)
+    return Task(name=f"unlearn-{data.name}-forget{'-'.join(map(str, classes))}",
+                apply_fn=target.model.apply, params=target.params, edit_paths=paths,
+                objective=UnlearnObjective(forget_classes=classes, batch_size=batch_size),
+                dataset=data, prefix_fn=prefix, suffix_fn=suffix)
+
+
+def bias_task(*, dataset: str | Dataset = "toxic_templates",
+              edit: Sequence[str | Path] = ("Dense_0",), seed: int = 0,
+              batch_size: int = 128) -> Task:
+    """Bias mitigation on the built-in text classifier.
+
+    By default the hidden layer ``Dense_0`` (``[32, 64]``, right after the embedding bag) is edited:
+    it is where identity-term directions in the pooled embedding are mapped into the features the
+    output layer reads.
+    """
+    from maskshift.models import pretrained
+
+    data = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    target = pretrained(data, seed=seed)
+    paths = resolve_paths(target.params, edit)
+    prefix, suffix = _staged_fns(target.model, target.params, paths)
+    return Task(name=f"bias-{data.name}", apply_fn=target.model.apply, params=target.params,
+                edit_paths=paths, objective=BiasObjective(batch_size=batch_size), dataset=data,
+                prefix_fn=prefix, suffix_fn=suffix)
+
+
+def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path], *,
+                    train: tuple, test: tuple, val: tuple | None = None, objective: str = "unlearn",
+                    forget_classes: int | Sequence[int] = 0, num_classes: int | None = None,
+                    prefix_fn: ApplyFn | None = None, suffix_fn: ApplyFn | None = None,
+                    batch_size: int = 64, name: str = "custom") -> Task:
+    """A task from your own Flax model and arrays.
+
+    Args:
+      apply_fn: ``(params, x) -> logits``, e.g. ``model.apply``.
+      params: your trained params.
+      edit: layer names or leaf paths to edit.
+      train, val, test: ``(x, y)`` tuples, or ``(x, y, group, x_counterfactual)`` for the bias
+        objective. ``val`` defaults to ``train``: model selection must never see ``test``.
+      objective: ``"unlearn"`` or ``"bias"``.
+      forget_classes: classes to forget (unlearn).
+      prefix_fn, suffix_fn: an optional split of ``apply_fn`` below the first edited layer.
+    """
+    def split(t):
+        t = tuple(np.asarray(a) for a in t)
+        return Split(*t)
+
+    tr, te = split(train), split(test)
+    va = split(val) if val is not None else tr
+    n_classes = num_classes or int(max(tr.y.max(), te.y.max())) + 1
+    data = Dataset(name=name, kind="custom", num_classes=n_classes,
+                   class_names=tuple(map(str, range(n_classes))), train=tr, val=va, test=te)
+    paths = resolve_paths(params, edit)
+    if objective == "unlearn":
+        from maskshift.evaluate import check_forget_classes
+
+        obj = UnlearnObjective(check_forget_classes(np.atleast_1d(forget_classes), n_classes),
+                               batch_size=batch_size)
+    elif objective == "bias":
+        obj = BiasObjective(batch_size=batch_size)
+    else:
+        raise ValueError(f"Unknown objective {objective!r}; choose 'unlearn' or 'bias'.")
+    return Task(name=name, apply_fn=apply_fn, params=params, edit_paths=paths, objective=obj,
+                dataset=data, prefix_fn=prefix_fn, suffix_fn=suffix_fn)
+
+
+TASKS = {"unlearn": unlearning_task, "bias": bias_task}
+
+
+def make_task(name: str, **kwargs) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"Unknown task {name!r}; choose one of {', '.join(TASKS)}.")
+    return TASKS[name](**kwargs)
