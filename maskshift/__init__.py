@@ -6,11 +6,24 @@ The public API is re-exported here; everything else may change.
 from maskshift.checkpoint import CheckpointError, load_edited, save_edited
 from maskshift.data import Dataset, Split, load_dataset
 from maskshift.envs import REGISTERED_ENVS, EnvParams, EnvState, MaskWorld, ShiftWorld, make
-from maskshift.evaluate import evaluate_model
 from maskshift.models import pretrained
 from maskshift.tasks import Task, bias_task, task_from_model, unlearning_task
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The CLI modules load on first use, so `python -m maskshift.evaluate` / `.train` run them
+    # fresh instead of finding them half-imported by this package.
+    if name == "evaluate_model":
+        from maskshift.evaluate import evaluate_model
+
+        return evaluate_model
+    if name == "train_and_evaluate":
+        from maskshift.train import train_and_evaluate
+
+        return train_and_evaluate
+    raise AttributeError(f"module 'maskshift' has no attribute {name!r}")
 
 __all__ = [
     "REGISTERED_ENVS",
@@ -24,6 +37,7 @@ __all__ = [
     "Task",
     "bias_task",
     "evaluate_model",
+    "train_and_evaluate",
     "load_dataset",
     "load_edited",
     "make",

@@ -15,7 +15,7 @@ import json
 import sys
 
 from maskshift.checkpoint import CheckpointError, load_edited, read_meta
-from maskshift.data import TASK_KINDS, dataset_task, load_dataset
+from maskshift.data import TASK_KINDS, check_forget_classes, load_dataset, resolve_dataset
 from maskshift.metrics import bias_report, unlearning_report
 from maskshift.models import pretrained
 
@@ -24,29 +24,6 @@ SUMMARY_KEYS = {
     "unlearn": ("forget_acc", "retain_acc", "test_acc", "mia"),
     "bias": ("accuracy", "worst_group_acc", "fpr_gap", "flip_rate"),
 }
-
-
-def resolve_dataset(task: str, dataset: str | None) -> str:
-    """The dataset for ``task``: the embedded default, or ``dataset`` checked to fit the task."""
-    if task not in TASK_KINDS:
-        raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(TASKS)}.")
-    name = dataset or TASK_KINDS[task]
-    serves = dataset_task(name)
-    if serves != task:
-        raise ValueError(f"Dataset {name!r} serves the {serves!r} task, not {task!r}.")
-    return name
-
-
-def check_forget_classes(forget_classes, num_classes: int) -> tuple[int, ...]:
-    classes = tuple(int(c) for c in forget_classes)
-    if not classes:
-        raise ValueError("At least one forget class is needed.")
-    bad = [c for c in classes if not 0 <= c < num_classes]
-    if bad:
-        raise ValueError(f"Forget class {bad[0]} is outside the labels 0..{num_classes - 1}.")
-    if len(set(classes)) == num_classes:
-        raise ValueError("Forgetting every class leaves no retain set.")
-    return classes
 
 
 def evaluate_model(task: str, *, dataset: str | None = None, forget_classes=(7,), checkpoint=None,

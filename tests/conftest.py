@@ -46,3 +46,39 @@ def envs():
     tasks = {"unlearn": unlearning_task(batch_size=32), "bias": bias_task(batch_size=32)}
     return {(env_id, name): make(env_id, task=task, max_steps_in_episode=3)
             for env_id in REGISTERED_ENVS for name, task in tasks.items()}
+
+
+@pytest.fixture(scope="session")
+def blob_mlp():
+    """A user's own small Flax MLP, ``Dense_0 [2, 16] -> Dense_1 [16, 3]``, trained on three
+    Gaussian blobs: returns ``(model, params, x [600, 2], y [600])`` (trained on the first 400)."""
+    import flax.linen as nn
+    import jax
+    import numpy as np
+    import optax
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.relu(nn.Dense(16)(x))  # Dense_0
+            return nn.Dense(3)(h)  # Dense_1
+
+    rng = np.random.default_rng(0)
+    centers = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.5]], np.float32)
+    y = rng.integers(0, 3, 600).astype(np.int32)
+    x = (centers[y] + rng.normal(0, 0.5, (600, 2))).astype(np.float32)
+    model = MLP()
+    params = model.init(jax.random.key(0), x[:1])
+    tx = optax.adam(1e-2)
+
+    @jax.jit
+    def step(params, opt_state):
+        grads = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
+            model.apply(p, x[:400]), y[:400]).mean())(params)
+        updates, opt_state = tx.update(grads, opt_state)
+        return optax.apply_updates(params, updates), opt_state
+
+    opt_state = tx.init(params)
+    for _ in range(200):
+        params, opt_state = step(params, opt_state)
+    return model, params, x, y

@@ -5,7 +5,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import maskshift
@@ -200,32 +199,8 @@ def test_reward_formula_by_hand(tiny):
     assert float(base[1]) == pytest.approx(p_true[y == 1].mean(), rel=1e-5)
 
 
-def test_a_users_own_flax_mlp_through_the_same_api():
-    class MLP(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            h = nn.relu(nn.Dense(16)(x))  # Dense_0 [2, 16]
-            return nn.Dense(3)(h)  # Dense_1 [16, 3]
-
-    rng = np.random.default_rng(0)
-    centers = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.5]], np.float32)
-    y = rng.integers(0, 3, 600).astype(np.int32)
-    x = (centers[y] + rng.normal(0, 0.6, (600, 2))).astype(np.float32)
-    model = MLP()
-    params = model.init(jax.random.key(0), x[:1])
-    tx = optax.adam(1e-2)
-
-    @jax.jit
-    def train_step(params, opt_state):
-        loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(  # noqa: E731
-            model.apply(p, x[:400]), y[:400]).mean()
-        updates, opt_state = tx.update(jax.grad(loss)(params), opt_state)
-        return optax.apply_updates(params, updates), opt_state
-
-    opt_state = tx.init(params)
-    for _ in range(200):
-        params, opt_state = train_step(params, opt_state)
-
+def test_a_users_own_flax_mlp_through_the_same_api(blob_mlp):
+    model, params, x, y = blob_mlp
     task = task_from_model(model.apply, params, ["Dense_0"], train=(x[:400], y[:400]),
                            test=(x[400:], y[400:]), forget_classes=2, batch_size=16)
     env, env_params = maskshift.make("ShiftWorld-v0", task=task, rank=2)

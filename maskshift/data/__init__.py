@@ -2,7 +2,14 @@
 
 from maskshift.data._base import SPLITS, Dataset, Split
 from maskshift.data.digits import load_digits_dataset
-from maskshift.data.registry import DATASETS, TASK_KINDS, dataset_task, load_dataset
+from maskshift.data.registry import (
+    DATASETS,
+    TASK_KINDS,
+    check_forget_classes,
+    dataset_task,
+    load_dataset,
+    resolve_dataset,
+)
 from maskshift.data.text import Tokenizer, load_toxic_templates, load_wordlists
 
 __all__ = [
@@ -12,6 +19,8 @@ __all__ = [
     "Dataset",
     "Split",
     "Tokenizer",
+    "check_forget_classes",
+    "resolve_dataset",
     "dataset_task",
     "load_dataset",
     "load_digits_dataset",

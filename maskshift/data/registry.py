@@ -33,3 +33,26 @@ def load_dataset(name: str, **options) -> Dataset:
     """Load a dataset by registry name (``ValueError`` naming the known ones if it is unknown)."""
     dataset_task(name)
     return DATASETS[name][1](**options)
+
+
+def resolve_dataset(task: str, dataset: str | None) -> str:
+    """The dataset for ``task``: the embedded default, or ``dataset`` checked to fit the task."""
+    if task not in TASK_KINDS:
+        raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(TASK_KINDS)}.")
+    name = dataset or TASK_KINDS[task]
+    serves = dataset_task(name)
+    if serves != task:
+        raise ValueError(f"Dataset {name!r} serves the {serves!r} task, not {task!r}.")
+    return name
+
+
+def check_forget_classes(forget_classes, num_classes: int) -> tuple[int, ...]:
+    classes = tuple(int(c) for c in forget_classes)
+    if not classes:
+        raise ValueError("At least one forget class is needed.")
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"Forget class {bad[0]} is outside the labels 0..{num_classes - 1}.")
+    if len(set(classes)) == num_classes:
+        raise ValueError("Forgetting every class leaves no retain set.")
+    return classes

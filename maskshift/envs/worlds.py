@@ -19,15 +19,16 @@ An action is a flat vector holding, for each edited matrix ``[m, n]``, factors `
     reward = lambda_utility * utility + lambda_edit * edit
 
 with the task objective's terms, each measured relative to the original model on the whole train
-split, so the original model scores 0. For unlearning, ``utility = retain_p - retain_p0`` and
-``edit = forget_p0 - forget_p`` (``*_p``: mean probability of the true class); for bias,
+split, so the original model scores 0. For unlearning, ``utility = retain_ce0 - retain_ce`` and
+``edit = forget_ce - forget_ce0`` (mean cross-entropy, capped per forget example); for bias,
 ``utility = acc_p - acc_p0`` and ``edit = cf_gap0 - cf_gap`` (``cf_gap``: mean absolute change of
 the toxic probability when identity terms are swapped). Test splits are never touched.
 
 **Observation** (a fixed-size vector in [-1, 1], whatever the layer size): for each edited matrix,
 ``tanh`` of the mean, mean-absolute and max-absolute deviation from the original (``M - 1``, or
 ``S / rms(W0)``) and of the mean-absolute deviation of its rows and of its columns pooled into
-``obs_bins`` bins each; then the objective's 4 metrics on the last minibatch; then ``t / T``.
+``obs_bins`` bins each; then ``tanh`` of the objective's 4 metrics on the last minibatch; then
+``t / T``.
 
 **Episode**: ``EnvParams.max_steps_in_episode`` steps, then truncation and gymnax's auto-reset to
 the original weights.
@@ -114,8 +115,13 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         return f"{type(self).__name__}-v0"
 
     def make_params(self, **overrides) -> EnvParams:
-        """``EnvParams`` for this env's task (runs the frozen prefix over the train data once)."""
-        return EnvParams(task=self.task.arrays(), **overrides)
+        """``EnvParams`` for this env's task (runs the frozen prefix over the train data once).
+
+        Fields default to the task objective's ``env_defaults`` (its reward coefficients), then to
+        the :class:`EnvParams` defaults; ``overrides`` win over both.
+        """
+        return EnvParams(task=self.task.arrays(), **{**dict(self.task.objective.env_defaults),
+                                                     **overrides})
 
     @property
     def default_params(self) -> EnvParams:
@@ -178,7 +184,7 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
             feats.append(_pool(a.mean(0), self.obs_bins))
         structure = jnp.tanh(jnp.concatenate(feats))
         t = jnp.asarray(time, jnp.float32) / params.max_steps_in_episode
-        return jnp.concatenate([structure, jnp.clip(metrics, -1.0, 1.0), t[None]])
+        return jnp.concatenate([structure, jnp.tanh(metrics), t[None]])
 
     # ------------------------------------------------------------------ gymnax API
     def reset_env(self, key: PRNGKey, params: EnvParams) -> tuple[Array, EnvState]:

@@ -1,0 +1,164 @@
+"""PPO in the PureJaxRL style: pure functions, the whole update one compiled program.
+
+``make_train(config, env)`` returns a :class:`Trainer` whose functions are pure:
+
+- ``init(key, env_params) -> RunnerState``
+- ``update(runner_state, env_params) -> (runner_state, metrics)``: one PPO update (a rollout of
+  ``num_steps`` over ``num_envs`` vmapped environments, GAE, ``update_epochs`` epochs of shuffled
+  minibatches), all ``lax.scan``s;
+- ``run(runner_state, env_params, n)``: ``n`` updates in one ``lax.scan`` (``n`` static);
+- ``train(key, env_params) -> (runner_state, metrics)``: the whole run, so
+  ``jax.jit(jax.vmap(trainer.train, in_axes=(0, None)))(keys, env_params)`` trains several seeds
+  at once.
+
+``env_params`` is an argument, never closed over: its arrays (original weights, cached activations)
+stay data, not constants baked into the program.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from maskshift.envs import EditWorld, EnvParams
+from maskshift.ppo.config import PPOConfig
+from maskshift.ppo.gae import compute_gae, ppo_loss
+from maskshift.ppo.networks import ActorCritic
+
+
+class RunnerState(NamedTuple):
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array  # [num_envs, obs_size]
+    key: jax.Array
+    update: jax.Array  # number of updates done
+
+
+class Transition(NamedTuple):  # every field [num_steps, num_envs, ...]
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    next_value: jax.Array
+    terminated: jax.Array
+    episode_end: jax.Array
+    metrics: jax.Array  # the objective's metrics after the step
+
+
+class Trainer(NamedTuple):
+    config: PPOConfig
+    env: EditWorld
+    network: ActorCritic
+    init: Callable
+    update: Callable
+    run: Callable
+    train: Callable
+
+
+def make_network(config: PPOConfig, env: EditWorld) -> ActorCritic:
+    return ActorCritic(shapes=tuple(env.shapes), rank=env.rank, hidden=config.hidden,
+                       init_log_std=config.init_log_std, u_init_scale=config.u_init_scale)
+
+
+def make_train(config: PPOConfig, env: EditWorld) -> Trainer:
+    config.validate()
+    network = make_network(config, env)
+    steps_per_opt = config.update_epochs * config.num_minibatches
+    if config.anneal_lr:
+        lr = optax.linear_schedule(config.learning_rate, 0.0, config.num_updates * steps_per_opt)
+    else:
+        lr = config.learning_rate
+    tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
+    v_reset = jax.vmap(env.reset, in_axes=(0, None))
+    v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def init(key, env_params: EnvParams) -> RunnerState:
+        k_net, k_env, key = jax.random.split(key, 3)
+        params = network.init(k_net, jnp.zeros((1, env.obs_size)))
+        obs, env_state = v_reset(jax.random.split(k_env, config.num_envs), env_params)
+        return RunnerState(params, tx.init(params), env_state, obs, key, jnp.int32(0))
+
+    def env_step(carry, _, env_params):
+        params, env_state, obs, key = carry
+        key, k_act, k_env = jax.random.split(key, 3)
+        pi, value = network.apply(params, obs)
+        action = pi.sample(seed=k_act)
+        log_prob = pi.log_prob(action)
+        next_obs, env_state, reward, terminated, truncated, info = v_step(
+            jax.random.split(k_env, config.num_envs), env_state, action, env_params)
+        # the value of the state the step reached, before auto-reset: bootstraps truncation
+        _, next_value = network.apply(params, info["final_observation"])
+        tr = Transition(obs, action, log_prob, value, reward, next_value,
+                        terminated.astype(jnp.float32),
+                        jnp.logical_or(terminated, truncated).astype(jnp.float32),
+                        info["metrics"])
+        return (params, env_state, next_obs, key), tr
+
+    def update(rs: RunnerState, env_params: EnvParams):
+        (_, env_state, obs, key), traj = jax.lax.scan(
+            lambda c, x: env_step(c, x, env_params), (rs.params, rs.env_state, rs.obs, rs.key),
+            None, config.num_steps)
+        adv, target = compute_gae(traj.reward, traj.value, traj.next_value, traj.terminated,
+                                  traj.episode_end, config.gamma, config.gae_lambda)
+        batch = {"obs": traj.obs, "action": traj.action, "log_prob": traj.log_prob,
+                 "value": traj.value, "advantage": adv, "target": target}
+        n = config.num_steps * config.num_envs
+        batch = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), batch)
+
+        def epoch(carry, _):
+            params, opt_state, key = carry
+            key, k_perm = jax.random.split(key)
+            perm = jax.random.permutation(k_perm, n)
+            mbs = jax.tree.map(
+                lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch)
+
+            def minibatch(carry, mb):
+                params, opt_state = carry
+                grads, aux = jax.grad(
+                    lambda p: ppo_loss(network, p, mb, config.clip_eps, config.vf_coef,
+                                       config.ent_coef), has_aux=True)(params)
+                updates, opt_state = tx.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), aux
+
+            (params, opt_state), aux = jax.lax.scan(minibatch, (params, opt_state), mbs)
+            return (params, opt_state, key), aux
+
+        (params, opt_state, key), aux = jax.lax.scan(
+            epoch, (rs.params, rs.opt_state, key), None, config.update_epochs)
+        ends = traj.episode_end
+        n_eps = jnp.maximum(ends.sum(), 1.0)
+        metrics = {
+            "reward": traj.reward.mean(),
+            "episode_return": _episode_returns(traj.reward, ends).sum() / n_eps,
+            "final_metrics": (traj.metrics * ends[..., None]).sum((0, 1)) / n_eps,
+            "last_metrics": traj.metrics[-1].mean(0),
+            **jax.tree.map(jnp.mean, aux),
+        }
+        return RunnerState(params, opt_state, env_state, obs, key, rs.update + 1), metrics
+
+    def run(rs: RunnerState, env_params: EnvParams, num_updates: int):
+        return jax.lax.scan(lambda r, _: update(r, env_params), rs, None, num_updates)
+
+    def train(key, env_params: EnvParams):
+        return run(init(key, env_params), env_params, config.num_updates)
+
+    return Trainer(config, env, network, init, update, run, train)
+
+
+def _episode_returns(rewards, ends):
+    """Sum of rewards of each episode that ends within the rollout, placed at its end step;
+    ``[T, B] -> [T, B]`` (0 where no episode ends). Episodes that started before the rollout
+    count only their in-rollout part."""
+    def step(acc, xs):
+        r, end = xs
+        acc = acc + r
+        return acc * (1.0 - end), acc * end
+
+    _, out = jax.lax.scan(step, jnp.zeros_like(rewards[0]), (rewards, ends))
+    return out
