@@ -40,7 +40,7 @@ from maskshift._io import (
     save_pytree,
 )
 from maskshift.checkpoint import save_edited
-from maskshift.data import check_forget_classes, resolve_dataset
+from maskshift.data import resolve_dataset
 from maskshift.envs import ENV_ALIASES, EnvParams, make
 from maskshift.evaluate import SUMMARY_KEYS
 from maskshift.ppo import PPOConfig, RunnerState, make_train
@@ -70,7 +70,7 @@ class RunConfig:
     episode_length: int = 8
     lambda_utility: float | None = None
     lambda_edit: float | None = None
-    step_size: float = 0.25
+    step_size: float | None = None
     eval_batch: int | None = None
     select_tolerance: float | None = None
     updates_per_chunk: int = 20
@@ -90,7 +90,9 @@ def build_env(cfg: RunConfig):
     else:
         batch = cfg.eval_batch or 128
         task = bias_task(dataset=name, batch_size=batch)
-    overrides = {"max_steps_in_episode": cfg.episode_length, "step_size": cfg.step_size}
+    overrides = {"max_steps_in_episode": cfg.episode_length}
+    if cfg.step_size is not None:
+        overrides["step_size"] = cfg.step_size
     if cfg.lambda_utility is not None:
         overrides["lambda_utility"] = cfg.lambda_utility
     if cfg.lambda_edit is not None:
@@ -138,23 +140,25 @@ def _load_runner(out: Path, like: RunnerState, cfg: RunConfig):
     return rs, meta["history"]
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an output directory the run must not touch (changes nothing on disk)."""
+    if overwrite or not out.exists():
+        return
     if (out / "results.json").exists():
         raise TrainingError(f"{out} already holds a finished run (results.json). Choose another "
                             "--out, or pass --overwrite to replace it.")
-    if out.exists() and any(out.iterdir()) and not (out / "ckpt").exists():
+    if any(out.iterdir()) and not (out / "ckpt").exists():
         raise TrainingError(f"{out} exists and is not a maskshift run; choose another --out, or "
                             "pass --overwrite to replace its contents.")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
 
 # ------------------------------------------------------------------ the run
-def _metric_labels(env) -> tuple[str, ...]:
-    return env.task.objective.metric_names
-
-
 def _fmt_progress(u, n_updates, env_steps, m, labels, sps) -> str:
     fm = m["final_metrics"]
     shown = "  ".join(f"{k} {fm[i]:.3f}" for i, k in enumerate(labels) if "acc" in k or "flip"
@@ -171,17 +175,13 @@ def train_and_evaluate(cfg: RunConfig, out, *, overwrite: bool = False, log=prin
     checkpoint is left for the next call to resume from.
     """
     out = Path(out)
-    if cfg.task == "unlearn":
-        from maskshift.data import load_dataset
-
-        name = resolve_dataset(cfg.task, cfg.dataset)
-        check_forget_classes(cfg.forget_classes, load_dataset(name).num_classes)
+    _check_out(out, overwrite)
+    env, env_params = build_env(cfg)  # validates env, task, dataset, classes, rank
     _prepare_out(out, overwrite)
-    env, env_params = build_env(cfg)
     trainer = make_train(cfg.ppo, env)
     n_updates = cfg.ppo.num_updates
     steps_per_update = cfg.ppo.num_envs * cfg.ppo.num_steps
-    labels = _metric_labels(env)
+    labels = env.task.objective.metric_names
     run = jax.jit(trainer.run, static_argnums=2)
     rs = jax.jit(trainer.init)(jax.random.key(cfg.seed), env_params)
     history: dict = {"update": [], "env_steps": [], "episode_return": [], "final_metrics": []}
@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="utility coefficient (default: 10 unlearn, 2 bias)")
     p.add_argument("--lambda-edit", type=float, default=None,
                    help="edit coefficient (default: 1 unlearn, 4 bias)")
-    p.add_argument("--step-size", type=float, default=0.25)
+    p.add_argument("--step-size", type=float, default=None,
+                   help="largest change per step (default 0.25 mask, 0.1 shift)")
     p.add_argument("--eval-batch", type=int, default=None,
                    help="train examples per set per step (default 64 unlearn, 128 bias)")
     p.add_argument("--lr", type=float, default=PPOConfig.learning_rate)

@@ -169,34 +169,38 @@ def test_shiftworld_with_a_known_shift_by_hand(tiny):
     edited = env.edited_params(state, params)
     np.testing.assert_allclose(edited["params"]["Dense_0"]["kernel"], [[1.5, 2.0], [3.0, 3.0]])
     np.testing.assert_allclose(task.apply_fn(edited, jnp.asarray(x[:1])), [[4.5, 5.0]])
-    # one step by hand: S <- S + step * rms(W0) * tanh(u v^T)
+    # one step by hand: S <- S + step_size * rms(W0) * tanh(u v^T)
     _, state = env.reset(jax.random.key(0), params)
     u, v = np.array([1.0, 0.5]), np.array([-1.0, 2.0])
     _, new, *_ = env.step(jax.random.key(1), state, jnp.asarray(np.r_[u, v]), params)
     rms = np.sqrt(np.mean(np.array([[1, 2], [3, 4]]) ** 2))
-    np.testing.assert_allclose(new.edit[0], 0.25 * rms * np.tanh(np.outer(u, v)), rtol=1e-6)
+    assert float(params.step_size) == pytest.approx(0.1)  # ShiftWorld's default step
+    np.testing.assert_allclose(new.edit[0], 0.1 * rms * np.tanh(np.outer(u, v)), rtol=1e-6)
 
 
 def test_reward_formula_by_hand(tiny):
-    """Unlearn class 1 of the tiny model: reward = l_u (retain_p - retain_p0) + l_e (forget_p0 -
-    forget_p), with the batch the whole (4-example) train split drawn with replacement."""
+    """Unlearn class 1 of the tiny model: reward = l_u (retain_ce0 - retain_ce) + l_e (forget_ce -
+    forget_ce0), each forget example's cross-entropy capped at 5."""
     task, x = tiny
     env, params = make("MaskWorld-v0", task=task, rank=1, lambda_utility=3.0, lambda_edit=0.5)
     _, state = env.reset(jax.random.key(0), params)
     action = jnp.asarray([1.0, 1.0, -1.0, 1.0])
     _, new, reward, _, info = env.step_env(jax.random.key(5), state, action, params)
-    retain_p, forget_p = float(new.metrics[0]), float(new.metrics[1])
+    retain_ce, forget_ce = float(new.metrics[0]), float(new.metrics[1])
     base = params.task.base_metrics
-    expected = 3.0 * (retain_p - float(base[0])) + 0.5 * (float(base[1]) - forget_p)
+    expected = 3.0 * (float(base[0]) - retain_ce) + 0.5 * (forget_ce - float(base[1]))
     assert float(reward) == pytest.approx(expected, rel=1e-5)
-    # base metrics are those of the original on the whole train split, computed by hand
+    assert float(info["utility"]) == pytest.approx(float(base[0]) - retain_ce, rel=1e-5)
+    # base metrics are the original's on the whole train split, computed by hand
     logits = x @ np.array([[1.0, 2.0], [3.0, 4.0]])
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
     y = np.array([0, 1, 0, 1])
-    p_true = p[np.arange(4), y]
-    assert float(base[0]) == pytest.approx(p_true[y == 0].mean(), rel=1e-5)
-    assert float(base[1]) == pytest.approx(p_true[y == 1].mean(), rel=1e-5)
+    ce = -logp[np.arange(4), y]
+    assert float(base[0]) == pytest.approx(ce[y == 0].mean(), rel=1e-5)
+    assert float(base[1]) == pytest.approx(np.minimum(ce[y == 1], 5.0).mean(), rel=1e-5)
+    # and the edited model's metrics are those of the edited weights on the sampled batch
+    w = np.asarray(env.edited_params(new, params)["params"]["Dense_0"]["kernel"])
+    assert not np.allclose(w, [[1.0, 2.0], [3.0, 4.0]])
 
 
 def test_a_users_own_flax_mlp_through_the_same_api(blob_mlp):

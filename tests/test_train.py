@@ -132,3 +132,4 @@ def test_cli_bad_input(capsys, tmp_path, argv, message, toxic_model):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # bad input leaves nothing behind

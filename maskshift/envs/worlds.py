@@ -62,8 +62,8 @@ class EnvParams(environment.EnvParams):
 
     Attributes:
       lambda_utility, lambda_edit: reward coefficients.
-      step_size: the largest change of one mask entry (MaskWorld) or, in units of ``rms(W0)``,
-        of one shift entry (ShiftWorld) per step.
+      step_size: the largest change of one mask entry (MaskWorld, default 0.25) or, in units of
+        ``rms(W0)``, of one shift entry (ShiftWorld, default 0.1) per step.
       mask_max: MaskWorld's upper bound on a mask entry.
       shift_cap: ShiftWorld's bound on ``||S||_F / ||W0||_F``.
       max_steps_in_episode: the episode length ``T``.
@@ -90,6 +90,9 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
     """
 
     kind = "edit"
+    # EnvParams defaults of this kind of edit (a shift needs a smaller step than a mask: a
+    # column-coherent shift adds up over every input of a unit).
+    env_defaults: dict = {}
 
     def __init__(self, task: Task, rank: int = 4, obs_bins: int = 8):
         super().__init__()
@@ -117,10 +120,11 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
     def make_params(self, **overrides) -> EnvParams:
         """``EnvParams`` for this env's task (runs the frozen prefix over the train data once).
 
-        Fields default to the task objective's ``env_defaults`` (its reward coefficients), then to
-        the :class:`EnvParams` defaults; ``overrides`` win over both.
+        Fields default to the task objective's ``env_defaults`` (its reward coefficients) and the
+        environment's (its step size), then to the :class:`EnvParams` defaults; ``overrides`` win.
         """
-        return EnvParams(task=self.task.arrays(), **{**dict(self.task.objective.env_defaults),
+        return EnvParams(task=self.task.arrays(), **{**self.env_defaults,
+                                                     **dict(self.task.objective.env_defaults),
                                                      **overrides})
 
     @property
@@ -231,6 +235,7 @@ class MaskWorld(EditWorld):
     """Multiplicative editing: ``W = W0 * M`` with ``M <- clip(M + step_size * D, 0, mask_max)``."""
 
     kind = "mask"
+    env_defaults = {"step_size": 0.25}
 
     def initial_edit(self, w0):
         return jnp.ones_like(w0)
@@ -250,6 +255,7 @@ class ShiftWorld(EditWorld):
     ``||S||_F <= shift_cap * ||W0||_F``."""
 
     kind = "shift"
+    env_defaults = {"step_size": 0.1}
 
     def initial_edit(self, w0):
         return jnp.zeros_like(w0)
