@@ -253,6 +253,7 @@ class Task:
       edit_paths: full paths of the edited leaves.
       objective: the :class:`Objective`.
       dataset: the data (train for rewards, val for model selection, test for reporting).
+      model: the Flax module (set by the built-in tasks; optional for your own).
       prefix_fn, suffix_fn: ``(params, x) -> h`` and ``(params, h) -> logits`` with
         ``suffix_fn(p, prefix_fn(p, x)) == apply_fn(p, x)``; ``prefix_fn`` must not read the edited
         leaves. Without a split, ``prefix_fn`` is the identity and every step runs ``apply_fn``.
@@ -266,6 +267,7 @@ class Task:
     dataset: Dataset
     prefix_fn: ApplyFn | None = None
     suffix_fn: ApplyFn | None = None
+    model: object | None = None  # the Flax module, where known (retraining baselines need it)
 
     def __post_init__(self):
         for path, leaf in zip(leaf_paths(self.params), jax.tree.leaves(self.params), strict=True):
@@ -301,6 +303,16 @@ class Task:
             h_cf = np.asarray(prefix(self.params, jnp.asarray(s.x_cf)))
             return self.objective.arrays_cf(h, h_cf, s)
         return self.objective.arrays(h, s)
+
+    def report(self, params: Params, split: str = "test") -> dict:
+        """The task's figures for ``params`` on ``split``: the unlearning or bias report of
+        :mod:`maskshift.metrics`, the same code for every method."""
+        from maskshift.metrics import bias_report, unlearning_report
+
+        if isinstance(self.objective, UnlearnObjective):
+            return unlearning_report(self.apply_fn, params, self.dataset,
+                                     self.objective.forget_classes, split)
+        return bias_report(self.apply_fn, params, self.dataset, split)
 
     def arrays(self) -> TaskArrays:
         """Build the :class:`TaskArrays` (runs the frozen prefix once over the train split)."""
@@ -343,7 +355,7 @@ def unlearning_task(forget_classes: int | Sequence[int] = 7, *, dataset: str | D
     return Task(name=f"unlearn-{data.name}-forget{'-'.join(map(str, classes))}",
                 apply_fn=target.model.apply, params=target.params, edit_paths=paths,
                 objective=UnlearnObjective(forget_classes=classes, batch_size=batch_size),
-                dataset=data, prefix_fn=prefix, suffix_fn=suffix)
+                dataset=data, prefix_fn=prefix, suffix_fn=suffix, model=target.model)
 
 
 def bias_task(*, dataset: str | Dataset = "toxic_templates",
@@ -363,7 +375,7 @@ def bias_task(*, dataset: str | Dataset = "toxic_templates",
     prefix, suffix = _staged_fns(target.model, target.params, paths)
     return Task(name=f"bias-{data.name}", apply_fn=target.model.apply, params=target.params,
                 edit_paths=paths, objective=BiasObjective(batch_size=batch_size), dataset=data,
-                prefix_fn=prefix, suffix_fn=suffix)
+                prefix_fn=prefix, suffix_fn=suffix, model=target.model)
 
 
 def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path], *,

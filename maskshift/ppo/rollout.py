@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskshift.envs import EditWorld, EnvParams
-from maskshift.metrics import bias_report, unlearning_report
 from maskshift.tasks import UnlearnObjective
 
 
@@ -43,11 +42,7 @@ def edited_params_at(env: EditWorld, env_params: EnvParams, edits, t: int):
 
 
 def report(env: EditWorld, params, split: str) -> dict:
-    task = env.task
-    if isinstance(task.objective, UnlearnObjective):
-        return unlearning_report(task.apply_fn, params, task.dataset, task.objective.forget_classes,
-                                 split)
-    return bias_report(task.apply_fn, params, task.dataset, split)
+    return env.task.report(params, split)
 
 
 def selection_key(metrics: dict, original: dict, unlearn: bool, tolerance: float):

@@ -1,0 +1,190 @@
+"""``python -m maskshift.compare``: the baselines and the RL editors on the same task and seeds,
+evaluated by the same code, side by side.
+
+    python -m maskshift.compare --task unlearn --seeds 0 1 2 --out runs/compare-unlearn
+    python -m maskshift.compare --task bias
+
+Writes ``DIR/comparison.md`` (method, the task's test metrics as mean ± std over seeds, wall
+time), ``DIR/comparison.json`` and ``DIR/comparison.png``. RL runs live in ``DIR/rl/<env>-s<seed>``
+as ordinary ``maskshift.train`` runs; a finished one is reused, so an interrupted comparison
+restarted with the same command picks up where it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from maskshift._io import atomic_write_json, atomic_write_text
+from maskshift.baselines import BASELINES
+from maskshift.data import resolve_dataset
+from maskshift.evaluate import SUMMARY_KEYS
+from maskshift.tasks import bias_task, unlearning_task
+from maskshift.train import DEFAULT_TOTAL_STEPS, RunConfig, TrainingError, train_and_evaluate
+
+RL_METHODS = ("MaskWorld", "ShiftWorld")
+
+
+def _rl_config(task: str, env: str, seed: int, forget, dataset, total_steps) -> RunConfig:
+    from maskshift.ppo import PPOConfig
+
+    total = total_steps or DEFAULT_TOTAL_STEPS[task]
+    return RunConfig(env=env, task=task, dataset=dataset, seed=seed,
+                     forget_classes=tuple(forget), ppo=PPOConfig(total_timesteps=total))
+
+
+def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str | None = None,
+            forget_classes=(7,), methods=None, rl_total_steps: int | None = None,
+            overwrite: bool = False, log=print) -> dict:
+    """Run every method for every seed; write and return the comparison."""
+    out = Path(out)
+    if (out / "comparison.json").exists() and not overwrite:
+        raise TrainingError(f"{out} already holds a comparison; choose another --out or pass "
+                            "--overwrite.")
+    name = resolve_dataset(task_name, dataset)
+    task = (unlearning_task(forget_classes, dataset=name) if task_name == "unlearn"
+            else bias_task(dataset=name))
+    all_methods = ["original", *BASELINES[task_name], *RL_METHODS]
+    methods = list(methods or all_methods)
+    unknown = [m for m in methods if m not in all_methods]
+    if unknown:
+        raise ValueError(f"Unknown method {unknown[0]!r}; choose from {', '.join(all_methods)}.")
+    if task_name == "unlearn" and "retrain" not in methods:
+        methods.insert(1, "retrain")  # the gold reference every MIA is compared with
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    for seed in seeds:
+        for m in methods:
+            t0 = time.perf_counter()
+            if m == "original":
+                rep = task.report(task.params)
+            elif m in RL_METHODS:
+                env = "mask" if m == "MaskWorld" else "shift"
+                run_dir = out / "rl" / f"{env}-s{seed}"
+                if (run_dir / "results.json").exists():
+                    res = json.loads((run_dir / "results.json").read_text())
+                    log(f"  reusing {run_dir}")
+                else:
+                    cfg = _rl_config(task_name, env, seed, forget_classes, dataset,
+                                     rl_total_steps)
+                    res = train_and_evaluate(cfg, run_dir, overwrite=True, log=lambda s: None)
+                rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"]}
+            else:
+                params = BASELINES[task_name][m](task, jax.random.key(seed))
+                rep = task.report(params)
+            wall = rep.pop("_train_wall", None) or time.perf_counter() - t0
+            rep["wall_seconds"] = wall
+            runs[m].append(rep)
+            keys = SUMMARY_KEYS[task_name]
+            log(f"seed {seed}  {m:<16}" + "  ".join(f"{k} {rep[k]:.3f}" for k in keys)
+                + f"  {wall:6.1f} s")
+    summary = _summarise(runs, task_name)
+    result = {"task": task_name, "dataset": name, "seeds": list(seeds), "methods": methods,
+              "summary": summary, "runs": runs}
+    if task_name == "unlearn":
+        result["forget_classes"] = list(forget_classes)
+    md = _markdown(result)
+    _plot(out / "comparison.png", result)
+    atomic_write_json(out / "comparison.json", result)
+    atomic_write_text(out / "comparison.md", md)
+    log("\n" + md)
+    return result
+
+
+def _summarise(runs: dict, task_name: str) -> dict:
+    keys = (*SUMMARY_KEYS[task_name], "wall_seconds")
+    summary = {}
+    for m, reps in runs.items():
+        summary[m] = {k: {"mean": float(np.mean([r[k] for r in reps])),
+                          "std": float(np.std([r[k] for r in reps]))} for k in keys}
+    if task_name == "unlearn":
+        ref = [r["mia"] for r in runs["retrain"]]
+        for m, reps in runs.items():
+            gaps = [abs(r["mia"] - ref_i) for r, ref_i in zip(reps, ref, strict=True)]
+            summary[m]["mia_gap_to_retrain"] = {"mean": float(np.mean(gaps)),
+                                                "std": float(np.std(gaps))}
+    return summary
+
+
+def _markdown(result: dict) -> str:
+    task = result["task"]
+    keys = list(SUMMARY_KEYS[task])
+    if task == "unlearn":
+        keys += ["mia_gap_to_retrain"]
+    lines = [f"Task `{task}` on `{result['dataset']}`"
+             + (f", forget {result['forget_classes']}" if task == "unlearn" else "")
+             + f"; held-out test split; mean ± std over seeds {result['seeds']}.",
+             ""]
+    if task == "unlearn":
+        ref = result["summary"]["retrain"]["mia"]
+        lines += [f"The retrained model's MIA (the gold reference): {ref['mean']:.3f} ± "
+                  f"{ref['std']:.3f}; `mia_gap_to_retrain` is |MIA − retrained MIA| per seed.", ""]
+    lines.append("| method | " + " | ".join(keys) + " | wall s |")
+    lines.append("|---|" + "---|" * (len(keys) + 1))
+    for m in result["methods"]:
+        s = result["summary"][m]
+        cells = [f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in keys]
+        lines.append(f"| {m} | " + " | ".join(cells)
+                     + f" | {s['wall_seconds']['mean']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(path: Path, result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskshift.train import _save_fig
+
+    task = result["task"]
+    xk, yk = ("forget_acc", "retain_acc") if task == "unlearn" else ("worst_group_acc",
+                                                                     "accuracy")
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for m in result["methods"]:
+        pts = np.array([[r[xk], r[yk]] for r in result["runs"][m]])
+        marker = "*" if m == "retrain" else ("s" if m in RL_METHODS else "o")
+        ax.scatter(pts[:, 0], pts[:, 1], s=160 if m == "retrain" else 50, marker=marker, label=m,
+                   alpha=0.8)
+    ax.set(xlabel=f"{xk} (test)", ylabel=f"{yk} (test)",
+           title="Unlearning: forget vs retain accuracy (retrained model: star)"
+           if task == "unlearn" else "Bias: worst-group accuracy vs accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m maskshift.compare",
+                                description="Baselines vs RL editing on one task.")
+    p.add_argument("--task", required=True, help="unlearn or bias")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--forget-class", type=int, nargs="+", default=[7])
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="subset of methods (default: all)")
+    p.add_argument("--rl-total-steps", type=int, default=None,
+                   help="env steps per RL run (default: maskshift.train's)")
+    p.add_argument("--out", default=None, help="default runs/compare-<task>")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    from maskshift.checkpoint import CheckpointError
+
+    try:
+        compare(args.task, tuple(args.seeds), out=args.out or f"runs/compare-{args.task}",
+                dataset=args.dataset, forget_classes=tuple(args.forget_class),
+                methods=args.methods, rl_total_steps=args.rl_total_steps,
+                overwrite=args.overwrite, log=lambda s: print(s, flush=True))
+    except (ValueError, TrainingError, CheckpointError) as err:
+        p.exit(2, f"error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from maskshift import compare as C
+
+
+def test_unlearning_comparison_puts_the_retrained_mia_beside_every_method(tmp_path,
+                                                                           digits_model):
+    out = tmp_path / "cmp"
+    res = C.compare("unlearn", (0,), out=out, methods=["original", "ssd"], log=lambda s: None)
+    assert res["methods"] == ["original", "retrain", "ssd"]  # retrain added as the reference
+    md = (out / "comparison.md").read_text()
+    assert "The retrained model's MIA" in md and "mia_gap_to_retrain" in md
+    for m in res["methods"]:
+        assert f"| {m} |" in md
+    s = res["summary"]
+    assert s["retrain"]["mia_gap_to_retrain"]["mean"] == 0.0
+    assert s["original"]["forget_acc"]["mean"] == pytest.approx(1.0)
+    assert s["retrain"]["forget_acc"]["mean"] <= 0.05  # never saw a 7
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["summary"]["ssd"]["mia"]["mean"] == pytest.approx(s["ssd"]["mia"]["mean"])
+    with pytest.raises(C.TrainingError, match="already holds a comparison"):
+        C.compare("unlearn", (0,), out=out, methods=["original"], log=lambda s: None)
+
+
+def test_bias_comparison_runs_rl_editors_and_reuses_finished_runs(tmp_path, toxic_model):
+    out = tmp_path / "cmp"
+    lines = []
+    res = C.compare("bias", (0, 1), out=out, methods=["original", "leace", "MaskWorld"],
+                    rl_total_steps=512, log=lines.append)
+    assert set(res["summary"]) == {"original", "leace", "MaskWorld"}
+    assert res["summary"]["original"]["accuracy"]["std"] == 0.0  # same model every seed
+    assert len(res["runs"]["MaskWorld"]) == 2
+    assert (out / "rl" / "mask-s1" / "results.json").exists()
+    again = C.compare("bias", (0, 1), out=out, methods=["MaskWorld"], overwrite=True,
+                      log=lines.append)
+    assert any("reusing" in line for line in lines)
+    assert again["runs"]["MaskWorld"] == res["runs"]["MaskWorld"]
+
+
+def test_unknown_method_is_named(tmp_path, toxic_model):
+    with pytest.raises(ValueError, match="Unknown method 'magic'"):
+        C.compare("bias", (0,), out=tmp_path / "x", methods=["magic"], log=lambda s: None)
