@@ -13,7 +13,6 @@ restarted with the same command picks up where it was.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,13 @@ from maskshift.baselines import BASELINES
 from maskshift.data import resolve_dataset
 from maskshift.evaluate import SUMMARY_KEYS
 from maskshift.tasks import bias_task, unlearning_task
-from maskshift.train import DEFAULT_TOTAL_STEPS, RunConfig, TrainingError, train_and_evaluate
+from maskshift.train import (
+    DEFAULT_TOTAL_STEPS,
+    RunConfig,
+    TrainingError,
+    finished_run,
+    train_and_evaluate,
+)
 
 RL_METHODS = ("MaskWorld", "ShiftWorld")
 
@@ -67,12 +72,11 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
             elif m in RL_METHODS:
                 env = "mask" if m == "MaskWorld" else "shift"
                 run_dir = out / "rl" / f"{env}-s{seed}"
-                if (run_dir / "results.json").exists():
-                    res = json.loads((run_dir / "results.json").read_text())
+                cfg = _rl_config(task_name, env, seed, forget_classes, dataset, rl_total_steps)
+                res = finished_run(run_dir, cfg)
+                if res is not None:
                     log(f"  reusing {run_dir}")
                 else:
-                    cfg = _rl_config(task_name, env, seed, forget_classes, dataset,
-                                     rl_total_steps)
                     res = train_and_evaluate(cfg, run_dir, overwrite=True, log=lambda s: None)
                 rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"]}
             else:

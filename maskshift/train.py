@@ -140,6 +140,16 @@ def _load_runner(out: Path, like: RunnerState, cfg: RunConfig):
     return rs, meta["history"]
 
 
+def finished_run(run_dir, cfg: RunConfig) -> dict | None:
+    """The results of a finished run in ``run_dir`` made with exactly ``cfg``, else ``None``."""
+    path = Path(run_dir) / "results.json"
+    if not path.exists():
+        return None
+    res = json.loads(path.read_text())
+    saved = {k: v for k, v in res["config"].items() if k != "env_params"}
+    return res if saved == cfg.to_json() else None
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse an output directory the run must not touch (changes nothing on disk)."""
     if overwrite or not out.exists():
