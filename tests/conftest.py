@@ -5,8 +5,11 @@ import tempfile
 
 import pytest
 
-# Keep the pretraining cache inside the test session, never in the user's home.
-os.environ.setdefault("MASKSHIFT_CACHE_DIR", tempfile.mkdtemp(prefix="maskshift-test-cache-"))
+# Keep the pretraining cache inside the test session, never in the user's home, and give every
+# pytest-xdist worker its own: the cache tests corrupt entries on purpose, which must not reach
+# another worker reading the same entry.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+os.environ["MASKSHIFT_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"maskshift-test-cache-{_worker}-")
 
 
 @pytest.fixture(scope="session")

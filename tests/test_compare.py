@@ -35,7 +35,7 @@ def test_bias_comparison_runs_rl_editors_and_reuses_finished_runs(tmp_path, toxi
     assert len(res["runs"]["MaskWorld"]) == 2
     assert (out / "rl" / "mask-s1" / "results.json").exists()
     again = C.compare("bias", (0, 1), out=out, methods=["MaskWorld"], overwrite=True,
-                      log=lines.append)
+                      rl_total_steps=512, log=lines.append)
     assert any("reusing" in line for line in lines)
     assert again["runs"]["MaskWorld"] == res["runs"]["MaskWorld"]
 
