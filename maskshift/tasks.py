@@ -109,7 +109,9 @@ class Objective:
     # EnvParams defaults that suit this objective (reward coefficients); overrides win.
     env_defaults: tuple[tuple[str, float], ...] = ()
 
-    def arrays(self, h: np.ndarray, split: Split) -> dict[str, np.ndarray]:
+    def arrays(self, encode: Callable[[np.ndarray], np.ndarray], split: Split) -> dict:
+        """The arrays an environment samples from: ``encode`` maps inputs to the cached
+        activations below the edited layers."""
         raise NotImplementedError
 
     def sample(self, key: PRNGKey, arrays: dict) -> dict:
@@ -161,7 +163,8 @@ class UnlearnObjective(Objective):
     # retain cross-entropy moves ~40x less than the forget one: weigh it up to keep utility
     env_defaults: tuple[tuple[str, float], ...] = (("lambda_utility", 10.0), ("lambda_edit", 1.0))
 
-    def arrays(self, h, split):
+    def arrays(self, encode, split):
+        h = encode(split.x)
         f = np.isin(split.y, self.forget_classes)
         if f.all() or not f.any():
             raise ValueError(f"Forget classes {list(self.forget_classes)} leave an empty forget "
@@ -202,11 +205,11 @@ class BiasObjective(Objective):
     metric_names: tuple[str, ...] = ("acc_p", "cf_gap", "accuracy", "flip_rate")
     env_defaults: tuple[tuple[str, float], ...] = (("lambda_utility", 2.0), ("lambda_edit", 4.0))
 
-    def arrays(self, h, split, h_cf=None):
-        raise TypeError("BiasObjective.arrays needs counterfactual activations; use arrays_cf.")
-
-    def arrays_cf(self, h, h_cf, split):
-        return {"h": h, "h_cf": h_cf, "y": split.y}
+    def arrays(self, encode, split):
+        if split.x_cf is None:
+            raise ValueError("The bias objective needs counterfactual twins (Split.x_cf) in the "
+                             "data.")
+        return {"h": encode(split.x), "h_cf": encode(split.x_cf), "y": split.y}
 
     def sample(self, key, arrays):
         i = _draw(key, arrays["y"].shape[0], self.batch_size)
@@ -293,16 +296,9 @@ class Task:
 
     def split_arrays(self, split: str = "train") -> dict:
         """The objective's arrays for ``split``, with activations below the edit cached."""
-        s = self.dataset.split(split)
         prefix = jax.jit(self.prefix)
-        h = np.asarray(prefix(self.params, jnp.asarray(s.x)))
-        if isinstance(self.objective, BiasObjective):
-            if s.x_cf is None:
-                raise ValueError(f"Dataset {self.dataset.name!r} has no counterfactual twins; the "
-                                 "bias objective needs them.")
-            h_cf = np.asarray(prefix(self.params, jnp.asarray(s.x_cf)))
-            return self.objective.arrays_cf(h, h_cf, s)
-        return self.objective.arrays(h, s)
+        return self.objective.arrays(lambda x: np.asarray(prefix(self.params, jnp.asarray(x))),
+                                     self.dataset.split(split))
 
     def report(self, params: Params, split: str = "test") -> dict:
         """The task's figures for ``params`` on ``split``: the unlearning or bias report of

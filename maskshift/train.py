@@ -169,10 +169,14 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 
 # ------------------------------------------------------------------ the run
+def _shown(labels) -> list[int]:
+    """Indices of the metrics a person reads (accuracies, flip rate, counterfactual gap)."""
+    return [i for i, k in enumerate(labels) if "acc" in k or "flip" in k or "gap" in k]
+
+
 def _fmt_progress(u, n_updates, env_steps, m, labels, sps) -> str:
     fm = m["final_metrics"]
-    shown = "  ".join(f"{k} {fm[i]:.3f}" for i, k in enumerate(labels) if "acc" in k or "flip"
-                      in k or "gap" in k)
+    shown = "  ".join(f"{labels[i]} {fm[i]:.3f}" for i in _shown(labels))
     return (f"update {u:>5}/{n_updates}  env steps {env_steps:>9,}  "
             f"return {m['episode_return']:8.3f}  {shown}  {sps:,.0f} steps/s")
 
@@ -298,9 +302,8 @@ def _plots(out: Path, results: dict, env) -> None:
     axes[0].plot(h["env_steps"], h["episode_return"])
     axes[0].set(xlabel="env steps", ylabel="mean episode return", title="Learning curve")
     fm = np.asarray(h["final_metrics"]).reshape(len(h["env_steps"]), -1)
-    for i, k in enumerate(labels):
-        if "acc" in k or "flip" in k or "gap" in k:
-            axes[1].plot(h["env_steps"], fm[:, i], label=k)
+    for i in _shown(labels):
+        axes[1].plot(h["env_steps"], fm[:, i], label=labels[i])
     axes[1].set(xlabel="env steps", ylabel="end-of-episode metric (train minibatch)",
                 title="Metrics at episode end", ylim=(-0.02, 1.02))
     axes[1].legend()

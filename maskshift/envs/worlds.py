@@ -168,13 +168,16 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
     # ------------------------------------------------------------------ model
     def edited_params(self, state: EnvState, params: EnvParams) -> Params:
         """The full params pytree of the model that ``state`` describes."""
+        return self.params_for_edit(state.edit, params)
+
+    def params_for_edit(self, edit: tuple, params: EnvParams) -> Params:
+        """The full params pytree for an edit (one mask or shift per edited matrix)."""
         ws = [self.effective(e, w0).reshape(s) for e, w0, s in
-              zip(state.edit, params.task.originals, self.leaf_shapes, strict=True)]
+              zip(edit, params.task.originals, self.leaf_shapes, strict=True)]
         return set_leaves(params.task.params, self.paths, ws)
 
     def _measure(self, key: PRNGKey, edit: tuple, params: EnvParams) -> Array:
-        st = EnvState(time=0, edit=edit, metrics=params.task.base_metrics)
-        model_params = self.edited_params(st, params)
+        model_params = self.params_for_edit(edit, params)
         batch = self.task.objective.sample(key, params.task.train)
         return self.task.objective.measure(lambda h: self.task.suffix(model_params, h), batch)
 

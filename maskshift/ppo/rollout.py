@@ -37,8 +37,7 @@ def deterministic_rollout(env: EditWorld, env_params: EnvParams, network, policy
 
 
 def edited_params_at(env: EditWorld, env_params: EnvParams, edits, t: int):
-    state = env.reset_env(jax.random.key(0), env_params)[1]
-    return env.edited_params(state.replace(edit=tuple(e[t] for e in edits)), env_params)
+    return env.params_for_edit(tuple(e[t] for e in edits), env_params)
 
 
 def report(env: EditWorld, params, split: str) -> dict:
