@@ -24,7 +24,7 @@ import numpy as np
 from flax import struct
 
 from maskshift._types import Array, Params, PRNGKey
-from maskshift.data import Dataset, Split, check_forget_classes, load_dataset
+from maskshift.data import Dataset, Split, check_forget_classes, check_task, load_dataset
 from maskshift.metrics import unlearning as U
 
 Path = tuple[str, ...]
@@ -416,6 +416,4 @@ TASKS = {"unlearn": unlearning_task, "bias": bias_task}
 
 
 def make_task(name: str, **kwargs) -> Task:
-    if name not in TASKS:
-        raise ValueError(f"Unknown task {name!r}; choose one of {', '.join(TASKS)}.")
-    return TASKS[name](**kwargs)
+    return TASKS[check_task(name)](**kwargs)

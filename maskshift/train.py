@@ -40,7 +40,7 @@ from maskshift._io import (
     save_pytree,
 )
 from maskshift.checkpoint import save_edited
-from maskshift.data import resolve_dataset
+from maskshift.data import check_task, resolve_dataset
 from maskshift.envs import ENV_ALIASES, EnvParams, make
 from maskshift.evaluate import SUMMARY_KEYS
 from maskshift.ppo import PPOConfig, RunnerState, make_train
@@ -379,9 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> RunConfig:
-    if args.task not in DEFAULT_TOTAL_STEPS:
-        raise ValueError(f"Unknown task {args.task!r}; choose unlearn or bias.")
-    total = args.total_steps or DEFAULT_TOTAL_STEPS[args.task]
+    total = args.total_steps or DEFAULT_TOTAL_STEPS[check_task(args.task)]
     num_steps = args.episode_length
     ppo = PPOConfig(num_envs=args.num_envs, num_steps=num_steps,
                     total_timesteps=max(total, args.num_envs * num_steps),

@@ -35,10 +35,16 @@ def load_dataset(name: str, **options) -> Dataset:
     return DATASETS[name][1](**options)
 
 
-def resolve_dataset(task: str, dataset: str | None) -> str:
-    """The dataset for ``task``: the embedded default, or ``dataset`` checked to fit the task."""
+def check_task(task: str) -> str:
+    """``task`` if it is a known task, else a ``ValueError`` naming the known ones."""
     if task not in TASK_KINDS:
         raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(TASK_KINDS)}.")
+    return task
+
+
+def resolve_dataset(task: str, dataset: str | None) -> str:
+    """The dataset for ``task``: the embedded default, or ``dataset`` checked to fit the task."""
+    check_task(task)
     name = dataset or TASK_KINDS[task]
     serves = dataset_task(name)
     if serves != task:

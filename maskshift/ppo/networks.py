@@ -52,12 +52,3 @@ class ActorCritic(nn.Module):
         v = nn.tanh(nn.Dense(self.hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(v))
         value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(v)
         return pi, jnp.squeeze(value, -1)
-
-
-def action_size(shapes, rank: int) -> int:
-    return sum((m + n) * rank for m, n in shapes)
-
-
-def mean_action(network: ActorCritic, params, obs) -> jax.Array:
-    pi, _ = network.apply(params, obs)
-    return pi.mean()
