@@ -22,7 +22,7 @@ import numpy as np
 
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.baselines import BASELINES
-from maskshift.data import resolve_dataset
+from maskshift.data import add_dataset_arguments, load_dataset, resolve_dataset
 from maskshift.evaluate import SUMMARY_KEYS
 from maskshift.tasks import bias_task, unlearning_task
 from maskshift.train import (
@@ -36,25 +36,27 @@ from maskshift.train import (
 RL_METHODS = ("MaskWorld", "ShiftWorld")
 
 
-def _rl_config(task: str, env: str, seed: int, forget, dataset, total_steps) -> RunConfig:
+def _rl_config(task: str, env: str, seed: int, forget, dataset, total_steps,
+               data_dir=None) -> RunConfig:
     from maskshift.ppo import PPOConfig
 
     total = total_steps or DEFAULT_TOTAL_STEPS[task]
-    return RunConfig(env=env, task=task, dataset=dataset, seed=seed,
+    return RunConfig(env=env, task=task, dataset=dataset, data_dir=data_dir, seed=seed,
                      forget_classes=tuple(forget), ppo=PPOConfig(total_timesteps=total))
 
 
 def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str | None = None,
             forget_classes=(7,), methods=None, rl_total_steps: int | None = None,
-            overwrite: bool = False, log=print) -> dict:
+            overwrite: bool = False, data_dir=None, log=print) -> dict:
     """Run every method for every seed; write and return the comparison."""
     out = Path(out)
     if (out / "comparison.json").exists() and not overwrite:
         raise TrainingError(f"{out} already holds a comparison; choose another --out or pass "
                             "--overwrite.")
     name = resolve_dataset(task_name, dataset)
-    task = (unlearning_task(forget_classes, dataset=name) if task_name == "unlearn"
-            else bias_task(dataset=name))
+    data = load_dataset(name, data_dir=data_dir)
+    task = (unlearning_task(forget_classes, dataset=data) if task_name == "unlearn"
+            else bias_task(dataset=data))
     all_methods = ["original", *BASELINES[task_name], *RL_METHODS]
     methods = list(methods or all_methods)
     unknown = [m for m in methods if m not in all_methods]
@@ -72,7 +74,8 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
             elif m in RL_METHODS:
                 env = "mask" if m == "MaskWorld" else "shift"
                 run_dir = out / "rl" / f"{env}-s{seed}"
-                cfg = _rl_config(task_name, env, seed, forget_classes, dataset, rl_total_steps)
+                cfg = _rl_config(task_name, env, seed, forget_classes, dataset, rl_total_steps,
+                                 data_dir)
                 res = finished_run(run_dir, cfg)
                 if res is not None:
                     log(f"  reusing {run_dir}")
@@ -145,7 +148,7 @@ def _plot(path: Path, result: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskshift.train import _save_fig
+    from maskshift._io import save_figure
 
     task = result["task"]
     xk, yk = ("forget_acc", "retain_acc") if task == "unlearn" else ("worst_group_acc",
@@ -161,14 +164,14 @@ def _plot(path: Path, result: dict) -> None:
            if task == "unlearn" else "Bias: worst-group accuracy vs accuracy")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m maskshift.compare",
                                 description="Baselines vs RL editing on one task.")
     p.add_argument("--task", required=True, help="unlearn or bias")
-    p.add_argument("--dataset", default=None)
+    add_dataset_arguments(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--forget-class", type=int, nargs="+", default=[7])
     p.add_argument("--methods", nargs="+", default=None,
@@ -184,7 +187,8 @@ def main(argv=None) -> int:
         compare(args.task, tuple(args.seeds), out=args.out or f"runs/compare-{args.task}",
                 dataset=args.dataset, forget_classes=tuple(args.forget_class),
                 methods=args.methods, rl_total_steps=args.rl_total_steps,
-                overwrite=args.overwrite, log=lambda s: print(s, flush=True))
+                overwrite=args.overwrite, data_dir=args.data_dir,
+                log=lambda s: print(s, flush=True))
     except (ValueError, TrainingError, CheckpointError) as err:
         p.exit(2, f"error: {err}\n")
     return 0

@@ -15,7 +15,13 @@ import json
 import sys
 
 from maskshift.checkpoint import CheckpointError, load_edited, read_meta
-from maskshift.data import TASK_KINDS, check_forget_classes, load_dataset, resolve_dataset
+from maskshift.data import (
+    TASK_KINDS,
+    add_dataset_arguments,
+    check_forget_classes,
+    load_dataset,
+    resolve_dataset,
+)
 from maskshift.metrics import bias_report, unlearning_report
 from maskshift.models import pretrained
 
@@ -27,14 +33,14 @@ SUMMARY_KEYS = {
 
 
 def evaluate_model(task: str, *, dataset: str | None = None, forget_classes=(7,), checkpoint=None,
-             seed: int = 0, split: str = "test") -> dict:
+                   seed: int = 0, split: str = "test", data_dir=None) -> dict:
     """Metrics of the pretrained model, or of the edited checkpoint in ``checkpoint``, on ``split``.
 
     Returns a dict with ``task``, ``dataset``, ``source`` ("pretrained" or the checkpoint path) and
     the metric keys of :func:`maskshift.metrics.unlearning_report` or ``bias_report``.
     """
     name = resolve_dataset(task, dataset)
-    data = load_dataset(name)
+    data = load_dataset(name, data_dir=data_dir)
     if task == "unlearn":
         forget_classes = check_forget_classes(forget_classes, data.num_classes)
     target = pretrained(data, seed=seed)
@@ -80,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maskshift.evaluate",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--task", required=True, help="unlearn or bias")
-    p.add_argument("--dataset", default=None,
-                   help="dataset name (default: digits for unlearn, toxic_templates for bias)")
+    add_dataset_arguments(p)
     p.add_argument("--forget-class", type=int, nargs="+", default=[7],
                    help="class(es) to forget, unlearn task only (default: 7)")
     p.add_argument("--checkpoint", default=None, help="a run directory written by maskshift.train")
@@ -96,7 +101,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         result = evaluate_model(args.task, dataset=args.dataset, forget_classes=args.forget_class,
-                          checkpoint=args.checkpoint, seed=args.seed, split=args.split)
+                                checkpoint=args.checkpoint, seed=args.seed, split=args.split,
+                                data_dir=args.data_dir)
     except (ValueError, CheckpointError) as err:
         parser.exit(2, f"error: {err}\n")
     print(json.dumps(result) if args.json else format_table(result))

@@ -102,8 +102,8 @@ def _like(out):
 def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch):
     real = tr.make_train
 
-    def poisoned(config, env):
-        trainer = real(config, env)
+    def poisoned(config, env, *args, **kwargs):
+        trainer = real(config, env, *args, **kwargs)
 
         def run(rs, env_params, n):
             new, m = trainer.run(rs, env_params, n)

@@ -1,18 +1,24 @@
-"""One entry point for every dataset, embedded or (later) TFDS-backed."""
+"""One entry point for every dataset: the embedded defaults and the TFDS-backed ones."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from maskshift.data._base import Dataset
 from maskshift.data.digits import load_digits_dataset
 from maskshift.data.text import load_toxic_templates
+from maskshift.data.tfds import IMAGE_DATASETS, load_civil_comments, load_tfds_images
 
 # name -> (task kind it serves, loader taking keyword options)
 DATASETS: dict[str, tuple[str, Callable[..., Dataset]]] = {
     "digits": ("unlearn", load_digits_dataset),
     "toxic_templates": ("bias", load_toxic_templates),
+    **{n: ("unlearn", functools.partial(load_tfds_images, n)) for n in IMAGE_DATASETS},
+    "civil_comments": ("bias", load_civil_comments),
 }
+# Datasets read through tfds.data_source (they take ``data_dir``); the others ship in the package.
+TFDS_DATASETS = (*IMAGE_DATASETS, "civil_comments")
 # The embedded default dataset of each task.
 TASK_KINDS: dict[str, str] = {"unlearn": "digits", "bias": "toxic_templates"}
 
@@ -29,9 +35,18 @@ def dataset_task(name: str) -> str:
     return DATASETS[name][0]
 
 
-def load_dataset(name: str, **options) -> Dataset:
-    """Load a dataset by registry name (``ValueError`` naming the known ones if it is unknown)."""
+def load_dataset(name: str, data_dir=None, **options) -> Dataset:
+    """Load a dataset by registry name (``ValueError`` naming the known ones if it is unknown).
+
+    ``data_dir``: where TFDS datasets are prepared (default ``$TFDS_DATA_DIR`` or
+    ``~/tensorflow_datasets``); the embedded datasets need none.
+    """
     dataset_task(name)
+    if name in TFDS_DATASETS:
+        options["data_dir"] = data_dir
+    elif data_dir is not None:
+        raise ValueError(f"Dataset {name!r} ships inside maskshift; a data directory only applies "
+                         f"to the TFDS datasets ({', '.join(TFDS_DATASETS)}).")
     return DATASETS[name][1](**options)
 
 
@@ -62,3 +77,13 @@ def check_forget_classes(forget_classes, num_classes: int) -> tuple[int, ...]:
     if len(set(classes)) == num_classes:
         raise ValueError("Forgetting every class leaves no retain set.")
     return classes
+
+
+def add_dataset_arguments(parser) -> None:
+    """``--dataset`` and ``--data-dir``, the same in every command."""
+    parser.add_argument("--dataset", default=None,
+                        help="default: digits (unlearn), toxic_templates (bias); TFDS: "
+                             + ", ".join(TFDS_DATASETS))
+    parser.add_argument("--data-dir", default=None,
+                        help="where TFDS datasets are prepared (passed to tfds.data_source; "
+                             "default $TFDS_DATA_DIR or ~/tensorflow_datasets)")

@@ -1,6 +1,6 @@
 """Target models and their pretraining cache."""
 
-from maskshift.models.networks import DigitsCNN, StagedModule, TextClassifier
+from maskshift.models.networks import DigitsCNN, ImageCNN, StagedModule, TextClassifier
 from maskshift.models.pretrain import (
     Pretrained,
     TrainConfig,
@@ -12,6 +12,7 @@ from maskshift.models.pretrain import (
 
 __all__ = [
     "DigitsCNN",
+    "ImageCNN",
     "Pretrained",
     "StagedModule",
     "TextClassifier",

@@ -67,6 +67,45 @@ class DigitsCNN(StagedModule):
         ]
 
 
+class ImageCNN(StagedModule):
+    """Conv -> 2x2 average pool, two or three times, then Dense(hidden) -> Dense(classes).
+
+    Sized per dataset by :func:`maskshift.models.default_model`: on 28x28 MNIST-like images
+    ``features=(16, 32)`` gives ``Dense_0 [1568, hidden]``; on 32x32x3 CIFAR-10
+    ``features=(32, 64, 128)`` gives ``Dense_0 [2048, hidden]``.
+    """
+
+    num_classes: int = 10
+    features: Sequence[int] = (16, 32)
+    hidden: int = 128
+
+    @property
+    def STAGE_OF(self):  # noqa: N802  (the StagedModule interface)
+        k = len(self.features)
+        return {**{f"Conv_{i}": i for i in range(k)}, "Dense_0": k, "Dense_1": k + 1}
+
+    def setup(self):
+        if len(self.features) not in (2, 3):
+            raise ValueError(f"ImageCNN takes 2 or 3 conv layers, got {len(self.features)}.")
+        self.Conv_0 = nn.Conv(self.features[0], (3, 3))
+        self.Conv_1 = nn.Conv(self.features[1], (3, 3))
+        if len(self.features) == 3:
+            self.Conv_2 = nn.Conv(self.features[2], (3, 3))
+        self.Dense_0 = nn.Dense(self.hidden)
+        self.Dense_1 = nn.Dense(self.num_classes)
+
+    def stages(self):
+        def conv_pool(conv, last):
+            def stage(h):
+                h = nn.avg_pool(nn.relu(conv(h)), (2, 2), strides=(2, 2))
+                return h.reshape(h.shape[:-3] + (-1,)) if last else h
+            return stage
+
+        convs = [self.Conv_0, self.Conv_1] + ([self.Conv_2] if len(self.features) == 3 else [])
+        return [conv_pool(c, i == len(convs) - 1) for i, c in enumerate(convs)] + [
+            lambda h: nn.relu(self.Dense_0(h)), self.Dense_1]
+
+
 class TextClassifier(StagedModule):
     """Embedding bag (mean over non-padding tokens) -> Dense(hidden) -> Dense(classes)."""
 

@@ -35,7 +35,7 @@ from maskshift._io import (
 )
 from maskshift._types import Params, PRNGKey
 from maskshift.data import Dataset
-from maskshift.models.networks import DigitsCNN, StagedModule, TextClassifier
+from maskshift.models.networks import DigitsCNN, ImageCNN, StagedModule, TextClassifier
 
 CACHE_FORMAT = 1
 
@@ -50,12 +50,32 @@ class TrainConfig:
     weight_decay: float = 1e-4
 
 
+# Image models sized per input: (conv features, hidden units, training config).
+IMAGE_SPECS = {
+    (8, 8, 1): None,  # the embedded digits: DigitsCNN
+    (28, 28, 1): ((16, 32), 128, TrainConfig(epochs=4, batch_size=128, learning_rate=2e-3)),
+    (32, 32, 3): ((32, 64, 128), 128, TrainConfig(epochs=12, batch_size=128, learning_rate=2e-3)),
+}
+
+
 def default_model(dataset: Dataset) -> tuple[StagedModule, TrainConfig]:
-    """The built-in target model and its training config for a dataset."""
+    """The built-in target model and its training config for a dataset: the digits CNN for 8x8
+    digits, an :class:`ImageCNN` sized for 28x28 (MNIST, Fashion-MNIST) or 32x32x3 (CIFAR-10)
+    images, the embedding-bag classifier for text."""
     if dataset.kind == "image":
-        return DigitsCNN(num_classes=dataset.num_classes), TrainConfig()
+        shape = dataset.input_shape
+        if shape not in IMAGE_SPECS:
+            raise ValueError(f"No built-in image model for inputs of shape {shape}; known: "
+                             f"{list(IMAGE_SPECS)}. Bring your own with task_from_model.")
+        spec = IMAGE_SPECS[shape]
+        if spec is None:
+            return DigitsCNN(num_classes=dataset.num_classes), TrainConfig()
+        features, hidden, config = spec
+        return ImageCNN(num_classes=dataset.num_classes, features=features, hidden=hidden), config
     if dataset.kind == "text":
         model = TextClassifier(vocab_size=len(dataset.vocab), num_classes=dataset.num_classes)
+        if dataset.name == "civil_comments":  # ~270k comments: a few passes suffice
+            return model, TrainConfig(epochs=3, batch_size=256, learning_rate=3e-3)
         return model, TrainConfig(epochs=20, batch_size=128, learning_rate=3e-3)
     raise ValueError(f"No default model for dataset kind {dataset.kind!r}.")
 

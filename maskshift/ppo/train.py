@@ -23,11 +23,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh
 
 from maskshift.envs import EditWorld, EnvParams
 from maskshift.ppo.config import PPOConfig
 from maskshift.ppo.gae import compute_gae, ppo_loss
 from maskshift.ppo.networks import ActorCritic
+from maskshift.sharding import check_chunk, check_divisible, constrain_envs, map_envs
 
 
 class RunnerState(NamedTuple):
@@ -66,8 +68,20 @@ def make_network(config: PPOConfig, env: EditWorld) -> ActorCritic:
                        init_log_std=config.init_log_std, u_init_scale=config.u_init_scale)
 
 
-def make_train(config: PPOConfig, env: EditWorld) -> Trainer:
+def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
+               env_chunk: int | None = None) -> Trainer:
+    """Build the pure PPO functions for ``env``.
+
+    ``mesh``: a 1-D device mesh (:func:`maskshift.sharding.env_mesh`) over which the environment
+    batch is split (``num_envs`` must divide evenly); the policy and the task are replicated.
+    ``None`` leaves placement to JAX (one device). The numbers do not depend on the mesh beyond
+    float rounding: every random draw is made for the whole batch, then laid out.
+    ``env_chunk``: step the environments in groups of this many (:func:`maskshift.sharding.
+    map_envs`); faster on CPU, same numbers. ``None``: one ``vmap`` over all of them.
+    """
     config.validate()
+    if mesh is not None:
+        check_divisible(config.num_envs, mesh)
     network = make_network(config, env)
     steps_per_opt = config.update_epochs * config.num_minibatches
     if config.anneal_lr:
@@ -76,22 +90,30 @@ def make_train(config: PPOConfig, env: EditWorld) -> Trainer:
         lr = config.learning_rate
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
     v_reset = jax.vmap(env.reset, in_axes=(0, None))
-    v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    check_chunk(config.num_envs, env_chunk)
+
+    def v_step(keys, state, action, env_params):
+        return map_envs(lambda x, p: env.step(*x, p), (keys, state, action), env_params,
+                        env_chunk)
 
     def init(key, env_params: EnvParams) -> RunnerState:
         k_net, k_env, key = jax.random.split(key, 3)
         params = network.init(k_net, jnp.zeros((1, env.obs_size)))
-        obs, env_state = v_reset(jax.random.split(k_env, config.num_envs), env_params)
+        obs, env_state = v_reset(
+            constrain_envs(jax.random.split(k_env, config.num_envs), mesh), env_params)
+        obs, env_state = constrain_envs((obs, env_state), mesh)
         return RunnerState(params, tx.init(params), env_state, obs, key, jnp.int32(0))
 
     def env_step(carry, _, env_params):
         params, env_state, obs, key = carry
         key, k_act, k_env = jax.random.split(key, 3)
         pi, value = network.apply(params, obs)
-        action = pi.sample(seed=k_act)
+        action = constrain_envs(pi.sample(seed=k_act), mesh)
         log_prob = pi.log_prob(action)
         next_obs, env_state, reward, terminated, truncated, info = v_step(
-            jax.random.split(k_env, config.num_envs), env_state, action, env_params)
+            constrain_envs(jax.random.split(k_env, config.num_envs), mesh), env_state, action,
+            env_params)
+        next_obs, env_state = constrain_envs((next_obs, env_state), mesh)
         # the value of the state the step reached, before auto-reset: bootstraps truncation
         _, next_value = network.apply(params, info["final_observation"])
         tr = Transition(obs, action, log_prob, value, reward, next_value,

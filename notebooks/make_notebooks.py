@@ -1,0 +1,209 @@
+"""Write the notebooks in this folder from the cells below, outputs cleared.
+
+    python notebooks/make_notebooks.py
+
+The notebooks are thin clients of maskshift's public API. Each has a parameter cell: the small
+budget (the default, what CI executes) runs top to bottom on the embedded data in a minute or two
+on a CPU; ``FULL = True`` switches to full budgets and, where set, a real TFDS dataset.
+"""
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+
+QUICKSTART = [
+    new_markdown_cell("""# maskshift quickstart: unlearn a class with MaskWorld and ShiftWorld
+
+A PPO agent edits the hidden layer of a small CNN step by step, rewarded for forgetting one class
+while keeping the others. `MaskWorld` scales the weights, `ShiftWorld` adds to them. Rewards use
+the train split, the best step is chosen on validation, and every figure below is on the held-out
+test split."""),
+    new_code_cell("""# Parameters. The small budget runs in a minute or two on a CPU; FULL = True uses the
+# trainer's default budget (the README's targets), and DATASET a TFDS dataset such as "mnist"
+# (prepare it once with `python -m maskshift.data.prepare mnist --data-dir DIR`).
+FULL = False
+DATASET = None
+DATA_DIR = None
+FORGET = 7
+OUT = "runs/quickstart"
+OVERWRITE = True  # this notebook replaces its own earlier runs in OUT"""),
+    new_code_cell("""import jax
+import matplotlib.pyplot as plt
+import numpy as np
+
+import maskshift
+from maskshift.ppo import PPOConfig
+from maskshift.train import DEFAULT_TOTAL_STEPS, RunConfig, train_and_evaluate
+
+TOTAL_STEPS = DEFAULT_TOTAL_STEPS["unlearn"] if FULL else 64 * 8 * 4
+print("maskshift", maskshift.__version__, "on", jax.devices())
+before = maskshift.evaluate_model("unlearn", dataset=DATASET, data_dir=DATA_DIR,
+                                  forget_classes=(FORGET,))
+print({k: round(before[k], 3) for k in ("test_acc", "forget_acc", "retain_acc", "mia")})"""),
+    new_code_cell("""results = {}
+for env in ("mask", "shift"):
+    cfg = RunConfig(env=env, task="unlearn", dataset=DATASET, data_dir=DATA_DIR,
+                    forget_classes=(FORGET,), ppo=PPOConfig(total_timesteps=TOTAL_STEPS))
+    results[env] = train_and_evaluate(cfg, f"{OUT}/{env}", overwrite=OVERWRITE)"""),
+    new_code_cell("""fig, ax = plt.subplots(figsize=(9, 3.5))
+classes = np.arange(len(before["per_class_acc"]))
+ax.bar(classes - 0.27, before["per_class_acc"], 0.27, label="original")
+for i, (env, res) in enumerate(results.items()):
+    ax.bar(classes + 0.27 * i, res["after"]["per_class_acc"], 0.27, label=f"{env} edit")
+ax.set(xlabel="class", ylabel="test accuracy", xticks=classes,
+       title=f"Per-class test accuracy before and after forgetting class {FORGET}")
+ax.legend()
+plt.show()"""),
+    new_code_cell("""# The edited weights are a checkpoint: load them back and evaluate them again.
+for env, res in results.items():
+    reloaded = maskshift.evaluate_model("unlearn", dataset=DATASET, data_dir=DATA_DIR,
+                                        checkpoint=f"{OUT}/{env}")
+    assert abs(reloaded["forget_acc"] - res["after"]["forget_acc"]) < 1e-6
+    print(f"{env}: forget {reloaded['forget_acc']:.3f}  retain {reloaded['retain_acc']:.3f}"
+          f"  (reloaded from {OUT}/{env})")"""),
+]
+
+BIAS = [
+    new_markdown_cell("""# Bias mitigation with ShiftWorld
+
+The text classifier learned that identity terms mean toxic. The agent edits its hidden layer to
+close the gap between a sentence and its counterfactual twin (identity term swapped) while keeping
+accuracy. Figures are on the held-out test split."""),
+    new_code_cell("""# Parameters. FULL = True uses the trainer's default budget; DATASET = "civil_comments"
+# reads CivilComments through TFDS (prepare it once with
+# `python -m maskshift.data.prepare civil_comments --data-dir DIR`).
+FULL = False
+DATASET = None
+DATA_DIR = None
+ENV = "shift"
+OUT = "runs/bias"
+OVERWRITE = True"""),
+    new_code_cell("""import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+from maskshift.checkpoint import load_edited
+from maskshift.data import Tokenizer, load_dataset, resolve_dataset
+from maskshift.models import pretrained
+from maskshift.ppo import PPOConfig
+from maskshift.train import DEFAULT_TOTAL_STEPS, RunConfig, train_and_evaluate
+
+TOTAL_STEPS = DEFAULT_TOTAL_STEPS["bias"] if FULL else 64 * 8 * 4
+cfg = RunConfig(env=ENV, task="bias", dataset=DATASET, data_dir=DATA_DIR,
+                ppo=PPOConfig(total_timesteps=TOTAL_STEPS))
+res = train_and_evaluate(cfg, OUT, overwrite=OVERWRITE)"""),
+    new_code_cell("""b, a = res["before"], res["after"]
+cells = [(g, lab) for g in b["group_acc"] for lab in (0, 1)]
+x = np.arange(len(cells))
+fig, ax = plt.subplots(figsize=(11, 3.5))
+ax.bar(x - 0.2, [b["group_acc"][g][lab] for g, lab in cells], 0.4, label="original")
+ax.bar(x + 0.2, [a["group_acc"][g][lab] for g, lab in cells], 0.4, label=f"{ENV} edit")
+ax.set_xticks(x, [f"{g}/{'tox' if lab else 'non'}" for g, lab in cells], rotation=60, ha="right")
+ax.set(ylabel="test accuracy", title="Accuracy per (identity group, label)")
+ax.legend()
+plt.show()
+for k in ("accuracy", "worst_group_acc", "fpr_gap", "flip_rate"):
+    print(f"{k:<16} {b[k]:.3f} -> {a[k]:.3f}")"""),
+    new_code_cell("""# Counterfactual pairs whose prediction the edit changed.
+data = load_dataset(resolve_dataset("bias", DATASET), data_dir=DATA_DIR)
+target = pretrained(data)
+edited, _ = load_edited(OUT, like=target.params)
+tok = Tokenizer(vocab=data.vocab, max_len=data.test.x.shape[1])
+predict = jax.jit(lambda p, x: jnp.argmax(target.model.apply(p, x), -1))
+t = data.test
+orig = [np.asarray(predict(target.params, x)) for x in (t.x, t.x_cf)]
+new = [np.asarray(predict(edited, x)) for x in (t.x, t.x_cf)]
+flipped_before = orig[0] != orig[1]
+fixed = np.flatnonzero(flipped_before & (new[0] == new[1]))
+print(f"pairs whose prediction depended on the identity term: {flipped_before.sum()} before, "
+      f"{(new[0] != new[1]).sum()} after; {len(fixed)} of them fixed")
+label = ("non-toxic", "toxic")
+for i in fixed[:8]:
+    print(f"- {tok.decode(t.x[i])!r} / {tok.decode(t.x_cf[i])!r} (true: {label[t.y[i]]}): "
+          f"{label[orig[0][i]]}/{label[orig[1][i]]} -> {label[new[0][i]]}/{label[new[1][i]]}")"""),
+]
+
+THROUGHPUT = [
+    new_markdown_cell("""# Throughput on a Colab GPU/TPU runtime: vmap scaling and sharding over every device
+
+Run it on Colab (Runtime -> Change runtime type -> GPU or TPU) or anywhere JAX sees an
+accelerator. The first cell installs maskshift when it runs on Colab."""),
+    new_code_cell("""import subprocess
+import sys
+
+# On Colab, install maskshift from its source: set MASKSHIFT_SOURCE to your clone's git URL
+# ("git+https://github.com/<you>/maskshift.git") or to a folder you uploaded ("/content/maskshift").
+MASKSHIFT_SOURCE = None
+if "google.colab" in sys.modules:
+    if MASKSHIFT_SOURCE is None:
+        raise ValueError("Set MASKSHIFT_SOURCE to maskshift's git URL or an uploaded folder.")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", MASKSHIFT_SOURCE], check=True)"""),
+    new_code_cell("""# Parameters. The small setting runs in about a minute on a CPU (and in CI); FULL = True
+# sweeps to 65,536 parallel environments (an accelerator's range).
+FULL = False
+NS = (1, 16, 256, 1024, 4096, 16384, 65536) if FULL else (1, 16, 128)
+REPS = 5 if FULL else 2
+OUT = "runs/throughput"
+"""),
+    new_code_cell("""import jax
+from IPython.display import Image, display
+
+from maskshift.bench import machine, plot_throughput, run_throughput
+
+print(machine())
+devices = len(jax.devices())
+# every N is split over all devices, so keep the counts that divide evenly
+ns = tuple(n for n in NS if n % devices == 0) or (devices,)
+modes = ("vmap", "chunked", "loop") if jax.devices()[0].platform == "cpu" else ("vmap", "loop")
+res = run_throughput(envs=("mask", "shift"), tasks=("bias",), ns=ns, reps=REPS, modes=modes,
+                     max_serial_n=256)"""),
+    new_code_cell("""import os
+
+os.makedirs(OUT, exist_ok=True)
+plot_throughput(res, f"{OUT}/throughput.png")
+display(Image(f"{OUT}/throughput.png"))
+for label, r in res["results"].items():
+    print(label, {k: {n: round(x, 1) for n, x in v.items()} for k, v in r["ratios"].items()})"""),
+    new_code_cell("""# PPO with the environment batch sharded over every device: one jax.sharding.Mesh, no pmap.
+from maskshift.envs import make
+from maskshift.ppo import PPOConfig, make_train
+from maskshift.sharding import env_mesh, num_shards
+from maskshift.tasks import bias_task
+
+mesh = env_mesh()  # all visible devices
+num_envs = 8 * mesh.devices.size
+env, env_params = make("shift", task=bias_task(), max_steps_in_episode=4)
+trainer = make_train(PPOConfig(num_envs=num_envs, num_steps=4,
+                               total_timesteps=num_envs * 4 * 2), env, mesh)
+rs = jax.jit(trainer.init)(jax.random.key(0), env_params)
+rs, metrics = jax.jit(trainer.run, static_argnums=2)(rs, env_params, 2)
+print(f"{num_envs} environments over {mesh.devices.size} device(s): observations split into "
+      f"{num_shards(rs.obs)} shard(s), {rs.obs.sharding}")
+print("episode return per update:", metrics["episode_return"])"""),
+]
+
+
+def write(name: str, cells) -> None:
+    nb = new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+        "accelerator": "GPU" if "throughput" in name else None,
+    })
+    if nb.metadata["accelerator"] is None:
+        del nb.metadata["accelerator"]
+    nbformat.validate(nb)
+    path = HERE / name
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(nbformat.writes(nb) + "\n")
+    tmp.replace(path)
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    write("quickstart.ipynb", QUICKSTART)
+    write("bias_mitigation.ipynb", BIAS)
+    write("throughput_colab_tpu.ipynb", THROUGHPUT)

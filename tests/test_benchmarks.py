@@ -1,0 +1,92 @@
+"""The throughput benchmark's NumPy reference is the same step, and both benchmark scripts run end
+to end in their smallest setting."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maskshift.bench import NumpyEditWorld, bench_vmap
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.parametrize("env_id", ["MaskWorld-v0", "ShiftWorld-v0"])
+@pytest.mark.parametrize("task", ["unlearn", "bias"])
+def test_the_numpy_step_is_the_jax_step(envs, env_id, task):
+    env, p = envs[(env_id, task)]
+    ref = NumpyEditWorld(env, p)
+    action = np.asarray(jax.random.normal(jax.random.key(3), (env.action_size,)))
+    obs0, state0 = env.reset(jax.random.key(0), p)
+    np_obs0, (e0, _) = ref.reset()
+    np.testing.assert_allclose(np_obs0, obs0, atol=1e-6)
+    # the update of the edit and the effective weights
+    e1, w1 = ref.update(e0, action)
+    obs, state, reward, _, info = env.step_env(jax.random.key(1), state0, jnp.asarray(action), p)
+    np.testing.assert_allclose(e1, state.edit[0], rtol=1e-5, atol=1e-6)
+    # the objective's metrics on the same rows
+    idx = ref.draw(np.random.default_rng(0))
+    batch = {k: p.task.train[k][jnp.asarray(i)] for k, i in idx.items()}
+    params = env.params_for_edit(state.edit, p)
+    want = env.task.objective.measure(lambda h: env.task.suffix(params, h), batch)
+    np.testing.assert_allclose(ref.metrics(w1, idx), want, rtol=1e-4, atol=1e-5)
+    # the observation and the reward from the metrics JAX measured on its own batch
+    np.testing.assert_allclose(ref._obs(e1, np.asarray(info["metrics"]), 1), obs, atol=1e-5)
+    u, e = env.task.objective.terms(np.asarray(info["metrics"]), np.asarray(p.task.base_metrics))
+    assert float(p.lambda_utility) * u + float(p.lambda_edit) * e == pytest.approx(float(reward),
+                                                                                  abs=1e-5)
+
+
+def test_vmap_mode_reports_compile_memory_and_flops(envs):
+    env, p = envs[("ShiftWorld-v0", "bias")]
+    r = bench_vmap(env, p, 4, reps=2)
+    assert r["n"] == 4 and len(r["seconds"]) == 2 and r["compile_s"] > 0
+    assert r["steps_per_s_min"] <= r["steps_per_s"] <= r["steps_per_s_max"]
+    assert r["flops"] > 0 and r["xla_bytes"] > 0 and r["devices"] == 1
+    chunked = bench_vmap(env, p, 4, reps=1, chunk=2)
+    assert chunked["steps_per_s"] > 0
+
+
+def test_throughput_script_smallest_setting(tmp_path):
+    out = tmp_path / "tp.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
+                           "--envs", "shift", "--tasks", "bias", "--ns", "1", "4", "--reps", "1",
+                           "--chunk", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    r = res["results"]["shift-bias"]
+    assert [x["n"] for x in r["vmap"]] == [1, 4] and [x["n"] for x in r["loop"]] == [1, 4]
+    assert [x["n"] for x in r["numpy"]] == [1, 4] and [x["n"] for x in r["chunked"]] == [4]
+    assert all(0 < x["roofline_fraction"] for x in r["vmap"])
+    assert set(r["ratios"]["vmap_over_loop"]) == {"1", "4"}
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "speed-up at each N" in proc.stdout
+
+
+def test_throughput_script_rejects_a_bad_mode():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
+                           "--modes", "warp"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "invalid choice: 'warp'" in proc.stderr
+
+
+def test_time_to_edit_script_smallest_setting(tmp_path):
+    out = tmp_path / "tte.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "time_to_edit.py"),
+                           "--methods", "MaskWorld", "finetune", "--rl-total-steps", "512",
+                           "--json", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["pretrain_cold_seconds"] > 0
+    rows = {r["method"]: r for r in res["rows"]}
+    assert set(rows) == {"MaskWorld", "finetune"}
+    for r in rows.values():
+        assert r["wall_seconds"] > r["in_process_seconds"] > 0
+        assert r["pretrained_from_cache"]  # the warm-up filled the cache
+        assert r["meets_target"] == (r["forget_acc"] <= 0.02 and r["retain_acc"] >= 0.90)
+    assert rows["MaskWorld"]["env_steps"] == 512
