@@ -33,6 +33,7 @@ import numpy as np
 
 from maskshift._io import save_figure
 from maskshift.envs import ENV_ALIASES, EditWorld, EnvParams, make
+from maskshift.envs.worlds import pool_matrix
 from maskshift.sharding import check_divisible, env_mesh, map_envs, put_envs, put_replicated
 from maskshift.tasks import BiasObjective, UnlearnObjective, get_leaf, make_task
 
@@ -129,8 +130,9 @@ class NumpyEditWorld:
         dev = e - 1.0 if self.kind == "mask" else e / max(self.rms0, 1e-30)
         a = np.abs(dev)
         bins = self.env.obs_bins
-        feats = np.concatenate([[dev.mean(), a.mean(), a.max()], _pool(a.mean(1), bins),
-                                _pool(a.mean(0), bins)])
+        m, n = a.shape
+        feats = np.concatenate([[dev.mean(), a.mean(), a.max()], a.mean(1) @ pool_matrix(m, bins),
+                                a.mean(0) @ pool_matrix(n, bins)])
         return np.concatenate([np.tanh(feats), np.tanh(metrics), [t / self.T]]).astype(np.float32)
 
     def update(self, e, action):
@@ -174,13 +176,6 @@ def _ce(logits, y):
     z = logits - logits.max(-1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
     return -logp[np.arange(len(y)), y]
-
-
-def _pool(x, bins):
-    ids = (np.arange(len(x)) * bins) // len(x)
-    sums = np.bincount(ids, weights=x, minlength=bins)
-    counts = np.bincount(ids, minlength=bins)
-    return sums / np.maximum(counts, 1)
 
 
 # ------------------------------------------------------------------ timing helpers
@@ -347,7 +342,7 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
             res["action_size"] = env.action_size
             for n in ns:
                 line = [f"{label:<14} N={n:<6}"]
-                vm = mm = None
+                vm = ch = mm = None
                 if "vmap" in modes or "matmul" in modes:
                     vm = bench_vmap(env, p, n, reps, devices)
                     if "vmap" in modes:
@@ -365,26 +360,27 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                 if "matmul" in modes and vm and "skipped" not in vm and vm["flops"]:
                     mm = bench_matmul(vm["flops"], reps)
                     mm["n"] = n
-                    vm["roofline_fraction"] = mm["median_s"] / statistics.median(vm["seconds"])
                     res["matmul"].append(mm)
+                    _set_roofline(vm, mm)
+                    _set_roofline(ch, mm)
                     line.append(f"matmul {mm['gflops']:.1f} GFLOP/s "
                                 f"(vmap at {vm['roofline_fraction']:.0%} of it)")
-                if mm is not None and res["chunked"] and res["chunked"][-1]["n"] == n \
-                        and "skipped" not in res["chunked"][-1]:
-                    ch = res["chunked"][-1]
-                    ch["roofline_fraction"] = mm["median_s"] / statistics.median(ch["seconds"])
                 for mode, fn in (("loop", bench_loop), ("numpy", bench_numpy)):
                     if mode in modes and n <= max_serial_n:
                         r = fn(env, p, n, reps)
-                        if mm is not None:
-                            r["roofline_fraction"] = mm["median_s"] / statistics.median(
-                                r["seconds"])
+                        _set_roofline(r, mm)
                         res[mode].append(r)
                         line.append(f"{mode} {r['steps_per_s']:>9,.0f}/s")
                 log("  ".join(line))
             res["ratios"] = _ratios(res)
             out["results"][label] = res
     return out
+
+
+def _set_roofline(r: dict | None, mm: dict | None) -> None:
+    """``r["roofline_fraction"]``: the same-FLOPs matmul's time over ``r``'s median time."""
+    if r is not None and mm is not None and "skipped" not in r:
+        r["roofline_fraction"] = mm["median_s"] / statistics.median(r["seconds"])
 
 
 def _ratios(res: dict) -> dict:

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from maskshift.data.registry import TFDS_DATASETS
-from maskshift.data.tfds import CIVIL_COMMENTS
+from maskshift.data.tfds import tfds_name
 
 
 def main(argv=None) -> int:
@@ -26,9 +26,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import tensorflow_datasets as tfds
 
-    full = CIVIL_COMMENTS if args.name == "civil_comments" else args.name
-    if args.name == "civil_comments":
-        import tensorflow_datasets.text.civil_comments  # noqa: F401  (registers the builder)
+    full = tfds_name(args.name)
     builder = tfds.builder(full, data_dir=args.data_dir)
     builder.download_and_prepare(file_format="array_record")
     print(f"prepared {full} in {builder.data_dir}")

@@ -44,11 +44,18 @@ class DatasetNotFoundError(ValueError):
     """A TFDS dataset is not prepared where maskshift looked for it."""
 
 
+def tfds_name(name: str) -> str:
+    """The full TFDS name of one of our TFDS datasets, its builder registered with TFDS."""
+    if name == "civil_comments":
+        import tensorflow_datasets.text.civil_comments  # noqa: F401  (registers the builder)
+        return CIVIL_COMMENTS
+    return name
+
+
 def _source(name: str, split: str, data_dir):
     import tensorflow_datasets as tfds
 
-    if name.startswith("civil_comments"):
-        import tensorflow_datasets.text.civil_comments  # noqa: F401  (registers the builder)
+    name = tfds_name(name)
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except Exception as err:  # TFDS raises several types for "not there"
@@ -133,7 +140,7 @@ def load_civil_comments(*, data_dir=None, vocab_size: int = 20000, max_len: int 
     splits = {}
     for ours, theirs, limit in (("train", "train", max_train), ("val", "validation", max_eval),
                                 ("test", "test", max_eval)):
-        raw = _read(_source(CIVIL_COMMENTS, theirs, data_dir), limit,
+        raw = _read(_source("civil_comments", theirs, data_dir), limit,
                     ("text", "toxicity", *columns))
         splits[ours] = raw
     counts = Counter(t for text in splits["train"]["text"] for t in _tokens(text))

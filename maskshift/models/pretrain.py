@@ -161,6 +161,21 @@ def cache_key(model: nn.Module, dataset: Dataset, config: TrainConfig, seed: int
     return hashlib.sha256(desc.encode()).hexdigest()[:20]
 
 
+def _cache_entry(dataset: Dataset, seed: int, model=None, config=None):
+    default, default_config = default_model(dataset)
+    model = model or default
+    config = config or default_config
+    key = cache_key(model, dataset, config, seed)
+    return model, config, key, cache_dir() / "models" / f"{dataset.name}-{key}"
+
+
+def is_cached(dataset: Dataset, seed: int = 0, *, model: StagedModule | None = None,
+              config: TrainConfig | None = None) -> bool:
+    """Whether :func:`pretrained` would find a cache entry for these arguments (it still checks
+    the entry when it loads it)."""
+    return _cache_entry(dataset, seed, model, config)[3].exists()
+
+
 @dataclasses.dataclass(frozen=True)
 class Pretrained:
     """A pretrained target model: the module, its params, and where they came from."""
@@ -200,11 +215,7 @@ def pretrained(
       model, config: override the built-in model and its training config.
       use_cache: ``False`` trains afresh and writes nothing.
     """
-    default, default_config = default_model(dataset)
-    model = model or default
-    config = config or default_config
-    key = cache_key(model, dataset, config, seed)
-    entry = cache_dir() / "models" / f"{dataset.name}-{key}"
+    model, config, key, entry = _cache_entry(dataset, seed, model, config)
     abstract = jax.eval_shape(lambda: init_params(model, dataset, jax.random.key(0)))
     start = time.perf_counter()
     if use_cache and entry.exists():

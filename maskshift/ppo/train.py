@@ -77,7 +77,8 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
     ``None`` leaves placement to JAX (one device). The numbers do not depend on the mesh beyond
     float rounding: every random draw is made for the whole batch, then laid out.
     ``env_chunk``: step the environments in groups of this many (:func:`maskshift.sharding.
-    map_envs`); faster on CPU, same numbers. ``None``: one ``vmap`` over all of them.
+    map_envs`); faster on CPU, the same numbers up to float rounding. ``None``: one ``vmap``
+    over all of them.
     """
     config.validate()
     if mesh is not None:
