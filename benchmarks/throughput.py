@@ -17,7 +17,14 @@ import sys
 from pathlib import Path
 
 from maskshift._io import atomic_write_json
-from maskshift.bench import DEFAULT_NS, MODES, plot_throughput, run_throughput
+from maskshift.bench import (
+    DEFAULT_CHUNK,
+    DEFAULT_NS,
+    MODES,
+    STEPS_PER_CALL,
+    plot_throughput,
+    run_throughput,
+)
 
 QUICK = {"ns": (16, 1024), "reps": 3}
 
@@ -32,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"parallel environment counts (default {DEFAULT_NS})")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--reps", type=int, default=None, help="repetitions per figure (default 5)")
-    p.add_argument("--chunk", type=int, default=16, help="group size of the chunked mode")
+    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
+                   help="environments per group (on each device) in the chunked mode")
+    p.add_argument("--steps-per-call", type=int, default=STEPS_PER_CALL,
+                   help="batched steps per jitted call (lax.scan); 1 times single "
+                        "jit(vmap(step)) calls")
     p.add_argument("--max-serial-n", type=int, default=1024,
                    help="largest N for the loop and NumPy modes (they scale linearly)")
     p.add_argument("--devices", type=int, default=None,
@@ -58,13 +69,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     ns = args.ns or (QUICK["ns"] if args.quick else DEFAULT_NS)
     reps = args.reps or (QUICK["reps"] if args.quick else 5)
-    if min(ns) < 1 or reps < 1:
-        print("error: --ns and --reps must be positive", file=sys.stderr)
+    if min(ns) < 1 or reps < 1 or args.steps_per_call < 1 or args.chunk < 1:
+        print("error: --ns, --reps, --chunk and --steps-per-call must be positive",
+              file=sys.stderr)
         return 2
     try:
         results = run_throughput(args.envs, args.tasks, ns, args.modes, reps=reps,
                                  max_serial_n=args.max_serial_n, devices=args.devices,
-                                 chunk=args.chunk, log=lambda s: print(s, flush=True))
+                                 chunk=args.chunk, steps=args.steps_per_call,
+                                 log=lambda s: print(s, flush=True))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

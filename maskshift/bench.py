@@ -1,15 +1,18 @@
-"""Throughput of the editing environments, measured four ways on the same step.
+"""Throughput of the editing environments, measured five ways on the same step.
 
-- ``vmap``: ``jax.jit(jax.vmap(env.step))`` over ``N`` environments, one call per batched step
-  (the environment batch split over a device mesh when there are several devices);
-- ``chunked``: the same call, run as a ``lax.map`` over groups of ``chunk`` vmapped environments
-  (:func:`maskshift.sharding.map_envs`), which keeps each group's working set in the CPU caches;
+- ``vmap``: ``jax.jit(jax.vmap(env.step))`` over ``N`` environments (the environment batch split
+  over a device mesh when there are several devices), ``steps`` batched steps per call under
+  ``lax.scan`` with the state donated, as a PureJaxRL-style trainer runs it (``steps=1``: one
+  call per batched step);
+- ``chunked``: the same, each device's environments stepped as a ``lax.map`` over groups of
+  ``chunk`` vmapped environments (:func:`maskshift.sharding.map_envs`), which keeps each group's
+  working set in the CPU caches;
 - ``loop``: a Python loop over ``N`` single-environment jitted steps, as a gym-style user runs it;
 - ``numpy``: :class:`NumpyEditWorld`, a plain NumPy implementation of the same step (same
   update, same reward, same observation), environment by environment;
-- ``matmul``: one dense ``[k, k] @ [k, k]`` matmul with the FLOPs of the vmapped step (as XLA counts
-  them): the roofline this process reaches on this machine. Each mode's ``roofline_fraction`` is
-  ``matmul time / its time`` for the same FLOPs.
+- ``matmul``: one dense ``[k, k] @ [k, k]`` matmul with the FLOPs of one batched step (as XLA
+  counts them): the roofline this process reaches on this machine. Each mode's
+  ``roofline_fraction`` is ``matmul time / its time`` for the same FLOPs.
 
 Every clock read follows ``block_until_ready``; compile time is measured apart from run time;
 each figure is the median of ``reps`` repetitions, with the min and max as its spread.
@@ -34,10 +37,20 @@ import numpy as np
 from maskshift._io import save_figure
 from maskshift.envs import ENV_ALIASES, EditWorld, EnvParams, make
 from maskshift.envs.worlds import pool_matrix
-from maskshift.sharding import check_divisible, env_mesh, map_envs, put_envs, put_replicated
+from maskshift.sharding import (
+    check_chunk,
+    check_divisible,
+    constrain_envs,
+    env_mesh,
+    map_envs,
+    put_envs,
+    put_replicated,
+)
 from maskshift.tasks import BiasObjective, UnlearnObjective, get_leaf, make_task
 
 MODES = ("vmap", "chunked", "loop", "numpy", "matmul")
+STEPS_PER_CALL = 8  # batched steps per jitted call (a rollout under lax.scan)
+DEFAULT_CHUNK = 8  # environments per group (per device) in the chunked mode
 DEFAULT_NS = (1, 16, 256, 1024, 4096, 16384)
 
 
@@ -188,8 +201,9 @@ def _timed(fn: Callable[[], object], reps: int) -> list[float]:
     return out
 
 
-def _summary(n: int, seconds: list[float], **extra) -> dict:
-    sps = [n / s for s in seconds]
+def _summary(n: int, seconds: list[float], env_steps: int | None = None, **extra) -> dict:
+    """Figures for ``env_steps`` environment-steps (default ``n``) timed ``len(seconds)`` times."""
+    sps = [(env_steps or n) / s for s in seconds]
     return {"n": n, "seconds": seconds, "steps_per_s": statistics.median(sps),
             "steps_per_s_min": min(sps), "steps_per_s_max": max(sps), **extra}
 
@@ -230,25 +244,61 @@ def _inputs(env: EditWorld, env_params: EnvParams, n: int, seed: int = 0):
     return keys, state, actions
 
 
-# ------------------------------------------------------------------ the four modes
-def bench_vmap(env, env_params, n: int, reps: int, devices=None, chunk: int | None = None) -> dict:
-    """``jit(vmap(step))`` over ``n`` environments, split over ``devices`` (default: all), in
-    groups of ``chunk`` (default: one group)."""
+# ------------------------------------------------------------------ the modes
+def bench_vmap(env, env_params, n: int, reps: int, devices=None, chunk: int | None = None,
+               steps: int = STEPS_PER_CALL) -> dict:
+    """``jit(vmap(step))`` over ``n`` environments, split over ``devices`` (default: all), each
+    device's environments in groups of ``chunk`` (default: one group).
+
+    One call runs ``steps`` batched steps under ``lax.scan`` (a rollout, as a PureJaxRL trainer
+    runs it; gymnax auto-resets episodes inside it). The state and keys are donated and carried
+    from call to call, so the state is updated in place rather than written to fresh memory, which
+    on this kind of host costs more than the step itself. ``steps=1`` times single calls of
+    ``jit(vmap(step))``. Figures are per environment-step (``n * steps`` per call); ``flops`` is
+    one batched step's, as XLA counts them.
+    """
     mesh = env_mesh(devices)
     check_divisible(n, mesh)
+    shards = int(mesh.devices.size)
+    check_chunk(n, chunk, shards)
     keys, state, actions = put_envs(_inputs(env, env_params, n), mesh)
     p = put_replicated(env_params, mesh)
-    step = jax.jit(lambda k, s, a, p: map_envs(lambda x, q: env.step(*x, q), (k, s, a), p, chunk))
+
+    def v_step(k, s, a, p):
+        return map_envs(lambda x, q: env.step(*x, q), (k, s, a), p, chunk, shards)
+
+    def rollout(key, state, obs, actions, p):
+        def body(carry, _):
+            key, state, _ = carry
+            key, k_env = jax.random.split(key)
+            keys = constrain_envs(jax.random.split(k_env, n), mesh)
+            obs, state, reward, terminated, truncated, _ = v_step(keys, state, actions, p)
+            return (key, state, obs), (reward, terminated | truncated)
+
+        return jax.lax.scan(body, (key, state, obs), None, steps)
+
+    flops = _flops(jax.jit(v_step).lower(keys, state, actions, p))
+    obs = put_envs(jnp.zeros((n, env.obs_size)), mesh)
+    key = jax.random.key(0)
+    fn = jax.jit(rollout, donate_argnums=(1, 2))
     t0 = time.perf_counter()
-    compiled = step.lower(keys, state, actions, p).compile()
+    compiled = fn.lower(key, state, obs, actions, p).compile()
     compile_s = time.perf_counter() - t0
     need = _xla_bytes(compiled)
     if need is not None and need > memory_budget_bytes():
         return {"n": n, "skipped": f"needs {need / 2**30:.1f} GiB, over half the memory"}
-    jax.block_until_ready(compiled(keys, state, actions, p))  # warm-up
-    seconds = _timed(lambda: compiled(keys, state, actions, p), reps)
-    return _summary(n, seconds, compile_s=compile_s, flops=_flops(compiled), xla_bytes=need,
-                    device_peak_bytes=_device_peak(), devices=int(mesh.devices.size))
+    carry = [(key, state, obs)]
+
+    def call():
+        c, out = compiled(*carry[0], actions, p)
+        carry[0] = c
+        return out
+
+    jax.block_until_ready(call())  # warm-up
+    seconds = _timed(call, reps)
+    return _summary(n, seconds, env_steps=n * steps, steps_per_call=steps, compile_s=compile_s,
+                    flops=flops, xla_bytes=need, device_peak_bytes=_device_peak(),
+                    devices=shards, chunk=chunk)
 
 
 def bench_loop(env, env_params, n: int, reps: int) -> dict:
@@ -320,12 +370,13 @@ def build_env(env: str, task: str, **task_kwargs):
 def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                    tasks: Sequence[str] = ("unlearn", "bias"),
                    ns: Sequence[int] = DEFAULT_NS, modes: Sequence[str] = MODES, reps: int = 5,
-                   max_serial_n: int = 1024, devices=None, chunk: int = 16,
-                   log=print) -> dict:
+                   max_serial_n: int = 1024, devices=None, chunk: int = DEFAULT_CHUNK,
+                   steps: int = STEPS_PER_CALL, log=print) -> dict:
     """Steps/s of every mode for every (env, task) and environment count ``n``.
 
     The serial modes (``loop``, ``numpy``) scale linearly in ``n`` and run only up to
-    ``max_serial_n``; ``chunked`` runs where ``n`` is a multiple of ``chunk`` larger than it.
+    ``max_serial_n``; ``chunked`` runs where each device's share of ``n`` is a multiple of
+    ``chunk`` larger than it. The batched modes run ``steps`` steps per call.
     Returns a JSON-ready dict; ``results[f"{env}-{task}"][mode]`` is a list of
     per-``n`` entries, and ``ratios`` holds vmap's speed-up over the serial modes at each ``n``
     both ran.
@@ -333,7 +384,9 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise ValueError(f"Unknown mode {bad[0]!r}; choose from {', '.join(MODES)}.")
-    out = {"machine": machine(), "reps": reps, "ns": list(ns), "results": {}}
+    shards = int(env_mesh(devices).devices.size)
+    out = {"machine": machine(), "reps": reps, "ns": list(ns), "chunk": chunk,
+           "steps_per_call": steps, "results": {}}
     for env_name in envs:
         for task in tasks:
             env, p = build_env(env_name, task)
@@ -344,7 +397,7 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                 line = [f"{label:<14} N={n:<6}"]
                 vm = ch = mm = None
                 if "vmap" in modes or "matmul" in modes:
-                    vm = bench_vmap(env, p, n, reps, devices)
+                    vm = bench_vmap(env, p, n, reps, devices, steps=steps)
                     if "vmap" in modes:
                         res["vmap"].append(vm)
                     if "skipped" in vm:
@@ -352,14 +405,15 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                     else:
                         line.append(f"vmap {vm['steps_per_s']:>11,.0f}/s "
                                     f"(compile {vm['compile_s']:.2f} s)")
-                if "chunked" in modes and n > chunk and n % chunk == 0:
-                    ch = bench_vmap(env, p, n, reps, devices, chunk)
+                per_device = n // shards
+                if "chunked" in modes and per_device > chunk and per_device % chunk == 0:
+                    ch = bench_vmap(env, p, n, reps, devices, chunk, steps)
                     res["chunked"].append(ch)
                     if "skipped" not in ch:
                         line.append(f"chunked {ch['steps_per_s']:>11,.0f}/s")
                 if "matmul" in modes and vm and "skipped" not in vm and vm["flops"]:
                     mm = bench_matmul(vm["flops"], reps)
-                    mm["n"] = n
+                    mm["n"], mm["step_flops"] = n, vm["flops"]
                     res["matmul"].append(mm)
                     _set_roofline(vm, mm)
                     _set_roofline(ch, mm)
@@ -378,9 +432,12 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
 
 
 def _set_roofline(r: dict | None, mm: dict | None) -> None:
-    """``r["roofline_fraction"]``: the same-FLOPs matmul's time over ``r``'s median time."""
+    """``r["roofline_fraction"]``: the matmul's time for the FLOPs of one environment-step (one
+    batched step of ``mm["n"]`` environments has ``mm["step_flops"]``) over ``r``'s median time
+    per environment-step."""
     if r is not None and mm is not None and "skipped" not in r:
-        r["roofline_fraction"] = mm["median_s"] / statistics.median(r["seconds"])
+        per_step = mm["median_s"] * mm["step_flops"] / mm["flops"] / mm["n"]
+        r["roofline_fraction"] = per_step * r["steps_per_s"]
 
 
 def _ratios(res: dict) -> dict:

@@ -50,10 +50,17 @@ def check_divisible(num_envs: int, mesh: Mesh) -> None:
                          f"{lo + k}), or use a device count that divides {num_envs} (--devices).")
 
 
-def check_chunk(num_envs: int, chunk: int | None) -> None:
-    if chunk is not None and (chunk < 1 or num_envs % chunk):
-        raise ValueError(f"An environment chunk of {chunk} does not divide {num_envs} "
-                         "environments; choose a divisor of the environment count (--env-chunk).")
+def check_chunk(num_envs: int, chunk: int | None, shards: int = 1) -> None:
+    """``chunk`` environments per group on each of ``shards`` devices must divide each device's
+    share of ``num_envs``."""
+    if chunk is None:
+        return
+    per = num_envs // max(shards, 1)
+    if chunk < 1 or per % chunk:
+        where = f"the {per} environments on each of {shards} devices" if shards > 1 else \
+            f"{num_envs} environments"
+        raise ValueError(f"An environment chunk of {chunk} does not divide {where}; choose a "
+                         "divisor of that count (--env-chunk).")
 
 
 def env_sharding(mesh: Mesh) -> NamedSharding:
@@ -87,23 +94,36 @@ def num_shards(x: jax.Array) -> int:
     return len({(s.index[0].start, s.index[0].stop) for s in x.addressable_shards})
 
 
-def map_envs(fn, xs, shared, chunk: int | None = None):
+def map_envs(fn, xs, shared, chunk: int | None = None, shards: int = 1):
     """``fn(x, shared)`` for every environment of ``xs`` (a pytree, leading axis = environments).
 
     ``chunk=None``: one ``vmap`` over the whole batch (best on accelerators). ``chunk=k``: a
-    ``lax.map`` over groups of ``k`` vmapped environments, so the working set of a group stays in
-    the CPU's caches; on XLA:CPU this runs a batch of memory-heavy steps about twice as fast
-    (``benchmarks/throughput.py`` measures both). Groups are strided (group ``s`` holds
-    environments ``s, s + n/k, ...``), so with the batch split contiguously over a mesh every
-    group spans every device. Each step's results agree with the single vmap's up to float
-    rounding (XLA fuses the two programs differently).
+    ``lax.map`` over groups, each a ``vmap`` over ``k`` environments of every one of ``shards``
+    devices, so that a group's working set stays in the CPU's caches. On XLA:CPU this steps a
+    1024-environment unlearning batch about twice as fast (``benchmarks/throughput.py`` measures
+    both).
+
+    Each device's contiguous block of environments (the layout of ``P("envs")``) is cut into
+    contiguous groups of ``k``; group ``s`` holds the ``s``-th group of every device, so every
+    group spans the whole mesh. On one device both regroupings are reshapes of contiguous memory,
+    which XLA lowers to no copy at all (a strided grouping costs a transpose of the whole state,
+    in and out, per step). Each step's results agree with the single vmap's up to float rounding
+    (XLA fuses the two programs differently).
     """
     vfn = jax.vmap(fn, in_axes=(0, None))
     n = jax.tree.leaves(xs)[0].shape[0]
-    if chunk is None or chunk >= n:
+    if chunk is None or chunk * shards >= n:
         return vfn(xs, shared)
-    check_chunk(n, chunk)
-    steps = n // chunk
-    groups = jax.tree.map(lambda x: x.reshape((chunk, steps) + x.shape[1:]).swapaxes(0, 1), xs)
-    ys = jax.lax.map(lambda g: vfn(g, shared), groups)
-    return jax.tree.map(lambda y: y.swapaxes(0, 1).reshape((n,) + y.shape[2:]), ys)
+    check_chunk(n, chunk, shards)
+    steps = n // (shards * chunk)
+
+    def group(x):  # [n, ...] -> [steps, shards * chunk, ...]
+        x = x.reshape((shards, steps, chunk) + x.shape[1:]).swapaxes(0, 1)
+        return x.reshape((steps, shards * chunk) + x.shape[3:])
+
+    def ungroup(y):  # [steps, shards * chunk, ...] -> [n, ...]
+        y = y.reshape((steps, shards, chunk) + y.shape[2:]).swapaxes(0, 1)
+        return y.reshape((n,) + y.shape[3:])
+
+    ys = jax.lax.map(lambda g: vfn(g, shared), jax.tree.map(group, xs))
+    return jax.tree.map(ungroup, ys)

@@ -194,7 +194,8 @@ def train_and_evaluate(cfg: RunConfig, out, *, overwrite: bool = False, log=prin
     ``devices``: how many devices (or which) to split the environment batch over; ``None`` uses
     every visible device. The device count is not part of the run's config: a run may resume on
     another count, and gives the same numbers up to float rounding. ``env_chunk``: step the
-    environments in groups of this many (faster on CPU; see :func:`maskshift.sharding.map_envs`).
+    environments of each device in groups of this many (faster on CPU; see
+    :func:`maskshift.sharding.map_envs`).
     ``stop_after_chunks`` ends the process-side loop early, as a kill would (for tests): the
     checkpoint is left for the next call to resume from.
     """
@@ -202,7 +203,7 @@ def train_and_evaluate(cfg: RunConfig, out, *, overwrite: bool = False, log=prin
     _check_out(out, overwrite)
     mesh = env_mesh(devices)
     check_divisible(cfg.ppo.num_envs, mesh)
-    check_chunk(cfg.ppo.num_envs, env_chunk)
+    check_chunk(cfg.ppo.num_envs, env_chunk, int(mesh.devices.size))
     env, env_params = build_env(cfg)  # validates env, task, dataset, classes, rank
     _prepare_out(out, overwrite)
     trainer = make_train(cfg.ppo, env, mesh, env_chunk)
@@ -385,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, default=None,
                    help="devices to split the environments over (default: all visible)")
     p.add_argument("--env-chunk", type=int, default=None,
-                   help="step the environments in groups of this many: ~1.5x faster on CPU "
-                        "with 16 (default: one vmap over all of them, best on GPU/TPU)")
+                   help="step each device's environments in groups of this many: faster on "
+                        "CPU, e.g. 8 (default: one vmap over all of them, best on GPU/TPU)")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host: TPU pods, "
                         "multi-node GPU); run the same command on every host")

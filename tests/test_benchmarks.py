@@ -2,6 +2,7 @@
 to end in their smallest setting."""
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -44,25 +45,30 @@ def test_the_numpy_step_is_the_jax_step(envs, env_id, task):
 
 def test_vmap_mode_reports_compile_memory_and_flops(envs):
     env, p = envs[("ShiftWorld-v0", "bias")]
-    r = bench_vmap(env, p, 4, reps=2)
+    r = bench_vmap(env, p, 4, reps=2, steps=3)
     assert r["n"] == 4 and len(r["seconds"]) == 2 and r["compile_s"] > 0
+    assert r["steps_per_call"] == 3  # figures per environment-step: 4 envs x 3 steps per call
+    assert r["steps_per_s"] == pytest.approx(statistics.median(12 / s for s in r["seconds"]))
     assert r["steps_per_s_min"] <= r["steps_per_s"] <= r["steps_per_s_max"]
     assert r["flops"] > 0 and r["xla_bytes"] > 0 and r["devices"] == 1
-    chunked = bench_vmap(env, p, 4, reps=1, chunk=2)
-    assert chunked["steps_per_s"] > 0
+    chunked = bench_vmap(env, p, 4, reps=1, chunk=2, steps=1)
+    assert chunked["steps_per_s"] > 0 and chunked["chunk"] == 2
+    with pytest.raises(ValueError, match="chunk of 3 does not divide 4 environments"):
+        bench_vmap(env, p, 4, reps=1, chunk=3)
 
 
 def test_throughput_script_smallest_setting(tmp_path):
     out = tmp_path / "tp.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
                            "--envs", "shift", "--tasks", "bias", "--ns", "1", "4", "--reps", "1",
-                           "--chunk", "2", "--json", str(out)],
+                           "--chunk", "2", "--steps-per-call", "2", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
     r = res["results"]["shift-bias"]
     assert [x["n"] for x in r["vmap"]] == [1, 4] and [x["n"] for x in r["loop"]] == [1, 4]
     assert [x["n"] for x in r["numpy"]] == [1, 4] and [x["n"] for x in r["chunked"]] == [4]
+    assert res["steps_per_call"] == 2 and res["chunk"] == 2
     assert all(0 < x["roofline_fraction"] for x in r["vmap"])
     assert set(r["ratios"]["vmap_over_loop"]) == {"1", "4"}
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -76,9 +76,9 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
     batch is split (``num_envs`` must divide evenly); the policy and the task are replicated.
     ``None`` leaves placement to JAX (one device). The numbers do not depend on the mesh beyond
     float rounding: every random draw is made for the whole batch, then laid out.
-    ``env_chunk``: step the environments in groups of this many (:func:`maskshift.sharding.
-    map_envs`); faster on CPU, the same numbers up to float rounding. ``None``: one ``vmap``
-    over all of them.
+    ``env_chunk``: step each device's environments in groups of this many
+    (:func:`maskshift.sharding.map_envs`); faster on CPU, the same numbers up to float rounding.
+    ``None``: one ``vmap`` over all of them.
     """
     config.validate()
     if mesh is not None:
@@ -91,11 +91,12 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
         lr = config.learning_rate
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
     v_reset = jax.vmap(env.reset, in_axes=(0, None))
-    check_chunk(config.num_envs, env_chunk)
+    shards = 1 if mesh is None else int(mesh.devices.size)
+    check_chunk(config.num_envs, env_chunk, shards)
 
     def v_step(keys, state, action, env_params):
         return map_envs(lambda x, p: env.step(*x, p), (keys, state, action), env_params,
-                        env_chunk)
+                        env_chunk, shards)
 
     def init(key, env_params: EnvParams) -> RunnerState:
         k_net, k_env, key = jax.random.split(key, 3)
