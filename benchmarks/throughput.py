@@ -1,6 +1,6 @@
 """Environment steps per second: jit(vmap(step)) against a Python loop, NumPy and a matmul roofline.
 
-    python benchmarks/throughput.py --quick                      # about a minute
+    python benchmarks/throughput.py --quick                      # about 3 minutes on 2 cores
     python benchmarks/throughput.py --json benchmarks/results/throughput-cpu.json
     python benchmarks/throughput.py --devices 8 --ns 1024 8192 65536   # a GPU/TPU host
 
@@ -32,7 +32,7 @@ QUICK = {"ns": (16, 1024), "reps": 3}
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmarks/throughput.py", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help=f"N in {QUICK['ns']}, {QUICK['reps']} repetitions (about a minute)")
+                   help=f"N in {QUICK['ns']}, {QUICK['reps']} repetitions (2 min 45 s on 2 cores)")
     p.add_argument("--envs", nargs="+", default=["mask", "shift"])
     p.add_argument("--tasks", nargs="+", default=["unlearn", "bias"])
     p.add_argument("--ns", nargs="+", type=int, default=None,
