@@ -216,8 +216,9 @@ def _xla_bytes(compiled) -> int | None:
                - ma.alias_size_in_bytes)
 
 
-def _flops(compiled) -> float | None:
-    ca = compiled.cost_analysis()
+def _flops(stage) -> float | None:
+    """XLA's FLOP count of a lowered or compiled program."""
+    ca = stage.cost_analysis()
     if isinstance(ca, list | tuple):
         ca = ca[0] if ca else None
     return float(ca["flops"]) if ca and "flops" in ca else None
@@ -251,11 +252,11 @@ def bench_vmap(env, env_params, n: int, reps: int, devices=None, chunk: int | No
     device's environments in groups of ``chunk`` (default: one group).
 
     One call runs ``steps`` batched steps under ``lax.scan`` (a rollout, as a PureJaxRL trainer
-    runs it; gymnax auto-resets episodes inside it). The state and keys are donated and carried
-    from call to call, so the state is updated in place rather than written to fresh memory, which
-    on this kind of host costs more than the step itself. ``steps=1`` times single calls of
-    ``jit(vmap(step))``. Figures are per environment-step (``n * steps`` per call); ``flops`` is
-    one batched step's, as XLA counts them.
+    runs it; gymnax auto-resets episodes inside it). The state and observation are donated and
+    carried from call to call, so the state is updated in place rather than written to fresh
+    memory, which on this kind of host costs more than the step itself. ``steps=1`` times single
+    calls of ``jit(vmap(step))``. Figures are per environment-step (``n * steps`` per call);
+    ``flops`` is one batched step's, as XLA counts them.
     """
     mesh = env_mesh(devices)
     check_divisible(n, mesh)
