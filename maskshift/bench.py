@@ -4,9 +4,9 @@
   over a device mesh when there are several devices), ``steps`` batched steps per call under
   ``lax.scan`` with the state donated, as a PureJaxRL-style trainer runs it (``steps=1``: one
   call per batched step);
-- ``chunked``: the same, each device's environments stepped as a ``lax.map`` over groups of
-  ``chunk`` vmapped environments (:func:`maskshift.sharding.map_envs`), which keeps each group's
-  working set in the CPU caches;
+- ``chunked``: the same, each device's environments stepped as a loop over groups of ``chunk``
+  vmapped environments whose states are updated in place (:func:`maskshift.sharding.map_envs`),
+  which keeps each group's working set in the CPU caches;
 - ``loop``: a Python loop over ``N`` single-environment jitted steps, as a gym-style user runs it;
 - ``numpy``: :class:`NumpyEditWorld`, a plain NumPy implementation of the same step (same
   update, same reward, same observation), environment by environment;
@@ -42,9 +42,9 @@ from maskshift.sharding import (
     check_divisible,
     constrain_envs,
     env_mesh,
-    map_envs,
     put_envs,
     put_replicated,
+    step_envs,
 )
 from maskshift.tasks import BiasObjective, UnlearnObjective, get_leaf, make_task
 
@@ -266,7 +266,7 @@ def bench_vmap(env, env_params, n: int, reps: int, devices=None, chunk: int | No
     p = put_replicated(env_params, mesh)
 
     def v_step(k, s, a, p):
-        return map_envs(lambda x, q: env.step(*x, q), (k, s, a), p, chunk, shards)
+        return step_envs(env, k, s, a, p, chunk, mesh)
 
     def rollout(key, state, obs, actions, p):
         def body(carry, _):

@@ -52,6 +52,20 @@ SCRIPT = textwrap.dedent("""
         "policy_replicated": all(x.sharding.is_fully_replicated
                                  for x in jax.tree.leaves(rs.params)),
     }
+    # map_envs on the 4-device mesh, in groups per device: the numbers of one vmap, split on 4
+    from maskshift.sharding import map_envs, put_envs
+    sys.path.insert(0, sys.argv[2])
+    from test_sharding import _toy_map_case
+    fn, carry, xs = _toy_map_case(16)
+    want = jax.vmap(fn, in_axes=(0, 0, None))(carry, xs, 3.0)
+    mesh = env_mesh(4)
+    for chunk in (1, 2):
+        run = jax.jit(lambda c, x: map_envs(fn, c, x, 3.0, chunk, mesh))
+        got = run(*put_envs((carry, xs), mesh))
+        out[f"map_envs_chunk{chunk}"] = {
+            "max_diff": max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                            for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got))),
+            "carry_shards": num_shards(got[0]["a"]), "ys_shards": num_shards(got[1]["seen"])}
     print("RESULT" + json.dumps(out))
 """)
 
@@ -61,8 +75,9 @@ def sharded(tmp_path_factory):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu"}
     tmp = tmp_path_factory.mktemp("sharded")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp), here], env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT"))
     return json.loads(line[len("RESULT"):])
@@ -80,6 +95,15 @@ def test_the_environment_batch_is_split_over_four_devices(sharded):
     assert sharded["run1"]["train"]["env_batch_shards"] == 1
 
 
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_map_envs_in_groups_on_each_of_four_devices(sharded, chunk):
+    """Each device steps its own environments in groups; the results are one vmap's, still
+    split over the 4 devices."""
+    res = sharded[f"map_envs_chunk{chunk}"]
+    assert res["max_diff"] < 1e-5
+    assert res["carry_shards"] == 4 and res["ys_shards"] == 4
+
+
 @pytest.mark.parametrize("run", ["4", "4c"])
 def test_sharded_training_gives_the_single_device_numbers(sharded, run):
     """Sharded over 4 devices, with or without stepping each device's environments in chunks."""
@@ -91,25 +115,66 @@ def test_sharded_training_gives_the_single_device_numbers(sharded, run):
         assert four["before"][k] == pytest.approx(one["before"][k], abs=1e-6)
 
 
-@pytest.mark.parametrize("shards, chunk", [(1, 1), (1, 3), (2, 1), (2, 3), (3, 2)])
-def test_map_envs_keeps_every_environment_in_place(shards, chunk):
-    """Chunked stepping regroups the batch and puts every result back where it came from."""
+def _toy_map_case(n):
+    """A per-environment carry and inputs, and a step that reads the old carry and writes a new
+    one: ``(fn, carry, xs)``."""
     import jax
     import jax.numpy as jnp
+
+    carry = {"a": jnp.arange(n * 2.0).reshape(n, 2), "t": jnp.zeros(n, jnp.int32)}
+    xs = (jnp.arange(n) * 10, jax.random.split(jax.random.key(0), n))
+
+    def fn(c, x, shared):
+        i, key = x
+        new = {"a": c["a"] * shared + i + jax.random.uniform(key), "t": c["t"] + 1}
+        return new, {"seen": i // 10, "old_sum": c["a"].sum()}
+
+    return fn, carry, xs
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 12])
+def test_map_envs_updates_every_environment_in_place(chunk):
+    """Chunked stepping gives every environment its own inputs, reads its old carry and writes
+    its new carry and outputs back where they came from, as one vmap does."""
+    import jax
     import numpy as np
 
     from maskshift.sharding import map_envs
 
-    n = 12 if shards != 3 else 18
-    xs = {"a": jnp.arange(n * 2.0).reshape(n, 2), "b": (jnp.arange(n) * 10,)}
+    n = 12
+    fn, carry, xs = _toy_map_case(n)
+    want = jax.vmap(fn, in_axes=(0, 0, None))(carry, xs, 3.0)
+    got = jax.jit(lambda c, x: map_envs(fn, c, x, 3.0, chunk), donate_argnums=0)(carry, xs)
+    for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+    np.testing.assert_array_equal(got[1]["seen"], np.arange(n))
+    np.testing.assert_array_equal(got[0]["t"], np.ones(n))
 
-    def fn(x, shared):  # an environment's own row, and which row it was given
-        return {"out": x["a"] * shared + x["b"][0], "seen": x["b"][0] // 10}
 
-    want = jax.vmap(fn, in_axes=(0, None))(xs, 3.0)
-    got = jax.jit(lambda x: map_envs(fn, x, 3.0, chunk, shards))(xs)
-    np.testing.assert_array_equal(got["out"], want["out"])
-    np.testing.assert_array_equal(got["seen"], np.arange(n))
+def test_chunked_env_steps_match_one_vmap(envs):
+    """``step_envs`` in groups gives the batched env step's numbers, auto-reset included."""
+    import jax
+    import numpy as np
+
+    from maskshift.sharding import step_envs
+
+    env, p = envs[("MaskWorld-v0", "unlearn")]
+    n = 6
+    keys = jax.random.split(jax.random.key(1), n)
+    _, state = jax.vmap(env.reset, in_axes=(0, None))(keys, p)
+    actions = 0.5 * jax.random.normal(jax.random.key(2), (n, env.action_size))
+
+    def rollout(chunk):
+        def body(s, k):
+            out = step_envs(env, jax.random.split(k, n), s, actions, p, chunk)
+            return out[1], (out[0], out[2], out[4] | out[3])
+        return jax.jit(lambda s: jax.lax.scan(body, s, jax.random.split(jax.random.key(3), 4)))(
+            state)
+
+    (s1, out1), (s2, out2) = rollout(None), rollout(2)
+    assert bool(out1[2].any())  # an episode of 3 steps ended and reset within the 4 steps
+    for a, b in zip(jax.tree.leaves((s1, out1)), jax.tree.leaves((s2, out2)), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
 
 
 def test_a_chunk_that_does_not_divide_each_devices_share_is_refused():

@@ -29,7 +29,7 @@ from maskshift.envs import EditWorld, EnvParams
 from maskshift.ppo.config import PPOConfig
 from maskshift.ppo.gae import compute_gae, ppo_loss
 from maskshift.ppo.networks import ActorCritic
-from maskshift.sharding import check_chunk, check_divisible, constrain_envs, map_envs
+from maskshift.sharding import check_chunk, check_divisible, constrain_envs, step_envs
 
 
 class RunnerState(NamedTuple):
@@ -76,8 +76,9 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
     batch is split (``num_envs`` must divide evenly); the policy and the task are replicated.
     ``None`` leaves placement to JAX (one device). The numbers do not depend on the mesh beyond
     float rounding: every random draw is made for the whole batch, then laid out.
-    ``env_chunk``: step each device's environments in groups of this many
-    (:func:`maskshift.sharding.map_envs`); faster on CPU, the same numbers up to float rounding.
+    ``env_chunk``: step each device's environments in groups of this many, their states updated in
+    place (:func:`maskshift.sharding.map_envs`); faster on CPU, the same numbers up to float
+    rounding.
     ``None``: one ``vmap`` over all of them.
     """
     config.validate()
@@ -95,8 +96,7 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
     check_chunk(config.num_envs, env_chunk, shards)
 
     def v_step(keys, state, action, env_params):
-        return map_envs(lambda x, p: env.step(*x, p), (keys, state, action), env_params,
-                        env_chunk, shards)
+        return step_envs(env, keys, state, action, env_params, env_chunk, mesh)
 
     def init(key, env_params: EnvParams) -> RunnerState:
         k_net, k_env, key = jax.random.split(key, 3)
