@@ -42,6 +42,11 @@ def env_mesh(devices: int | Sequence[jax.Device] | None = None) -> Mesh:
     return Mesh(np.asarray(devs), (AXIS,))
 
 
+def mesh_size(mesh: Mesh | None) -> int:
+    """How many devices ``mesh`` spans (``None``: placement left to JAX, one device)."""
+    return 1 if mesh is None else int(mesh.devices.size)
+
+
 def check_divisible(num_envs: int, mesh: Mesh) -> None:
     k = mesh.devices.size
     if num_envs % k:
@@ -120,7 +125,7 @@ def map_envs(fn, carry, xs, shared, chunk: int | None = None, mesh: Mesh | None 
     """
     vfn = jax.vmap(fn, in_axes=(0, 0, None))
     n = jax.tree.leaves(carry)[0].shape[0]
-    shards = 1 if mesh is None else int(mesh.devices.size)
+    shards = mesh_size(mesh)
     if chunk is None or chunk * shards >= n:
         return vfn(carry, xs, shared)
     check_chunk(n, chunk, shards)

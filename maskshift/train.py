@@ -46,7 +46,7 @@ from maskshift.envs import ENV_ALIASES, EnvParams, make
 from maskshift.evaluate import SUMMARY_KEYS
 from maskshift.ppo import PPOConfig, RunnerState, make_train
 from maskshift.ppo.rollout import deterministic_rollout, report, select_best_step, to_host
-from maskshift.sharding import check_chunk, check_divisible, env_mesh, num_shards
+from maskshift.sharding import check_chunk, check_divisible, env_mesh, mesh_size, num_shards
 from maskshift.tasks import bias_task, unlearning_task
 
 # Budgets that reach the README's targets on the embedded data (measured, see README).
@@ -203,7 +203,7 @@ def train_and_evaluate(cfg: RunConfig, out, *, overwrite: bool = False, log=prin
     _check_out(out, overwrite)
     mesh = env_mesh(devices)
     check_divisible(cfg.ppo.num_envs, mesh)
-    check_chunk(cfg.ppo.num_envs, env_chunk, int(mesh.devices.size))
+    check_chunk(cfg.ppo.num_envs, env_chunk, mesh_size(mesh))
     env, env_params = build_env(cfg)  # validates env, task, dataset, classes, rank
     _prepare_out(out, overwrite)
     trainer = make_train(cfg.ppo, env, mesh, env_chunk)
@@ -276,7 +276,7 @@ def train_and_evaluate(cfg: RunConfig, out, *, overwrite: bool = False, log=prin
         "val_per_step": val_steps,
         "train": {"wall_seconds": round(train_wall, 2), "compile_seconds": round(compile_s, 2),
                   "env_steps": int(rs.update) * steps_per_update, "updates": int(rs.update),
-                  "devices": int(mesh.devices.size),
+                  "devices": mesh_size(mesh),
                   # how many devices the environment batch was really split over
                   "env_batch_shards": num_shards(rs.obs),
                   "platform": mesh.devices.flat[0].platform},

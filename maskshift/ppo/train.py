@@ -29,7 +29,13 @@ from maskshift.envs import EditWorld, EnvParams
 from maskshift.ppo.config import PPOConfig
 from maskshift.ppo.gae import compute_gae, ppo_loss
 from maskshift.ppo.networks import ActorCritic
-from maskshift.sharding import check_chunk, check_divisible, constrain_envs, step_envs
+from maskshift.sharding import (
+    check_chunk,
+    check_divisible,
+    constrain_envs,
+    mesh_size,
+    step_envs,
+)
 
 
 class RunnerState(NamedTuple):
@@ -78,8 +84,7 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
     float rounding: every random draw is made for the whole batch, then laid out.
     ``env_chunk``: step each device's environments in groups of this many, their states updated in
     place (:func:`maskshift.sharding.map_envs`); faster on CPU, the same numbers up to float
-    rounding.
-    ``None``: one ``vmap`` over all of them.
+    rounding. ``None``: one ``vmap`` over all of them.
     """
     config.validate()
     if mesh is not None:
@@ -92,8 +97,7 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
         lr = config.learning_rate
     tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
     v_reset = jax.vmap(env.reset, in_axes=(0, None))
-    shards = 1 if mesh is None else int(mesh.devices.size)
-    check_chunk(config.num_envs, env_chunk, shards)
+    check_chunk(config.num_envs, env_chunk, mesh_size(mesh))
 
     def v_step(keys, state, action, env_params):
         return step_envs(env, keys, state, action, env_params, env_chunk, mesh)
