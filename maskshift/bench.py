@@ -42,6 +42,7 @@ from maskshift.sharding import (
     check_divisible,
     constrain_envs,
     env_mesh,
+    mesh_size,
     put_envs,
     put_replicated,
     step_envs,
@@ -260,7 +261,7 @@ def bench_vmap(env, env_params, n: int, reps: int, devices=None, chunk: int | No
     """
     mesh = env_mesh(devices)
     check_divisible(n, mesh)
-    shards = int(mesh.devices.size)
+    shards = mesh_size(mesh)
     check_chunk(n, chunk, shards)
     keys, state, actions = put_envs(_inputs(env, env_params, n), mesh)
     p = put_replicated(env_params, mesh)
@@ -278,7 +279,10 @@ def bench_vmap(env, env_params, n: int, reps: int, devices=None, chunk: int | No
 
         return jax.lax.scan(body, (key, state, obs), None, steps)
 
-    flops = _flops(jax.jit(v_step).lower(keys, state, actions, p))
+    # one batched step's FLOPs, counted on the single vmap: in the chunked program XLA counts the
+    # loop body (one group) once
+    flops = _flops(jax.jit(lambda k, s, a, q: step_envs(env, k, s, a, q, None, mesh)).lower(
+        keys, state, actions, p))
     obs = put_envs(jnp.zeros((n, env.obs_size)), mesh)
     key = jax.random.key(0)
     fn = jax.jit(rollout, donate_argnums=(1, 2))
@@ -385,7 +389,7 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise ValueError(f"Unknown mode {bad[0]!r}; choose from {', '.join(MODES)}.")
-    shards = int(env_mesh(devices).devices.size)
+    shards = mesh_size(env_mesh(devices))
     out = {"machine": machine(), "reps": reps, "ns": list(ns), "chunk": chunk,
            "steps_per_call": steps, "results": {}}
     for env_name in envs:
