@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.ppo import make_train
-from maskshift.ppo.rollout import deterministic_rollout, report, select_best_step
+from maskshift.rollout import deterministic_rollout, report, select_best_step
 from maskshift.train import DEFAULT_TOLERANCE, RunConfig, build_env, config_from_args
 from maskshift.train import build_parser as train_parser
 

@@ -5,9 +5,14 @@ evaluated by the same code, side by side.
     python -m maskshift.compare --task bias
 
 Writes ``DIR/comparison.md`` (method, the task's test metrics as mean ± std over seeds, wall
-time), ``DIR/comparison.json`` and ``DIR/comparison.png``. RL runs live in ``DIR/rl/<env>-s<seed>``
-as ordinary ``maskshift.train`` runs; a finished one is reused, so an interrupted comparison
-restarted with the same command picks up where it was.
+time, environment steps), ``DIR/comparison.json`` and ``DIR/comparison.png``.
+
+Beside the baselines (which act on all weights or on representations) it runs every editor of
+``maskshift.train`` in the *same* action space: PPO (``MaskWorld``, ``ShiftWorld``), APG
+(``MaskWorld-apg``...), the greedy gradient controller (``MaskWorld-gradient``...) and the
+open-loop gradient oracle (``MaskWorld-oracle``...), each at its documented defaults. Those runs
+live in ``DIR/rl/<env>[-<algo>]-s<seed>`` as ordinary ``maskshift.train`` runs; a finished one is
+reused, so an interrupted comparison restarted with the same command picks up where it was.
 """
 
 from __future__ import annotations
@@ -24,25 +29,41 @@ from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.baselines import BASELINES
 from maskshift.data import add_dataset_arguments, load_dataset, resolve_dataset
 from maskshift.evaluate import SUMMARY_KEYS
-from maskshift.tasks import bias_task, unlearning_task
-from maskshift.train import (
+from maskshift.run import (
+    ALGOS,
     DEFAULT_TOTAL_STEPS,
     RunConfig,
     TrainingError,
     finished_run,
     train_and_evaluate,
 )
+from maskshift.tasks import bias_task, unlearning_task
 
-RL_METHODS = ("MaskWorld", "ShiftWorld")
+# method name -> (env, algo): every maskshift.train editor in the environments' action space
+RL_METHODS = {f"{world}{'' if algo == 'ppo' else '-' + algo}": (env, algo)
+              for algo in ALGOS for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))}
 
 
-def _rl_config(task: str, env: str, seed: int, forget, dataset, total_steps,
+def _rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
                data_dir=None) -> RunConfig:
+    """The config ``python -m maskshift.train --env ENV --algo ALGO`` uses for ``method``;
+    ``total_steps`` overrides a trained editor's budget."""
+    from maskshift.apg import APGConfig
     from maskshift.ppo import PPOConfig
 
-    total = total_steps or DEFAULT_TOTAL_STEPS[task]
+    env, algo = RL_METHODS[method]
+    budget = {}
+    if algo in DEFAULT_TOTAL_STEPS:
+        total = total_steps or DEFAULT_TOTAL_STEPS[algo][task]
+        budget = {"ppo": {"ppo": PPOConfig(total_timesteps=total)},
+                  "apg": {"apg": APGConfig(total_timesteps=total)}}[algo]
     return RunConfig(env=env, task=task, dataset=dataset, data_dir=data_dir, seed=seed,
-                     forget_classes=tuple(forget), ppo=PPOConfig(total_timesteps=total))
+                     forget_classes=tuple(forget), algo=algo, **budget)
+
+
+def _run_dir(out: Path, method: str, seed: int) -> Path:
+    env, algo = RL_METHODS[method]
+    return out / "rl" / f"{env}{'' if algo == 'ppo' else '-' + algo}-s{seed}"
 
 
 def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str | None = None,
@@ -72,16 +93,16 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
             if m == "original":
                 rep = task.report(task.params)
             elif m in RL_METHODS:
-                env = "mask" if m == "MaskWorld" else "shift"
-                run_dir = out / "rl" / f"{env}-s{seed}"
-                cfg = _rl_config(task_name, env, seed, forget_classes, dataset, rl_total_steps,
+                run_dir = _run_dir(out, m, seed)
+                cfg = _rl_config(task_name, m, seed, forget_classes, dataset, rl_total_steps,
                                  data_dir)
                 res = finished_run(run_dir, cfg)
                 if res is not None:
                     log(f"  reusing {run_dir}")
                 else:
                     res = train_and_evaluate(cfg, run_dir, overwrite=True, log=lambda s: None)
-                rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"]}
+                rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"],
+                       "env_steps": res["train"]["env_steps"]}
             else:
                 params = BASELINES[task_name][m](task, jax.random.key(seed))
                 rep = task.report(params)
@@ -110,6 +131,8 @@ def _summarise(runs: dict, task_name: str) -> dict:
     for m, reps in runs.items():
         summary[m] = {k: {"mean": float(np.mean([r[k] for r in reps])),
                           "std": float(np.std([r[k] for r in reps]))} for k in keys}
+        if "env_steps" in reps[0]:
+            summary[m]["env_steps"] = int(np.mean([r["env_steps"] for r in reps]))
     if task_name == "unlearn":
         ref = [r["mia"] for r in runs["retrain"]]
         for m, reps in runs.items():
@@ -132,13 +155,14 @@ def _markdown(result: dict) -> str:
         ref = result["summary"]["retrain"]["mia"]
         lines += [f"The retrained model's MIA (the gold reference): {ref['mean']:.3f} ± "
                   f"{ref['std']:.3f}; `mia_gap_to_retrain` is |MIA − retrained MIA| per seed.", ""]
-    lines.append("| method | " + " | ".join(keys) + " | wall s |")
-    lines.append("|---|" + "---|" * (len(keys) + 1))
+    lines.append("| method | " + " | ".join(keys) + " | wall s | env steps |")
+    lines.append("|---|" + "---|" * (len(keys) + 2))
     for m in result["methods"]:
         s = result["summary"][m]
         cells = [f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in keys]
+        steps = f"{s['env_steps']:,}" if "env_steps" in s else "—"
         lines.append(f"| {m} | " + " | ".join(cells)
-                     + f" | {s['wall_seconds']['mean']:.1f} |")
+                     + f" | {s['wall_seconds']['mean']:.1f} | {steps} |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import maskshift
 from maskshift.ppo import PPOConfig, compute_gae, make_train
-from maskshift.ppo.rollout import deterministic_rollout
+from maskshift.rollout import deterministic_rollout
 from maskshift.tasks import task_from_model
 
 

@@ -78,7 +78,7 @@ def test_resume_after_kill_gives_the_same_result(tmp_path, finished):
     assert json.loads((out / "ckpt" / "meta.json").read_text())["update"] == 2
     lines = []
     res = tr.train_and_evaluate(SMALL, out, log=lines.append)
-    assert lines[0].startswith("resuming") and "update 2/4" in lines[0]
+    assert lines[1].startswith("resuming") and "update 2/4" in lines[1]  # after the header
     assert res["history"]["episode_return"] == pytest.approx(ref["history"]["episode_return"],
                                                              rel=1e-5, abs=1e-6)
     a, _ = load_edited(out, like=load_edited(ref_out, like=_like(ref_out))[0])
@@ -100,7 +100,9 @@ def _like(out):
 
 
 def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real = tr.make_train
+    import maskshift.ppo as ppo_pkg
+
+    real = ppo_pkg.make_train
 
     def poisoned(config, env, *args, **kwargs):
         trainer = real(config, env, *args, **kwargs)
@@ -112,7 +114,7 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pa
 
         return trainer._replace(run=run)
 
-    monkeypatch.setattr(tr, "make_train", poisoned)
+    monkeypatch.setattr(ppo_pkg, "make_train", poisoned)
     out = tmp_path / "nan"
     with pytest.raises(tr.TrainingError, match="Non-finite loss or reward at update 3"):
         tr.train_and_evaluate(SMALL, out, log=lambda s: None)
@@ -125,6 +127,9 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pa
     (["--task", "translate"], "Unknown task 'translate'"),
     (["--forget-class", "11"], "outside the labels 0..9"),
     (["--rank", "100", "--task", "bias"], "rank 100 is larger than min(m, n) = 32"),
+    (["--algo", "sgd"], "Unknown algo 'sgd'; choose one of ppo, apg, gradient, oracle"),
+    (["--algo", "oracle", "--oracle-iterations", "0"], "iterations must be at least 1"),
+    (["--algo", "apg", "--env-chunk", "8"], "--env-chunk applies to --algo ppo only"),
 ])
 def test_cli_bad_input(capsys, tmp_path, argv, message, toxic_model):
     with pytest.raises(SystemExit) as exc:
@@ -133,3 +138,14 @@ def test_cli_bad_input(capsys, tmp_path, argv, message, toxic_model):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # bad input leaves nothing behind
+
+
+def test_out_naming_a_file_is_refused_without_a_traceback(capsys, tmp_path):
+    target = tmp_path / "results.txt"
+    target.write_text("mine")
+    with pytest.raises(SystemExit) as exc:
+        tr.main(["--algo", "gradient", "--out", str(target)])
+    assert exc.value.code == 3
+    err = capsys.readouterr().err
+    assert "is an existing file" in err and "Traceback" not in err
+    assert target.read_text() == "mine"

@@ -177,10 +177,20 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
               zip(edit, params.task.originals, self.leaf_shapes, strict=True)]
         return set_leaves(params.task.params, self.paths, ws)
 
-    def _measure(self, key: PRNGKey, edit: tuple, params: EnvParams) -> Array:
+    def metrics_on(self, edit: tuple, batch: dict, params: EnvParams) -> Array:
+        """The objective's metrics of the model that ``edit`` describes on ``batch`` (a sampled
+        minibatch, or ``params.task.train`` for the whole train split). Differentiable in
+        ``edit``: the controllers, the oracle and APG take ``jax.grad`` through it."""
         model_params = self.params_for_edit(edit, params)
-        batch = self.task.objective.sample(key, params.task.train)
         return self.task.objective.measure(lambda h: self.task.suffix(model_params, h), batch)
+
+    def reward_terms(self, edit: tuple, batch: dict, params: EnvParams) -> tuple[Array, Array]:
+        """``(utility, edit)`` reward terms of ``edit`` on ``batch`` (see the module docstring)."""
+        return self.task.objective.terms(self.metrics_on(edit, batch, params),
+                                         params.task.base_metrics)
+
+    def _measure(self, key: PRNGKey, edit: tuple, params: EnvParams) -> Array:
+        return self.metrics_on(edit, self.task.objective.sample(key, params.task.train), params)
 
     def _obs(self, edit: tuple, metrics: Array, time, params: EnvParams) -> Array:
         feats = []

@@ -1,39 +1,68 @@
-"""The product of a run: a deterministic rollout of the trained policy, and the best step of that
-episode chosen on the validation split (never the test split)."""
+"""The product of any editor: one episode's edits, and the best step of that episode chosen on the
+validation split (never the test split).
+
+Every way of choosing actions (a PPO or APG policy's mean, the greedy gradient controller, the
+open-loop oracle's optimised actions) runs through :func:`rollout_edits`, so every editor is
+selected and reported by the same code.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskshift.envs import EditWorld, EnvParams
+from maskshift.envs import EditWorld, EnvParams, EnvState
 from maskshift.tasks import UnlearnObjective
 
+# act(editor_params, t, obs, state, env_params) -> flat action [action_size]
+ActFn = Callable[..., jax.Array]
 
-def deterministic_rollout(env: EditWorld, env_params: EnvParams, network, policy_params):
-    """Run the policy's mean actions from the original weights for one episode.
 
-    Returns the edits of every step, original included: a tuple (one per edited matrix) of
-    ``[T + 1, m, n]`` arrays. Jit-compiled; ``T`` is ``env_params.max_steps_in_episode``.
+def rollout_edits(env: EditWorld, env_params: EnvParams, act: ActFn, editor_params=None,
+                  key: jax.Array | None = None):
+    """One episode from the original weights with actions from ``act``; returns the edits of
+    every step, original included: a tuple (one per edited matrix) of ``[T + 1, m, n]`` arrays.
+
+    ``act(editor_params, t, obs, state, env_params)`` gives the action at step ``t``; it is traced
+    once (jit-compiled with the rollout). ``key`` draws each step's train minibatch (default
+    ``jax.random.key(0)``, as every editor's final rollout uses).
     """
     T = int(env_params.max_steps_in_episode)
 
     @jax.jit
-    def run(policy_params, env_params, key):
+    def run(editor_params, env_params, key):
         obs, state = env.reset_env(key, env_params)
 
-        def step(carry, k):
+        def step(carry, xs):
             obs, state = carry
-            pi, _ = network.apply(policy_params, obs[None])
-            obs, state, *_ = env.step_env(k, state, pi.mean()[0], env_params)
+            t, k = xs
+            obs, state, *_ = env.step_env(k, state, act(editor_params, t, obs, state, env_params),
+                                          env_params)
             return (obs, state), state.edit
 
-        _, edits = jax.lax.scan(step, (obs, state), jax.random.split(key, T))
+        _, edits = jax.lax.scan(step, (obs, state), (jnp.arange(T), jax.random.split(key, T)))
         return tuple(jnp.concatenate([e0[None], e], 0) for e0, e in zip(state.edit, edits,
                                                                          strict=True))
 
-    return run(policy_params, env_params, jax.random.key(0))
+    return run(editor_params, env_params, jax.random.key(0) if key is None else key)
+
+
+def policy_act(network) -> ActFn:
+    """The action rule of a trained actor-critic: its mean action (deterministic)."""
+    def act(policy_params, t, obs, state: EnvState, env_params):
+        pi, _ = network.apply(policy_params, obs[None])
+        return pi.mean()[0]
+
+    return act
+
+
+def deterministic_rollout(env: EditWorld, env_params: EnvParams, network, policy_params):
+    """Run the policy's mean actions from the original weights for one episode (see
+    :func:`rollout_edits`)."""
+    return rollout_edits(env, env_params, policy_act(network), policy_params)
 
 
 def edited_params_at(env: EditWorld, env_params: EnvParams, edits, t: int):

@@ -1,0 +1,104 @@
+"""One run path for every editor (PPO, APG, the gradient controller, the oracle).
+
+:func:`train_and_evaluate` validates everything, then makes the edit with the chosen editor
+(:mod:`maskshift.run.editors`; trained policies through the checkpointed loop of
+:mod:`maskshift.run.loop`) and writes the same files for each (:mod:`maskshift.run.outputs`):
+
+- ``results.json``: env, task, algo, dataset, seed, config, ``before``/``after`` test metrics,
+  the best step and the validation figures of every step, train stats and history;
+- ``edited/`` + ``edited.json``: the edited params (``maskshift.evaluate --checkpoint DIR``);
+- ``ckpt/`` (trained editors only): policy, optimizer state and runner state;
+- ``learning_curve.png`` and ``before_after.png``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from maskshift.control import check_differentiable
+from maskshift.run.config import (
+    ALGOS,
+    DEFAULT_LR,
+    DEFAULT_TOLERANCE,
+    DEFAULT_TOTAL_STEPS,
+    TRAINED_ALGOS,
+    RunConfig,
+    TrainingError,
+    build_env,
+    check_algo,
+)
+from maskshift.run.editors import EDITORS
+from maskshift.run.outputs import finished_run, summary_table, write_run
+from maskshift.sharding import check_chunk, check_divisible, env_mesh, mesh_size
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an output directory the run must not touch (changes nothing on disk)."""
+    if overwrite or not out.exists():
+        return
+    if not out.is_dir():
+        raise TrainingError(f"--out {out} is an existing file, not a directory; choose another "
+                            "--out.")
+    if (out / "results.json").exists():
+        raise TrainingError(f"{out} already holds a finished run (results.json). Choose another "
+                            "--out, or pass --overwrite to replace it.")
+    if any(out.iterdir()) and not (out / "ckpt").exists():
+        raise TrainingError(f"{out} exists and is not a maskshift run; choose another --out, or "
+                            "pass --overwrite to replace its contents.")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and overwrite:
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def train_and_evaluate(cfg: RunConfig, out, *, overwrite: bool = False, log=print,
+                       stop_after_chunks: int | None = None, devices=None,
+                       env_chunk: int | None = None) -> dict:
+    """Edit with ``cfg.algo``, select, evaluate and write a run to ``out``; returns the results.
+
+    ``devices``: how many devices (or which) to split the environment batch over; ``None`` uses
+    every visible device. The device count is not part of the run's config: a run may resume on
+    another count, and gives the same numbers up to float rounding. ``env_chunk``: step the
+    environments of each device in groups of this many (PPO only; faster on CPU; see
+    :func:`maskshift.sharding.map_envs`).
+    ``stop_after_chunks`` ends a trained editor's loop early, as a kill would (for tests): the
+    checkpoint is left for the next call to resume from, and ``{"stopped_at_update": u}`` is
+    returned.
+    """
+    out = Path(out)
+    check_algo(cfg.algo)
+    _check_out(out, overwrite)
+    mesh = env_mesh(devices)
+    if cfg.algo in TRAINED_ALGOS:
+        cfg.trainer_config.validate()
+        check_divisible(cfg.trainer_config.num_envs, mesh)
+    if env_chunk is not None and cfg.algo != "ppo":
+        raise ValueError(f"--env-chunk applies to --algo ppo only (got --algo {cfg.algo}); drop "
+                         "it.")
+    if cfg.algo == "ppo":
+        check_chunk(cfg.ppo.num_envs, env_chunk, mesh_size(mesh))
+    cfg.gradient.validate()
+    cfg.oracle.validate()
+    env, env_params = build_env(cfg)  # validates env, task, dataset, classes, rank
+    if cfg.algo != "ppo":
+        check_differentiable(env, env_params, cfg.algo)
+    _prepare_out(out, overwrite)
+    log(f"maskshift train: algo={cfg.algo} env={env.name} task={env.task.name} rank={env.rank} "
+        f"action_size={env.action_size} seed={cfg.seed} "
+        + (f"num_envs={cfg.trainer_config.num_envs} updates={cfg.trainer_config.num_updates} "
+           if cfg.algo in TRAINED_ALGOS else "")
+        + f"devices={mesh.devices.size}x{mesh.devices.flat[0].platform}")
+    done = EDITORS[cfg.algo](cfg, env, env_params, out, mesh=mesh, env_chunk=env_chunk, log=log,
+                             stop_after_chunks=stop_after_chunks)
+    if isinstance(done, dict):  # stopped early: the checkpoint is left to resume from
+        return done
+    edits, history, stats = done
+    stats = {**stats, "devices": mesh_size(mesh), "platform": mesh.devices.flat[0].platform}
+    return write_run(out, cfg, env, env_params, edits, history, stats, log)
+
+
+__all__ = ["ALGOS", "DEFAULT_LR", "DEFAULT_TOLERANCE", "DEFAULT_TOTAL_STEPS", "RunConfig",
+           "TrainingError", "build_env", "finished_run", "summary_table", "train_and_evaluate"]

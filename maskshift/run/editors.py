@@ -1,0 +1,84 @@
+"""Every editor behind one signature: ``edit(env, env_params, cfg, out, ...) -> (edits, history,
+stats)`` where ``edits`` are one episode's masks or shifts ``[T + 1, m, n]`` per edited matrix
+(:func:`maskshift.rollout.rollout_edits`), then selected and written by the same code."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from maskshift import apg, ppo
+from maskshift.control import gradient_edits
+from maskshift.oracle import oracle_edits
+from maskshift.rollout import deterministic_rollout
+from maskshift.run.config import RunConfig
+from maskshift.run.loop import train_checkpointed
+
+
+def trained_policy(cfg: RunConfig, env, env_params, out: Path, *, mesh, env_chunk, log,
+                   stop_after_chunks):
+    """PPO or APG trained in checkpointed chunks, then its mean actions rolled out."""
+    if cfg.algo == "ppo":
+        trainer = ppo.make_train(cfg.ppo, env, mesh, env_chunk)
+    else:
+        trainer = apg.make_train(cfg.apg, env, mesh)
+    done = train_checkpointed(trainer, env_params, cfg, out, log=log,
+                              stop_after_chunks=stop_after_chunks)
+    if isinstance(done, dict):  # stopped early
+        return done
+    rs, history, stats = done
+    edits = deterministic_rollout(env, env_params, trainer.network, rs.params)
+    return edits, history, stats
+
+
+def _timed(fn):
+    """``fn()``'s value and its wall seconds, compilation included."""
+    t0 = time.perf_counter()
+    value = jax.block_until_ready(fn())
+    return value, time.perf_counter() - t0
+
+
+def gradient_controller(cfg: RunConfig, env, env_params, out: Path, *, log, **_):
+    """The greedy gradient controller's episode; its history is the episode itself, step by
+    step (reward terms on the whole train split)."""
+    edits, wall = _timed(lambda: gradient_edits(env, env_params, cfg.gradient))
+    T = int(env_params.max_steps_in_episode)
+    steps = [tuple(e[t] for e in edits) for t in range(T + 1)]
+    metrics = [np.asarray(env.metrics_on(e, env_params.task.train, env_params)) for e in steps]
+    lam = (float(env_params.lambda_utility), float(env_params.lambda_edit))
+    rewards = [float(sum(c * float(x) for c, x in zip(
+        lam, env.reward_terms(e, env_params.task.train, env_params), strict=True)))
+        for e in steps]
+    log(f"gradient controller: {T} steps in {wall:.1f} s")
+    history = {"x_label": "step of the controller's episode",
+               "return_label": "reward (whole train split)",
+               "env_steps": list(range(T + 1)), "episode_return": rewards,
+               "final_metrics": [m.tolist() for m in metrics]}
+    # one episode: T environment steps, each with two gradients on the whole train split
+    stats = {"wall_seconds": round(wall, 2), "compile_seconds": None, "env_steps": T,
+             "gradient_evaluations": 2 * T}
+    return edits, history, stats
+
+
+def gradient_oracle(cfg: RunConfig, env, env_params, out: Path, *, log, **_):
+    """Open-loop optimisation of one episode's actions (:mod:`maskshift.oracle`)."""
+    t0 = time.perf_counter()
+    edits, hist = oracle_edits(env, env_params, jax.random.key(cfg.seed), cfg.oracle, log)
+    wall = time.perf_counter() - t0
+    T = int(env_params.max_steps_in_episode)
+    its = list(range(1, len(hist["episode_return"]) + 1))
+    history = {"x_label": "oracle iteration", "return_label": "mean episode return (restarts)",
+               "env_steps": [i * cfg.oracle.restarts * T for i in its],
+               "episode_return": hist["episode_return"],
+               "final_metrics": [],  # an open-loop optimisation has no per-iteration metrics
+               "best_restart": hist["best_restart"], "final_returns": hist["final_returns"]}
+    stats = {"wall_seconds": round(wall, 2), "compile_seconds": None,
+             "env_steps": cfg.oracle.env_steps(T), "iterations": cfg.oracle.iterations}
+    return edits, history, stats
+
+
+EDITORS = {"ppo": trained_policy, "apg": trained_policy, "gradient": gradient_controller,
+           "oracle": gradient_oracle}

@@ -1,0 +1,127 @@
+"""What every run writes, whichever editor made the edit: the best step on validation, the test
+report, ``edited/``, ``results.json``, the plots and the printed summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from maskshift._io import atomic_write_json, save_figure
+from maskshift.checkpoint import save_edited
+from maskshift.envs import EnvParams
+from maskshift.evaluate import SUMMARY_KEYS
+from maskshift.rollout import report, select_best_step, to_host
+from maskshift.run.config import DEFAULT_TOLERANCE, RunConfig
+from maskshift.run.loop import _shown
+
+
+def finished_run(run_dir, cfg: RunConfig) -> dict | None:
+    """The results of a finished run in ``run_dir`` made with exactly ``cfg``, else ``None``."""
+    path = Path(run_dir) / "results.json"
+    if not path.exists():
+        return None
+    res = json.loads(path.read_text())
+    saved = {k: v for k, v in res["config"].items() if k != "env_params"}
+    return res if saved == cfg.to_json() else None
+
+
+def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, history: dict,
+              stats: dict, log=print) -> dict:
+    """Select the best step of ``edits`` on validation, report it on test and write the run."""
+    tolerance = cfg.select_tolerance if cfg.select_tolerance is not None else \
+        DEFAULT_TOLERANCE[cfg.task]
+    best, edited, val_steps = select_best_step(env, env_params, edits, tolerance)
+    before = report(env, env_params.task.params, "test")
+    after = report(env, edited, "test")
+    meta = {"task": cfg.task, "dataset": env.task.dataset.name, "env": env.name,
+            "seed": cfg.seed, "algo": cfg.algo,
+            "edit_paths": ["/".join(p) for p in env.task.edit_paths]}
+    if cfg.task == "unlearn":
+        meta["forget_classes"] = list(env.task.objective.forget_classes)
+    save_edited(out, to_host(edited), meta)
+    results = {
+        "env": env.name, "task": cfg.task, "algo": cfg.algo, "dataset": env.task.dataset.name,
+        "seed": cfg.seed, "config": {**cfg.to_json(), "env_params": _env_params_json(env_params)},
+        "before": before, "after": after, "best_step": best, "select_tolerance": tolerance,
+        "val_per_step": val_steps, "train": stats, "history": history,
+    }
+    atomic_write_json(out / "results.json", results)
+    plots(out, results, env)
+    log(summary_table(results))
+    return results
+
+
+def _env_params_json(p: EnvParams) -> dict:
+    return {k: float(getattr(p, k)) for k in ("lambda_utility", "lambda_edit", "step_size",
+                                              "mask_max", "shift_cap", "max_steps_in_episode")}
+
+
+def summary_table(results: dict) -> str:
+    keys = SUMMARY_KEYS[results["task"]]
+    b, a = results["before"], results["after"]
+    lines = [f"\nmaskshift: {results['env']} on {results['dataset']} ({results['task']}), "
+             f"{results.get('algo', 'ppo')}, seed {results['seed']}: held-out test split, "
+             f"best step {results['best_step']} chosen on validation",
+             f"  {'metric':<16}{'before':>10}{'after':>10}{'change':>10}"]
+    for k in keys:
+        lines.append(f"  {k:<16}{b[k]:>10.4f}{a[k]:>10.4f}{a[k] - b[k]:>+10.4f}")
+    t = results["train"]
+    if t.get("compile_seconds") is None:  # a controller: one call, compilation included
+        lines.append(f"  edited with {t['env_steps']:,} env steps in {t['wall_seconds']:.1f} s "
+                     "(compilation included)")
+    else:
+        lines.append(f"  trained {t['env_steps']:,} env steps in {t['wall_seconds']:.1f} s "
+                     f"({t['compile_seconds']:.1f} s compiling)")
+    return "\n".join(lines)
+
+
+def plots(out: Path, results: dict, env) -> None:
+    """``learning_curve.png`` (return and end-of-episode metrics over training, or over the
+    controller's optimisation) and ``before_after.png`` (the test report)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = results["history"]
+    labels = env.task.objective.metric_names
+    x_label = h.get("x_label", "env steps")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(h["env_steps"], h["episode_return"])
+    axes[0].set(xlabel=x_label, ylabel=h.get("return_label", "mean episode return"),
+                title=f"Learning curve ({results.get('algo', 'ppo')})")
+    fm = np.asarray(h["final_metrics"], dtype=float)  # [points, metrics], or empty
+    for i in _shown(labels) if len(fm) else []:
+        axes[1].plot(h["env_steps"], fm[:, i], label=labels[i])
+    axes[1].set(xlabel=x_label, ylabel="end-of-episode metric (train minibatch)",
+                title="Metrics at episode end", ylim=(-0.02, 1.02))
+    if len(fm):
+        axes[1].legend()
+    fig.tight_layout()
+    save_figure(fig, out / "learning_curve.png")
+
+    b, a = results["before"], results["after"]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    if results["task"] == "unlearn":
+        names = [str(i) for i in range(len(b["per_class_acc"]))]
+        vb, va = b["per_class_acc"], a["per_class_acc"]
+        forget = list(env.task.objective.forget_classes)
+        ax.set(xlabel="class", ylabel="test accuracy",
+               title=f"Per-class test accuracy, before vs after (forget {forget})")
+    else:
+        names = [f"{g}/{y}" for g in b["group_acc"] for y in ("non-tox", "tox")]
+        vb = [v for g in b["group_acc"].values() for v in g]
+        va = [v for g in a["group_acc"].values() for v in g]
+        ax.set(ylabel="test accuracy",
+               title="Test accuracy per (identity group, label), before vs after")
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, vb, 0.4, label="before")
+    ax.bar(x + 0.2, va, 0.4, label="after")
+    ax.set_xticks(x, names, rotation=60 if len(names) > 10 else 0, ha="right" if len(names) > 10
+                  else "center", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, out / "before_after.png")

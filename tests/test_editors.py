@@ -1,0 +1,170 @@
+"""The editors beside PPO: the greedy gradient controller, the open-loop oracle and APG, each
+through the environments' own action space and the one run path of ``maskshift.train``."""
+
+import dataclasses
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maskshift import train as tr
+from maskshift.apg import APGConfig
+from maskshift.apg import make_train as make_apg
+from maskshift.control import (
+    check_differentiable,
+    gradient_step,
+    low_rank_action,
+    term_gradients,
+)
+from maskshift.oracle import OracleConfig, optimise_actions
+from maskshift.tasks import UnlearnObjective
+
+
+@pytest.fixture(scope="module")
+def unlearn_env(envs):
+    return envs[("MaskWorld-v0", "unlearn")]
+
+
+@pytest.fixture(scope="module")
+def unlearn_env8(unlearn_env):
+    """The same env with 8-step episodes (from 3 steps, the edit leaves its saddle slowly)."""
+    env, p = unlearn_env
+    return env, p.replace(max_steps_in_episode=8)
+
+
+def _scalars(report: dict) -> dict:
+    return {k: v for k, v in report.items() if isinstance(v, float)}
+
+
+def test_a_gradient_step_moves_both_reward_terms_the_right_way(envs):
+    for env_id in ("MaskWorld-v0", "ShiftWorld-v0"):
+        env, p = envs[(env_id, "unlearn")]
+        _, state = env.reset(jax.random.key(0), p)
+        action = jax.jit(functools.partial(gradient_step, env))(state, p)
+        assert action.shape == (env.action_size,) and bool(jnp.all(jnp.isfinite(action)))
+        _, new, *_ = env.step_env(jax.random.key(1), state, action, p)
+        u0, e0 = env.reward_terms(state.edit, p.task.train, p)
+        u1, e1 = env.reward_terms(new.edit, p.task.train, p)
+        assert float(e1) > float(e0) + 0.01  # forget cross-entropy up on the whole train split
+        assert float(u1) > float(u0) - 0.05  # retain cross-entropy kept
+
+
+def test_the_action_is_the_saturated_top_r_svd_of_the_direction(unlearn_env):
+    env, _ = unlearn_env
+    m, n = env.shapes[0]
+    g = jax.random.normal(jax.random.key(3), (m, n))
+    (u, v), = env.unflatten_action(low_rank_action(env, (g,), saturation=2.5))
+    step = u @ v.T / np.sqrt(env.rank)
+    assert float(jnp.abs(step).max()) == pytest.approx(2.5, rel=1e-4)
+    assert np.linalg.matrix_rank(np.asarray(step), tol=1e-3) == env.rank
+    uu, s, vt = np.linalg.svd(np.asarray(g), full_matrices=False)
+    best = (uu[:, :env.rank] * s[:env.rank]) @ vt[:env.rank]
+    cos = np.sum(best * np.asarray(step)) / np.linalg.norm(best) / np.linalg.norm(step)
+    assert cos == pytest.approx(1.0, abs=1e-4)
+
+
+def test_term_gradients_match_a_finite_difference(unlearn_env):
+    env, p = unlearn_env
+    _, state = env.reset(jax.random.key(0), p)
+    g_u, g_e = term_gradients(env, state.edit, p)
+    d = jax.random.normal(jax.random.key(5), state.edit[0].shape) * 1e-2
+    moved = (state.edit[0] + d,)
+    du = env.reward_terms(moved, p.task.train, p)[0] - env.reward_terms(state.edit, p.task.train,
+                                                                        p)[0]
+    assert float(du) == pytest.approx(float(jnp.sum(g_u[0] * d)), rel=0.05)
+    assert float(jnp.abs(g_e[0]).max()) > 0
+
+
+class _AccuracyReward(UnlearnObjective):
+    """A reward built from accuracies: piecewise constant, no gradient."""
+
+    def terms(self, metrics, base):
+        return metrics[2] - base[2], base[3] - metrics[3]
+
+
+def test_a_reward_without_gradient_is_refused(unlearn_env):
+    env, p = unlearn_env
+    obj = _AccuracyReward(forget_classes=(7,), batch_size=32)
+    env.task.__dict__["objective"] = obj  # frozen dataclass: swap on a throwaway copy only
+    try:
+        with pytest.raises(ValueError, match="zero gradient with respect to the edit; --algo apg"):
+            check_differentiable(env, p, "apg")
+    finally:
+        env.task.__dict__["objective"] = UnlearnObjective(forget_classes=(7,), batch_size=32)
+
+
+@pytest.mark.parametrize("algo", ["apg", "gradient", "oracle"])
+def test_cli_refuses_a_gradient_editor_on_a_reward_without_gradient(algo, capsys, tmp_path,
+                                                                     monkeypatch, digits_model):
+    monkeypatch.setattr(UnlearnObjective, "terms", _AccuracyReward.terms)
+    with pytest.raises(SystemExit) as exc:
+        tr.main(["--algo", algo, "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "has a zero gradient" in err and "use --algo ppo" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_oracle_raises_the_return_and_counts_its_steps(unlearn_env8):
+    env, p = unlearn_env8
+    cfg = OracleConfig(restarts=2, iterations=12, iterations_per_chunk=6)
+    lines = []
+    actions, hist = optimise_actions(env, p, jax.random.key(0), cfg, log=lines.append)
+    assert actions.shape == (8, env.action_size)
+    assert len(hist["episode_return"]) == 12 and len(lines) == 2
+    ret = hist["episode_return"]
+    assert np.mean(ret[-3:]) > np.mean(ret[:3]) + 5.0  # measured: ~0.2 -> ~20
+    assert hist["best_restart"] == int(np.argmax(hist["final_returns"]))
+    assert cfg.env_steps(8) == 2 * 12 * 8
+
+
+def test_apg_learns_on_a_tiny_budget(unlearn_env8):
+    env, p = unlearn_env8
+    cfg = APGConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 12, learning_rate=1e-2,
+                    anneal_lr=False)
+    trainer = make_apg(cfg, env)
+    s = jax.jit(trainer.init)(jax.random.key(0), p)
+    s, m = jax.jit(trainer.run, static_argnums=2)(s, p, cfg.num_updates)
+    ret = np.asarray(m["episode_return"])
+    assert ret.shape == (12,) and np.all(np.isfinite(ret))
+    assert ret[-3:].mean() > ret[:3].mean() + 5.0  # measured: ~0.5 -> ~25
+    assert int(s.update) == 12
+
+
+SMALL = tr.RunConfig(env="mask", task="unlearn", seed=1, rank=2, episode_length=3, eval_batch=16,
+                     updates_per_chunk=2,
+                     apg=APGConfig(num_envs=4, num_steps=3, total_timesteps=4 * 3 * 4),
+                     oracle=OracleConfig(restarts=2, iterations=4, iterations_per_chunk=2))
+
+
+@pytest.mark.parametrize("algo", ["gradient", "oracle"])
+def test_a_controller_run_writes_what_a_trained_run_writes(algo, tmp_path, digits_model):
+    out = tmp_path / algo
+    lines = []
+    res = tr.train_and_evaluate(dataclasses.replace(SMALL, algo=algo), out, log=lines.append)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["algo"] == algo and saved["config"]["algo"] == algo
+    assert _scalars(saved["after"]) == pytest.approx(_scalars(res["after"]))
+    assert len(saved["val_per_step"]) == 4 and 0 <= saved["best_step"] <= 3
+    assert saved["train"]["env_steps"] == (3 if algo == "gradient" else 2 * 4 * 3)
+    assert (out / "edited.json").exists() and not (out / "ckpt").exists()
+    for name in ("learning_curve.png", "before_after.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert "compilation included" in lines[-1] and f"{algo}, seed 1" in lines[-1]
+    assert tr.finished_run(out, dataclasses.replace(SMALL, algo=algo)) is not None
+
+
+def test_an_apg_run_resumes_after_a_kill(tmp_path, digits_model):
+    cfg = dataclasses.replace(SMALL, algo="apg")
+    ref = tr.train_and_evaluate(cfg, tmp_path / "ref", log=lambda s: None)
+    assert (tmp_path / "ref" / "ckpt").exists() and ref["train"]["updates"] == 4
+    stopped = tr.train_and_evaluate(cfg, tmp_path / "k", stop_after_chunks=1, log=lambda s: None)
+    assert stopped == {"stopped_at_update": 2}
+    res = tr.train_and_evaluate(cfg, tmp_path / "k", log=lambda s: None)
+    assert res["history"]["episode_return"] == pytest.approx(ref["history"]["episode_return"],
+                                                             rel=1e-5, abs=1e-6)
+    assert _scalars(res["after"]) == pytest.approx(_scalars(ref["after"]))
