@@ -42,7 +42,7 @@ def one(method: str, out: str, rl_total_steps: int | None, forget: int) -> dict:
         from maskshift.ppo import PPOConfig
         from maskshift.train import DEFAULT_TOTAL_STEPS, RunConfig, train_and_evaluate
 
-        total = rl_total_steps or DEFAULT_TOTAL_STEPS["unlearn"]
+        total = rl_total_steps or DEFAULT_TOTAL_STEPS["ppo"]["unlearn"]
         cfg = RunConfig(env=RL[method], task="unlearn", forget_classes=(forget,),
                         ppo=PPOConfig(total_timesteps=total))
         res = train_and_evaluate(cfg, out, overwrite=True, log=lambda s: None)

@@ -3,10 +3,12 @@
 The public API is re-exported here; everything else may change.
 """
 
+from maskshift.apg import APGConfig
 from maskshift.checkpoint import CheckpointError, load_edited, save_edited
 from maskshift.data import Dataset, Split, load_dataset
 from maskshift.envs import REGISTERED_ENVS, EnvParams, EnvState, MaskWorld, ShiftWorld, make
 from maskshift.models import pretrained
+from maskshift.ppo import PPOConfig
 from maskshift.tasks import Task, bias_task, task_from_model, unlearning_task
 
 __version__ = "0.1.0"
@@ -19,14 +21,17 @@ def __getattr__(name):
         from maskshift.evaluate import evaluate_model
 
         return evaluate_model
-    if name == "train_and_evaluate":
-        from maskshift.train import train_and_evaluate
+    if name in ("train_and_evaluate", "RunConfig"):
+        import maskshift.run
 
-        return train_and_evaluate
+        return getattr(maskshift.run, name)
     raise AttributeError(f"module 'maskshift' has no attribute {name!r}")
 
 __all__ = [
     "REGISTERED_ENVS",
+    "APGConfig",
+    "PPOConfig",
+    "RunConfig",
     "CheckpointError",
     "Dataset",
     "EnvParams",

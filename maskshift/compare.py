@@ -17,7 +17,6 @@ reused, so an interrupted comparison restarted with the same command picks up wh
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.baselines import BASELINES
+from maskshift.cli import Parser, nonneg_int, positive_int, refuse_unused
 from maskshift.data import add_dataset_arguments, load_dataset, resolve_dataset
 from maskshift.evaluate import SUMMARY_KEYS
 from maskshift.run import (
@@ -110,7 +110,7 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
             rep["wall_seconds"] = wall
             runs[m].append(rep)
             keys = SUMMARY_KEYS[task_name]
-            log(f"seed {seed}  {m:<16}" + "  ".join(f"{k} {rep[k]:.3f}" for k in keys)
+            log(f"seed {seed}  {m:<20}" + "  ".join(f"{k} {rep[k]:.3f}" for k in keys)
                 + f"  {wall:6.1f} s")
     summary = _summarise(runs, task_name)
     result = {"task": task_name, "dataset": name, "seeds": list(seeds), "methods": methods,
@@ -191,28 +191,41 @@ def _plot(path: Path, result: dict) -> None:
     save_figure(fig, path)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m maskshift.compare",
-                                description="Baselines vs RL editing on one task.")
-    p.add_argument("--task", required=True, help="unlearn or bias")
+def build_parser() -> Parser:
+    p = Parser(prog="python -m maskshift.compare",
+               description="Baselines vs every editor in the environments' action space, on one "
+                           "task.")
+    p.add_argument("--task", required=True, choices=("unlearn", "bias"))
     add_dataset_arguments(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--forget-class", type=int, nargs="+", default=[7])
+    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
+                   help="class(es) to forget, unlearn only (default 7)")
     p.add_argument("--methods", nargs="+", default=None,
                    help="subset of methods (default: all)")
-    p.add_argument("--rl-total-steps", type=int, default=None,
-                   help="env steps per RL run (default: maskshift.train's)")
+    p.add_argument("--rl-total-steps", type=positive_int, default=None,
+                   help="env steps per PPO/APG run (default: maskshift.train's)")
     p.add_argument("--out", default=None, help="default runs/compare-<task>")
     p.add_argument("--overwrite", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
+    if args.task == "bias":
+        refuse_unused(args, p, {"forget_class": "applies to --task unlearn only"})
+    if len(set(args.seeds)) != len(args.seeds):
+        p.error(f"argument --seeds: {args.seeds} repeats a seed; list each seed once")
+    out = Path(args.out or f"runs/compare-{args.task}")
+    if out.exists() and not out.is_dir():
+        p.error(f"argument --out: {out} is an existing file, not a directory; choose another")
     from maskshift.checkpoint import CheckpointError
 
     try:
-        compare(args.task, tuple(args.seeds), out=args.out or f"runs/compare-{args.task}",
-                dataset=args.dataset, forget_classes=tuple(args.forget_class),
-                methods=args.methods, rl_total_steps=args.rl_total_steps,
-                overwrite=args.overwrite, data_dir=args.data_dir,
-                log=lambda s: print(s, flush=True))
+        compare(args.task, tuple(args.seeds), out=out, dataset=args.dataset,
+                forget_classes=tuple(args.forget_class or (7,)), methods=args.methods,
+                rl_total_steps=args.rl_total_steps, overwrite=args.overwrite,
+                data_dir=args.data_dir, log=lambda s: print(s, flush=True))
     except (ValueError, TrainingError, CheckpointError) as err:
         p.exit(2, f"error: {err}\n")
     return 0

@@ -10,11 +10,11 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from maskshift.checkpoint import CheckpointError, load_edited, read_meta
+from maskshift.cli import Parser, nonneg_int, refuse_unused
 from maskshift.data import (
     TASK_KINDS,
     add_dataset_arguments,
@@ -82,15 +82,14 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m maskshift.evaluate",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--task", required=True, help="unlearn or bias")
+def build_parser() -> Parser:
+    p = Parser(prog="python -m maskshift.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--task", required=True, choices=TASKS)
     add_dataset_arguments(p)
-    p.add_argument("--forget-class", type=int, nargs="+", default=[7],
+    p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn task only (default: 7)")
     p.add_argument("--checkpoint", default=None, help="a run directory written by maskshift.train")
-    p.add_argument("--seed", type=int, default=0, help="seed of the pretrained target model")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the pretrained target model")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return p
@@ -99,8 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.task == "bias":
+        refuse_unused(args, parser, {"forget_class": "applies to --task unlearn only"})
     try:
-        result = evaluate_model(args.task, dataset=args.dataset, forget_classes=args.forget_class,
+        result = evaluate_model(args.task, dataset=args.dataset,
+                                forget_classes=tuple(args.forget_class or (7,)),
                                 checkpoint=args.checkpoint, seed=args.seed, split=args.split,
                                 data_dir=args.data_dir)
     except (ValueError, CheckpointError) as err:

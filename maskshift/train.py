@@ -18,13 +18,21 @@ rolled out, its best step picked on the validation split, and ``--out`` receives
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
 import jax
 
 from maskshift.apg import APGConfig
+from maskshift.cli import (
+    Parser,
+    fraction,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    refuse_unused,
+)
 from maskshift.data import add_dataset_arguments, check_task
 from maskshift.oracle import OracleConfig
 from maskshift.ppo import PPOConfig
@@ -33,6 +41,7 @@ from maskshift.run import (
     DEFAULT_LR,
     DEFAULT_TOLERANCE,
     DEFAULT_TOTAL_STEPS,
+    OutputDirError,
     RunConfig,
     TrainingError,
     build_env,
@@ -48,83 +57,124 @@ __all__ = ["DEFAULT_TOLERANCE", "DEFAULT_TOTAL_STEPS", "RunConfig", "TrainingErr
 
 
 # ------------------------------------------------------------------ CLI
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m maskshift.train",
-                                description="Edit a pretrained model with RL (PPO, APG) or a "
-                                            "gradient control in the same action space.")
-    p.add_argument("--env", default="mask", help="mask (MaskWorld) or shift (ShiftWorld)")
-    p.add_argument("--task", default="unlearn", help="unlearn or bias")
-    p.add_argument("--algo", default="ppo",
-                   help=f"the editor: {', '.join(ALGOS)} (default ppo; gradient and oracle need "
-                        "no training)")
+TRAINED_ONLY = "applies to --algo ppo or apg only (gradient and oracle train nothing)"
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m maskshift.train",
+               description="Edit a pretrained model with RL (PPO, APG) or a gradient control in "
+                           "the same action space.")
+    p.add_argument("--env", default="mask", choices=("mask", "shift"),
+                   help="mask (MaskWorld) or shift (ShiftWorld)")
+    p.add_argument("--task", default="unlearn", choices=("unlearn", "bias"))
+    p.add_argument("--algo", default="ppo", choices=ALGOS,
+                   help="the editor (default ppo; gradient and oracle need no training)")
     add_dataset_arguments(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--forget-class", type=int, nargs="+", default=[7])
-    p.add_argument("--total-steps", type=int, default=None,
+    p.add_argument("--edit", nargs="+", default=None, metavar="LAYER",
+                   help="layer names or leaf paths to edit (default Dense_0)")
+    p.add_argument("--task-factory", default=None, metavar="MODULE:FUNCTION",
+                   help="your own task: a function with no arguments returning a maskshift.Task "
+                        "(e.g. task_from_model(...)); replaces --task, --dataset and --edit")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
+                   help="class(es) to forget, unlearn only (default 7)")
+    p.add_argument("--total-steps", type=positive_int, default=None,
                    help=f"env steps to train, ppo/apg (default: {DEFAULT_TOTAL_STEPS})")
-    p.add_argument("--num-envs", type=int, default=64)
-    p.add_argument("--rank", type=int, default=4)
-    p.add_argument("--episode-length", type=int, default=8)
-    p.add_argument("--lambda-utility", type=float, default=None,
+    p.add_argument("--num-envs", type=positive_int, default=None,
+                   help="parallel environments, ppo/apg (default 64)")
+    p.add_argument("--rank", type=positive_int, default=4)
+    p.add_argument("--episode-length", type=positive_int, default=8)
+    p.add_argument("--lambda-utility", type=nonneg_float, default=None,
                    help="utility coefficient (default: 10 unlearn, 2 bias)")
-    p.add_argument("--lambda-edit", type=float, default=None,
+    p.add_argument("--lambda-edit", type=nonneg_float, default=None,
                    help="edit coefficient (default: 1 unlearn, 4 bias)")
-    p.add_argument("--step-size", type=float, default=None,
+    p.add_argument("--step-size", type=positive_float, default=None,
                    help="largest change per step (default 0.25 mask, 0.1 shift)")
-    p.add_argument("--eval-batch", type=int, default=None,
+    p.add_argument("--eval-batch", type=positive_int, default=None,
                    help="train examples per set per step (default 64 unlearn, 128 bias)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=positive_float, default=None,
                    help=f"learning rate, ppo/apg (default: {DEFAULT_LR})")
-    p.add_argument("--oracle-restarts", type=int, default=OracleConfig.restarts,
-                   help="oracle: random starts optimised side by side")
-    p.add_argument("--oracle-iterations", type=int, default=OracleConfig.iterations,
-                   help="oracle: optimiser steps (one episode per restart each)")
-    p.add_argument("--select-tolerance", type=float, default=None,
+    p.add_argument("--oracle-restarts", type=positive_int, default=None,
+                   help=f"oracle: random starts optimised side by side "
+                        f"(default {OracleConfig.restarts})")
+    p.add_argument("--oracle-iterations", type=positive_int, default=None,
+                   help=f"oracle: optimiser steps, one episode per restart each "
+                        f"(default {OracleConfig.iterations})")
+    p.add_argument("--select-tolerance", type=fraction, default=None,
                    help="utility drop allowed when choosing the best step on validation "
                         "(default 0.03 unlearn, 0.02 bias)")
-    p.add_argument("--updates-per-chunk", type=int, default=20)
+    p.add_argument("--updates-per-chunk", type=positive_int, default=None,
+                   help="updates per compiled chunk (progress and checkpoint after each; "
+                        "default 20), ppo/apg")
     p.add_argument("--out", default=None,
                    help="output directory (default runs/<env>-<task>-s<seed>, "
                         "runs/<env>-<task>-<algo>-s<seed> for another algo)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--devices", type=int, default=None,
+    p.add_argument("--devices", type=positive_int, default=None,
                    help="devices to split the environments over (default: all visible)")
-    p.add_argument("--env-chunk", type=int, default=None,
+    p.add_argument("--env-chunk", type=positive_int, default=None,
                    help="step each device's environments in groups of this many: faster on "
-                        "CPU, e.g. 8 (default: one vmap over all of them, best on GPU/TPU)")
+                        "CPU, e.g. 8 (default: one vmap over all of them, best on GPU/TPU); ppo")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host: TPU pods, "
                         "multi-node GPU); run the same command on every host")
     return p
 
 
+def check_combinations(args, parser: Parser) -> None:
+    """Refuse flags that have no effect with the others given (one line, exit 2)."""
+    unused = {}
+    if args.task == "bias":
+        unused["forget_class"] = "applies to --task unlearn only"
+    if args.algo not in ("ppo", "apg"):
+        unused.update(total_steps=TRAINED_ONLY, num_envs=TRAINED_ONLY, lr=TRAINED_ONLY,
+                      updates_per_chunk=TRAINED_ONLY)
+    if args.algo != "oracle":
+        unused.update(oracle_restarts="applies to --algo oracle only",
+                      oracle_iterations="applies to --algo oracle only")
+    if args.algo != "ppo":
+        unused["env_chunk"] = "applies to --algo ppo only"
+    if args.task_factory is not None:
+        own = "your --task-factory builds the task (its model, data and edited layers)"
+        unused.update(dataset=own, data_dir=own, edit=own, forget_class=own)
+    refuse_unused(args, parser, unused)
+    if args.lambda_utility == 0 and args.lambda_edit == 0:
+        parser.error("argument --lambda-edit: with --lambda-utility 0 too the reward is always 0; "
+                     "give one of them a value > 0")
+
+
 def config_from_args(args) -> RunConfig:
     task, algo = check_task(args.task), check_algo(args.algo)
     trained = DEFAULT_TOTAL_STEPS.get(algo, DEFAULT_TOTAL_STEPS["ppo"])
     total = args.total_steps or trained[task]
+    num_envs = args.num_envs or PPOConfig.num_envs
     num_steps = args.episode_length
-    total = max(total, args.num_envs * num_steps)
+    total = max(total, num_envs * num_steps)
     lr = args.lr if args.lr is not None else DEFAULT_LR.get(algo, PPOConfig.learning_rate)
-    ppo = PPOConfig(num_envs=args.num_envs, num_steps=num_steps, total_timesteps=total,
+    ppo = PPOConfig(num_envs=num_envs, num_steps=num_steps, total_timesteps=total,
                     learning_rate=lr if algo == "ppo" else PPOConfig.learning_rate,
-                    num_minibatches=math.gcd(4, args.num_envs * num_steps))
-    apg = APGConfig(num_envs=args.num_envs, num_steps=num_steps,
+                    num_minibatches=math.gcd(4, num_envs * num_steps))
+    apg = APGConfig(num_envs=num_envs, num_steps=num_steps,
                     total_timesteps=total if algo == "apg" else APGConfig.total_timesteps,
                     learning_rate=lr if algo == "apg" else APGConfig.learning_rate)
-    oracle = OracleConfig(restarts=args.oracle_restarts, iterations=args.oracle_iterations)
+    oracle = OracleConfig(restarts=args.oracle_restarts or OracleConfig.restarts,
+                          iterations=args.oracle_iterations or OracleConfig.iterations)
     return RunConfig(env=args.env, task=args.task, dataset=args.dataset, data_dir=args.data_dir,
-                     seed=args.seed,
-                     forget_classes=tuple(args.forget_class), rank=args.rank,
-                     episode_length=args.episode_length, lambda_utility=args.lambda_utility,
-                     lambda_edit=args.lambda_edit, step_size=args.step_size,
-                     eval_batch=args.eval_batch, select_tolerance=args.select_tolerance,
-                     updates_per_chunk=args.updates_per_chunk, ppo=ppo, algo=algo, apg=apg,
-                     oracle=oracle)
+                     seed=args.seed, forget_classes=tuple(args.forget_class or (7,)),
+                     rank=args.rank, episode_length=args.episode_length,
+                     lambda_utility=args.lambda_utility, lambda_edit=args.lambda_edit,
+                     step_size=args.step_size, eval_batch=args.eval_batch,
+                     select_tolerance=args.select_tolerance,
+                     updates_per_chunk=args.updates_per_chunk or RunConfig.updates_per_chunk,
+                     ppo=ppo, algo=algo, apg=apg, oracle=oracle,
+                     edit=tuple(args.edit) if args.edit else RunConfig.edit,
+                     task_factory=args.task_factory)
 
 
 def default_out(args) -> str:
     algo = "" if args.algo == "ppo" else f"-{args.algo}"
-    return f"runs/{args.env}-{args.task}{algo}-s{args.seed}"
+    task = "custom" if args.task_factory else args.task
+    return f"runs/{args.env}-{task}{algo}-s{args.seed}"
 
 
 def main(argv=None) -> int:
@@ -132,6 +182,7 @@ def main(argv=None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_combinations(args, parser)
     out = args.out or default_out(args)
     if args.distributed:
         jax.distributed.initialize()
@@ -139,8 +190,10 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         train_and_evaluate(cfg, out, overwrite=args.overwrite, devices=args.devices,
                            env_chunk=args.env_chunk, log=lambda s: print(s, flush=True))
-    except (ValueError, TrainingError, CheckpointError) as err:
-        parser.exit(2 if not isinstance(err, TrainingError) else 3, f"error: {err}\n")
+    except (ValueError, OutputDirError, CheckpointError) as err:
+        parser.exit(2, f"error: {err}\n")
+    except TrainingError as err:  # a run that failed while running (non-finite values)
+        parser.exit(3, f"error: {err}\n")
     except KeyboardInterrupt:
         print(f"\ninterrupted: rerun the same command to resume from {out}/ckpt",
               file=sys.stderr)

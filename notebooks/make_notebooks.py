@@ -38,7 +38,7 @@ import maskshift
 from maskshift.ppo import PPOConfig
 from maskshift.train import DEFAULT_TOTAL_STEPS, RunConfig, train_and_evaluate
 
-TOTAL_STEPS = DEFAULT_TOTAL_STEPS["unlearn"] if FULL else 64 * 8 * 4
+TOTAL_STEPS = DEFAULT_TOTAL_STEPS["ppo"]["unlearn"] if FULL else 64 * 8 * 4
 print("maskshift", maskshift.__version__, "on", jax.devices())
 before = maskshift.evaluate_model("unlearn", dataset=DATASET, data_dir=DATA_DIR,
                                   forget_classes=(FORGET,))
@@ -92,7 +92,7 @@ from maskshift.models import pretrained
 from maskshift.ppo import PPOConfig
 from maskshift.train import DEFAULT_TOTAL_STEPS, RunConfig, train_and_evaluate
 
-TOTAL_STEPS = DEFAULT_TOTAL_STEPS["bias"] if FULL else 64 * 8 * 4
+TOTAL_STEPS = DEFAULT_TOTAL_STEPS["ppo"]["bias"] if FULL else 64 * 8 * 4
 cfg = RunConfig(env=ENV, task="bias", dataset=DATASET, data_dir=DATA_DIR,
                 ppo=PPOConfig(total_timesteps=TOTAL_STEPS))
 res = train_and_evaluate(cfg, OUT, overwrite=OVERWRITE)"""),

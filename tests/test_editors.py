@@ -168,3 +168,84 @@ def test_an_apg_run_resumes_after_a_kill(tmp_path, digits_model):
     assert res["history"]["episode_return"] == pytest.approx(ref["history"]["episode_return"],
                                                              rel=1e-5, abs=1e-6)
     assert _scalars(res["after"]) == pytest.approx(_scalars(ref["after"]))
+
+
+def _blob_task(blob_mlp, forget=1):
+    from maskshift import task_from_model
+
+    model, params, x, y = blob_mlp
+    return task_from_model(model.apply, params, ["Dense_0"], train=(x[:300], y[:300]),
+                           val=(x[300:400], y[300:400]), test=(x[400:], y[400:]),
+                           forget_classes=forget, batch_size=16, name="blobs")
+
+
+def test_your_own_task_trains_resumes_and_refuses_another_task(tmp_path, blob_mlp):
+    from maskshift.ppo import PPOConfig
+
+    cfg = tr.RunConfig(rank=2, episode_length=4, updates_per_chunk=2,
+                       ppo=PPOConfig(num_envs=8, num_steps=4, total_timesteps=8 * 4 * 4,
+                                     num_minibatches=2))
+    task = _blob_task(blob_mlp)
+    ref = tr.train_and_evaluate(cfg, tmp_path / "ref", task=task, log=lambda s: None)
+    assert ref["dataset"] == "blobs" and ref["config"]["task_fingerprint"]
+    assert ref["before"]["forget_acc"] > 0.9 and (tmp_path / "ref" / "edited.json").exists()
+    out = tmp_path / "killed"
+    assert tr.train_and_evaluate(cfg, out, task=task, stop_after_chunks=1,
+                                 log=lambda s: None) == {"stopped_at_update": 2}
+    with pytest.raises(tr.TrainingError, match="different config"):  # another forget class
+        tr.train_and_evaluate(cfg, out, task=_blob_task(blob_mlp, forget=2), log=lambda s: None)
+    lines = []
+    res = tr.train_and_evaluate(cfg, out, task=task, log=lines.append)
+    assert any(line.startswith("resuming") for line in lines)
+    assert res["history"]["episode_return"] == pytest.approx(ref["history"]["episode_return"],
+                                                             rel=1e-5, abs=1e-6)
+    assert _scalars(res["after"]) == pytest.approx(_scalars(ref["after"]))
+
+
+def test_a_task_factory_trains_from_the_command_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_blobs.py").write_text(
+        "import numpy as np\n"
+        "import flax.linen as nn\n"
+        "import jax\n"
+        "import maskshift\n\n"
+        "def make_task():\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    y = rng.integers(0, 3, 300).astype(np.int32)\n"
+        "    x = (np.eye(3, 4)[y] * 3 + rng.normal(0, 1, (300, 4))).astype(np.float32)\n"
+        "    model = nn.Dense(3)\n"
+        "    params = {'params': model.init(jax.random.key(0), x[:1])['params']}\n"
+        "    return maskshift.task_from_model(model.apply, params, ['params/kernel'],\n"
+        "                                     train=(x, y), test=(x, y), forget_classes=0)\n\n"
+        "def not_a_task():\n"
+        "    return 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = tr.main(["--task-factory", "my_blobs:make_task", "--algo", "gradient", "--rank", "2",
+                    "--out", str(tmp_path / "run")])
+    assert code == 0
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["config"]["task_factory"] == "my_blobs:make_task" and saved["task"] == "unlearn"
+    with pytest.raises(SystemExit) as exc:
+        tr.main(["--task-factory", "my_blobs:not_a_task", "--out", str(tmp_path / "bad")])
+    assert exc.value.code == 2 and "returned int, not a maskshift.Task" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_selection_prefers_the_step_forgotten_with_margin():
+    from maskshift.rollout import selection_key
+
+    original = {"retain_acc": 0.97, "forget_acc": 1.0, "forget_confidence": 0.95}
+    steps = [original,
+             {"retain_acc": 0.975, "forget_acc": 0.0, "forget_confidence": 0.20},  # at the edge
+             {"retain_acc": 0.960, "forget_acc": 0.0, "forget_confidence": 0.01},  # with margin
+             {"retain_acc": 0.930, "forget_acc": 0.0, "forget_confidence": 0.00},  # utility lost
+             {"retain_acc": 0.990, "forget_acc": 0.1, "forget_confidence": 0.05}]
+    keys = [selection_key(m, original, True, 0.03) for m in steps]
+    assert max(range(len(steps)), key=lambda t: keys[t]) == 2
+
+
+def test_the_unlearning_report_measures_forget_confidence(digits_model):
+    from maskshift.tasks import unlearning_task
+
+    task = unlearning_task(7)
+    rep = task.report(task.params, "val")
+    assert 0.8 < rep["forget_confidence"] <= 1.0  # the original knows its 7s

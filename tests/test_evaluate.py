@@ -31,10 +31,10 @@ def test_table_output_is_readable(capsys, digits_model):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--task", "nope"], "Unknown task 'nope'"),
+    (["--task", "nope"], "argument --task: invalid choice: 'nope'"),
     (["--task", "unlearn", "--dataset", "imagenet"], "Unknown dataset 'imagenet'"),
     (["--task", "unlearn", "--forget-class", "10"], "outside the labels 0..9"),
-    (["--task", "unlearn", "--forget-class", "-1"], "outside the labels"),
+    (["--task", "unlearn", "--forget-class", "-1"], "expected a whole number >= 0"),
     (["--task", "bias", "--dataset", "digits"], "serves the 'unlearn' task"),
     (["--task", "unlearn", "--checkpoint", "/no/such/run"], "does not exist"),
 ])

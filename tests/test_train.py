@@ -120,32 +120,3 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pa
         tr.train_and_evaluate(SMALL, out, log=lambda s: None)
     assert json.loads((out / "ckpt" / "meta.json").read_text())["update"] == 2
     assert not (out / "results.json").exists()
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--env", "grid"], "Unknown env 'grid'"),
-    (["--task", "translate"], "Unknown task 'translate'"),
-    (["--forget-class", "11"], "outside the labels 0..9"),
-    (["--rank", "100", "--task", "bias"], "rank 100 is larger than min(m, n) = 32"),
-    (["--algo", "sgd"], "Unknown algo 'sgd'; choose one of ppo, apg, gradient, oracle"),
-    (["--algo", "oracle", "--oracle-iterations", "0"], "iterations must be at least 1"),
-    (["--algo", "apg", "--env-chunk", "8"], "--env-chunk applies to --algo ppo only"),
-])
-def test_cli_bad_input(capsys, tmp_path, argv, message, toxic_model):
-    with pytest.raises(SystemExit) as exc:
-        tr.main([*argv, "--out", str(tmp_path / "o")])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
-    assert not (tmp_path / "o").exists()  # bad input leaves nothing behind
-
-
-def test_out_naming_a_file_is_refused_without_a_traceback(capsys, tmp_path):
-    target = tmp_path / "results.txt"
-    target.write_text("mine")
-    with pytest.raises(SystemExit) as exc:
-        tr.main(["--algo", "gradient", "--out", str(target)])
-    assert exc.value.code == 3
-    err = capsys.readouterr().err
-    assert "is an existing file" in err and "Traceback" not in err
-    assert target.read_text() == "mine"

@@ -80,6 +80,30 @@ class EnvParams(environment.EnvParams):
     task: TaskArrays | None = None
 
 
+# field -> (lowest allowed value, whether the lowest value itself is allowed)
+_ENV_PARAM_RANGES = {"lambda_utility": (0.0, True), "lambda_edit": (0.0, True),
+                     "step_size": (0.0, False), "mask_max": (1.0, True), "shift_cap": (0.0, False),
+                     "max_steps_in_episode": (1, True)}
+
+
+def check_env_params(fields: dict) -> None:
+    """Refuse ``EnvParams`` values that make no sense, naming the field (``ValueError``).
+
+    Values may be arrays (a sweep ``vmap``s over them): every entry is checked."""
+    for name, value in fields.items():
+        if name not in _ENV_PARAM_RANGES:
+            continue
+        low, inclusive = _ENV_PARAM_RANGES[name]
+        v = np.asarray(value, dtype=np.float64)
+        ok = np.isfinite(v) & ((v >= low) if inclusive else (v > low))
+        if name == "max_steps_in_episode":
+            ok &= v == np.round(v)
+        if not np.all(ok):
+            bound = f">= {low}" if inclusive else f"> {low}"
+            kind = "a whole number" if name == "max_steps_in_episode" else "a finite number"
+            raise ValueError(f"EnvParams.{name} must be {kind} {bound}, got {value!r}.")
+
+
 class EditWorld(environment.Environment[EnvState, EnvParams]):
     """Base of MaskWorld and ShiftWorld. Holds only static structure: the task's callables,
     the edited paths, shapes, the rank and the observation size. All arrays live in ``EnvParams``.
@@ -124,9 +148,9 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         Fields default to the task objective's ``env_defaults`` (its reward coefficients) and the
         environment's (its step size), then to the :class:`EnvParams` defaults; ``overrides`` win.
         """
-        return EnvParams(task=self.task.arrays(), **{**self.env_defaults,
-                                                     **dict(self.task.objective.env_defaults),
-                                                     **overrides})
+        fields = {**self.env_defaults, **dict(self.task.objective.env_defaults), **overrides}
+        check_env_params(fields)
+        return EnvParams(task=self.task.arrays(), **fields)
 
     @property
     def default_params(self) -> EnvParams:

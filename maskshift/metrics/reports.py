@@ -30,12 +30,15 @@ def unlearning_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, forge
     """Unlearning figures of one model on ``split``.
 
     Returns ``forget_acc``, ``retain_acc``, ``test_acc`` (overall accuracy on ``split``),
-    ``per_class_acc`` and ``mia`` (attack fitted on retain-train vs test, scored on forget-train).
+    ``forget_confidence`` (mean softmax probability of the true class on the forget examples: how
+    far from the decision boundary they were forgotten), ``per_class_acc`` and ``mia`` (attack
+    fitted on retain-train vs test, scored on forget-train).
     """
     ev = dataset.split(split)
     logits = _logits(apply_fn, params, ev.x)
     y = jnp.asarray(ev.y)
     forget, retain = U.forget_retain_accuracy(logits, y, forget_classes)
+    f = U.forget_mask(y, forget_classes)
     train_logits = _logits(apply_fn, params, dataset.train.x)
     train_forget = U.forget_mask(jnp.asarray(dataset.train.y), forget_classes)
     test_logits = logits if split == "test" else _logits(apply_fn, params, dataset.test.x)
@@ -45,6 +48,7 @@ def unlearning_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, forge
         "forget_acc": float(forget),
         "retain_acc": float(retain),
         "test_acc": float(U.accuracy(logits, y)),
+        "forget_confidence": float(U.true_class_probability(logits, y, f)),
         "per_class_acc": [float(a) for a in U.per_class_accuracy(logits, y, dataset.num_classes)],
         "mia": float(mia),
     }

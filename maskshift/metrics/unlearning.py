@@ -50,6 +50,14 @@ def forget_retain_accuracy(logits: Array, labels: Array, forget_classes) -> tupl
     return accuracy(logits, labels, f), accuracy(logits, labels, 1.0 - f)
 
 
+def true_class_probability(logits: Array, labels: Array, weights: Array | None = None) -> Array:
+    """Mean softmax probability of the true class, ``weights``-weighted like :func:`accuracy`."""
+    p = jnp.take_along_axis(jax.nn.softmax(logits, -1), labels[..., None], -1)[..., 0]
+    if weights is None:
+        return p.mean(-1)
+    return _safe_div((p * weights).sum(-1), weights.sum(-1))
+
+
 def softmax_entropy(logits: Array) -> Array:
     """Entropy of the softmax of each row, ``[..., N, C] -> [..., N]``."""
     logp = jax.nn.log_softmax(logits, -1)

@@ -23,14 +23,17 @@ from maskshift.run.config import (
     DEFAULT_TOLERANCE,
     DEFAULT_TOTAL_STEPS,
     TRAINED_ALGOS,
+    OutputDirError,
     RunConfig,
     TrainingError,
     build_env,
     check_algo,
+    resolve_task,
 )
 from maskshift.run.editors import EDITORS
 from maskshift.run.outputs import finished_run, summary_table, write_run
 from maskshift.sharding import check_chunk, check_divisible, env_mesh, mesh_size
+from maskshift.tasks import Task
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -38,13 +41,13 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if overwrite or not out.exists():
         return
     if not out.is_dir():
-        raise TrainingError(f"--out {out} is an existing file, not a directory; choose another "
-                            "--out.")
+        raise OutputDirError(f"--out {out} is an existing file, not a directory; choose another "
+                             "--out.")
     if (out / "results.json").exists():
-        raise TrainingError(f"{out} already holds a finished run (results.json). Choose another "
+        raise OutputDirError(f"{out} already holds a finished run (results.json). Choose another "
                             "--out, or pass --overwrite to replace it.")
     if any(out.iterdir()) and not (out / "ckpt").exists():
-        raise TrainingError(f"{out} exists and is not a maskshift run; choose another --out, or "
+        raise OutputDirError(f"{out} exists and is not a maskshift run; choose another --out, or "
                             "pass --overwrite to replace its contents.")
 
 
@@ -54,10 +57,16 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def train_and_evaluate(cfg: RunConfig, out, *, overwrite: bool = False, log=print,
-                       stop_after_chunks: int | None = None, devices=None,
-                       env_chunk: int | None = None) -> dict:
+def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
+                       overwrite: bool = False, log=print, stop_after_chunks: int | None = None,
+                       devices=None, env_chunk: int | None = None) -> dict:
     """Edit with ``cfg.algo``, select, evaluate and write a run to ``out``; returns the results.
+
+    ``task``: your own :class:`~maskshift.tasks.Task` (from :func:`~maskshift.task_from_model` or
+    a built-in builder); it gets everything a built-in run gets (progress, checkpoints and resume,
+    selection on its val split, the test report, ``edited/``, plots). The run's config records
+    the task's objective, dataset name and a fingerprint of its params and data, so a run resumes
+    only onto the same task. ``None``: ``cfg.task_factory``'s task, else the built-in ``cfg.task``.
 
     ``devices``: how many devices (or which) to split the environment batch over; ``None`` uses
     every visible device. The device count is not part of the run's config: a run may resume on
@@ -82,7 +91,8 @@ def train_and_evaluate(cfg: RunConfig, out, *, overwrite: bool = False, log=prin
         check_chunk(cfg.ppo.num_envs, env_chunk, mesh_size(mesh))
     cfg.gradient.validate()
     cfg.oracle.validate()
-    env, env_params = build_env(cfg)  # validates env, task, dataset, classes, rank
+    cfg, task = resolve_task(cfg, task)
+    env, env_params = build_env(cfg, task)  # validates env, task, dataset, classes, rank
     if cfg.algo != "ppo":
         check_differentiable(env, env_params, cfg.algo)
     _prepare_out(out, overwrite)
@@ -100,5 +110,6 @@ def train_and_evaluate(cfg: RunConfig, out, *, overwrite: bool = False, log=prin
     return write_run(out, cfg, env, env_params, edits, history, stats, log)
 
 
-__all__ = ["ALGOS", "DEFAULT_LR", "DEFAULT_TOLERANCE", "DEFAULT_TOTAL_STEPS", "RunConfig",
-           "TrainingError", "build_env", "finished_run", "summary_table", "train_and_evaluate"]
+__all__ = ["ALGOS", "DEFAULT_LR", "DEFAULT_TOLERANCE", "DEFAULT_TOTAL_STEPS", "OutputDirError",
+           "RunConfig", "TrainingError", "build_env", "finished_run", "summary_table",
+           "train_and_evaluate"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
+from maskshift._io import tree_checksum
 from maskshift.apg import APGConfig
 from maskshift.control import GradientConfig
 from maskshift.data import load_dataset, resolve_dataset
 from maskshift.envs import ENV_ALIASES, make
 from maskshift.oracle import OracleConfig
 from maskshift.ppo import PPOConfig
-from maskshift.tasks import bias_task, unlearning_task
+from maskshift.tasks import Task, bias_task, unlearning_task
 
 # Editors, in the order the CLI lists them: trained policies first, then the controllers.
 ALGOS = ("ppo", "apg", "gradient", "oracle")
@@ -25,6 +27,10 @@ DEFAULT_TOLERANCE = {"unlearn": 0.03, "bias": 0.02}
 
 class TrainingError(RuntimeError):
     """A run cannot go on (non-finite values, or an output directory it must not touch)."""
+
+
+class OutputDirError(TrainingError):
+    """``out`` is not a directory this run may write to (checked before anything runs)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +61,14 @@ class RunConfig:
     apg: APGConfig = APGConfig()
     gradient: GradientConfig = GradientConfig()
     oracle: OracleConfig = OracleConfig()
+    # built-in models: the layers to edit; your own model: the task factory ("module:function")
+    # and a fingerprint of the Task it gave (a run resumes only onto the same task)
+    # how the best step is chosen on validation (maskshift.rollout.selection_key); recorded so
+    # that a finished run selected by an older rule is not reused as if it were current
+    select_rule: str = "forget-confidence"
+    edit: tuple[str, ...] = ("Dense_0",)
+    task_factory: str | None = None
+    task_fingerprint: str | None = None
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -70,18 +84,63 @@ def check_algo(algo: str) -> str:
     return algo
 
 
-def build_env(cfg: RunConfig):
-    """The environment and ``EnvParams`` a run edits in (validates env, task, dataset, classes,
-    rank)."""
-    if cfg.env not in ENV_ALIASES:
-        raise ValueError(f"Unknown env {cfg.env!r}; choose 'mask' or 'shift'.")
+def load_task_factory(spec: str):
+    """``"package.module:function"`` -> the function (a clear error for a wrong spec)."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"--task-factory {spec!r} must look like package.module:function.")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"--task-factory {spec!r} cannot be loaded ({type(err).__name__}: "
+                         f"{err}); check the module is importable and defines {name}.") from None
+    if not callable(fn):
+        raise ValueError(f"--task-factory {spec!r} is not a function.")
+    return fn
+
+
+def task_fingerprint(task: Task) -> str:
+    """A checksum of what defines a task: its name, objective, edited paths, params and data."""
+    d = task.dataset
+    splits = [(s.x, s.y) for s in (d.train, d.val, d.test)]
+    head = repr((task.name, task.objective, task.edit_paths)).encode()
+    return hashlib.sha256(head + tree_checksum((task.params, splits)).encode()).hexdigest()[:16]
+
+
+def builtin_task(cfg: RunConfig) -> Task:
     data = load_dataset(resolve_dataset(cfg.task, cfg.dataset), data_dir=cfg.data_dir)
     if cfg.task == "unlearn":
-        batch = cfg.eval_batch or 64
-        task = unlearning_task(cfg.forget_classes, dataset=data, batch_size=batch)
-    else:
-        batch = cfg.eval_batch or 128
-        task = bias_task(dataset=data, batch_size=batch)
+        return unlearning_task(cfg.forget_classes, dataset=data, edit=cfg.edit,
+                               batch_size=cfg.eval_batch or 64)
+    return bias_task(dataset=data, edit=cfg.edit, batch_size=cfg.eval_batch or 128)
+
+
+def resolve_task(cfg: RunConfig, task: Task | None = None) -> tuple[RunConfig, Task]:
+    """The task a run edits and the config that records it: ``task`` (your own), else the one
+    ``cfg.task_factory`` builds, else the built-in ``cfg.task`` on ``cfg.dataset``."""
+    if task is None and cfg.task_factory is not None:
+        task = load_task_factory(cfg.task_factory)()
+        if not isinstance(task, Task):
+            raise ValueError(f"--task-factory {cfg.task_factory!r} returned "
+                             f"{type(task).__name__}, not a maskshift.Task.")
+    if task is None:
+        return cfg, builtin_task(cfg)
+    if cfg.eval_batch is not None:
+        task = dataclasses.replace(task, objective=dataclasses.replace(
+            task.objective, batch_size=cfg.eval_batch))
+    return dataclasses.replace(cfg, task=task.objective.name, dataset=task.dataset.name,
+                               task_fingerprint=task_fingerprint(task)), task
+
+
+def build_env(cfg: RunConfig, task: Task | None = None):
+    """The environment and ``EnvParams`` a run edits in (validates env, task, dataset, classes,
+    rank). ``task``: your own :class:`~maskshift.tasks.Task` instead of the built-in one."""
+    if cfg.env not in ENV_ALIASES:
+        raise ValueError(f"Unknown env {cfg.env!r}; choose 'mask' or 'shift'.")
+    if task is None:
+        _, task = resolve_task(cfg)
     overrides = {"max_steps_in_episode": cfg.episode_length}
     if cfg.step_size is not None:
         overrides["step_size"] = cfg.step_size

@@ -14,7 +14,7 @@ from maskshift import apg, ppo
 from maskshift.control import gradient_edits
 from maskshift.oracle import oracle_edits
 from maskshift.rollout import deterministic_rollout
-from maskshift.run.config import RunConfig
+from maskshift.run.config import RunConfig, TrainingError
 from maskshift.run.loop import train_checkpointed
 
 
@@ -66,7 +66,10 @@ def gradient_controller(cfg: RunConfig, env, env_params, out: Path, *, log, **_)
 def gradient_oracle(cfg: RunConfig, env, env_params, out: Path, *, log, **_):
     """Open-loop optimisation of one episode's actions (:mod:`maskshift.oracle`)."""
     t0 = time.perf_counter()
-    edits, hist = oracle_edits(env, env_params, jax.random.key(cfg.seed), cfg.oracle, log)
+    try:
+        edits, hist = oracle_edits(env, env_params, jax.random.key(cfg.seed), cfg.oracle, log)
+    except FloatingPointError as err:
+        raise TrainingError(str(err)) from None
     wall = time.perf_counter() - t0
     T = int(env_params.max_steps_in_episode)
     its = list(range(1, len(hist["episode_return"]) + 1))

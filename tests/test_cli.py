@@ -1,0 +1,133 @@
+"""Every flag of every entry point refuses a bad value with one line, exit status 2, and nothing
+written; the flag tables below must name every flag the parsers define."""
+
+import argparse
+
+import pytest
+
+from maskshift import compare as cmp
+from maskshift import evaluate as ev
+from maskshift import train as tr
+
+TRAIN = [
+    (["--env", "grid"], "argument --env: invalid choice: 'grid'"),
+    (["--task", "translate"], "argument --task: invalid choice: 'translate'"),
+    (["--algo", "sgd"], "argument --algo: invalid choice: 'sgd'"),
+    (["--dataset", "imagenet"], "Unknown dataset 'imagenet'"),
+    (["--data-dir", "/tmp"], "a data directory only applies to the TFDS datasets"),
+    (["--edit", "Dense_9"], "Unknown layer or leaf 'Dense_9' to edit"),
+    (["--task-factory", "no_such_module:make"], "--task-factory 'no_such_module:make' cannot be"),
+    (["--task-factory", "json"], "must look like package.module:function"),
+    (["--seed", "-1"], "argument --seed: expected a whole number >= 0, got '-1'"),
+    (["--forget-class", "11"], "outside the labels 0..9"),
+    (["--forget-class", "x"], "argument --forget-class: expected a whole number >= 0"),
+    (["--task", "bias", "--forget-class", "3"],
+     "argument --forget-class: applies to --task unlearn only; drop it"),
+    (["--total-steps", "-5"], "argument --total-steps: expected a whole number >= 1, got '-5'"),
+    (["--algo", "gradient", "--total-steps", "512"], "argument --total-steps: applies to --algo "
+                                                     "ppo or apg only"),
+    (["--num-envs", "0"], "argument --num-envs: expected a whole number >= 1"),
+    (["--num-envs", "3", "--devices", "1", "--env-chunk", "2"], "environment chunk of 2 does not "
+                                                                "divide 3 environments"),
+    (["--rank", "0"], "argument --rank: expected a whole number >= 1"),
+    (["--rank", "100", "--task", "bias"], "rank 100 is larger than min(m, n) = 32"),
+    (["--episode-length", "0"], "argument --episode-length: expected a whole number >= 1"),
+    (["--lambda-utility", "nan"], "argument --lambda-utility: expected a finite number >= 0"),
+    (["--lambda-edit", "-1"], "argument --lambda-edit: expected a finite number >= 0"),
+    (["--lambda-utility", "0", "--lambda-edit", "0"], "the reward is always 0"),
+    (["--step-size", "-1"], "argument --step-size: expected a finite number > 0, got '-1'"),
+    (["--eval-batch", "0"], "argument --eval-batch: expected a whole number >= 1"),
+    (["--lr", "inf"], "argument --lr: expected a finite number > 0, got 'inf'"),
+    (["--algo", "oracle", "--lr", "0.1"], "argument --lr: applies to --algo ppo or apg only"),
+    (["--oracle-restarts", "2"], "argument --oracle-restarts: applies to --algo oracle only"),
+    (["--algo", "oracle", "--oracle-iterations", "0"], "argument --oracle-iterations: expected a "
+                                                       "whole number >= 1"),
+    (["--select-tolerance", "1.5"], "argument --select-tolerance: expected a number from 0 to 1"),
+    (["--updates-per-chunk", "0"], "argument --updates-per-chunk: expected a whole number >= 1"),
+    (["--overwrite=yes"], "argument --overwrite: ignored explicit argument 'yes'"),
+    (["--devices", "0"], "argument --devices: expected a whole number >= 1"),
+    (["--devices", "5"], "Asked for 5 devices but 1 are visible"),
+    (["--env-chunk", "0"], "argument --env-chunk: expected a whole number >= 1"),
+    (["--algo", "apg", "--env-chunk", "8"], "argument --env-chunk: applies to --algo ppo only"),
+    (["--distributed=1"], "argument --distributed: ignored explicit argument '1'"),
+]
+
+EVALUATE = [
+    (["--task", "translate"], "argument --task: invalid choice: 'translate'"),
+    (["--task", "unlearn", "--dataset", "imagenet"], "Unknown dataset 'imagenet'"),
+    (["--task", "unlearn", "--data-dir", "/tmp"], "a data directory only applies to the TFDS"),
+    (["--task", "unlearn", "--forget-class", "-1"], "argument --forget-class: expected a whole "
+                                                    "number >= 0"),
+    (["--task", "bias", "--forget-class", "1"], "argument --forget-class: applies to --task "
+                                                "unlearn only"),
+    (["--task", "unlearn", "--checkpoint", "/no/such/run"], "does not exist"),
+    (["--task", "unlearn", "--seed", "-2"], "argument --seed: expected a whole number >= 0"),
+    (["--task", "unlearn", "--split", "holdout"], "argument --split: invalid choice: 'holdout'"),
+    (["--task", "unlearn", "--json=1"], "argument --json: ignored explicit argument '1'"),
+]
+
+COMPARE = [
+    (["--task", "translate"], "argument --task: invalid choice: 'translate'"),
+    (["--task", "bias", "--dataset", "digits"], "serves the 'unlearn' task"),
+    (["--task", "unlearn", "--data-dir", "/tmp"], "a data directory only applies to the TFDS"),
+    (["--task", "unlearn", "--seeds", "0", "0"], "argument --seeds: [0, 0] repeats a seed"),
+    (["--task", "bias", "--forget-class", "2"], "argument --forget-class: applies to --task "
+                                                "unlearn only"),
+    (["--task", "unlearn", "--methods", "magic"], "Unknown method 'magic'"),
+    (["--task", "unlearn", "--rl-total-steps", "0"], "argument --rl-total-steps: expected a whole "
+                                                     "number >= 1"),
+    (["--task", "unlearn", "--overwrite=no"], "argument --overwrite: ignored explicit argument"),
+]
+
+
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {s for a in parser._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
+
+
+def _named(table) -> set[str]:
+    return {w.split("=")[0] for argv, _ in table for w in argv if w.startswith("--")}
+
+
+@pytest.mark.parametrize("parser, table, given", [
+    (tr.build_parser(), TRAIN, {"--out"}), (ev.build_parser(), EVALUATE, set()),
+    (cmp.build_parser(), COMPARE, {"--out"}),
+])
+def test_every_flag_has_a_bad_value_in_the_table(parser, table, given):
+    # --out is given in every call below; its bad values have tests of their own
+    assert _flags(parser) - given <= _named(table), "add the new flag's bad values to the table"
+
+
+def _refused(main, argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, message", TRAIN)
+def test_train_refuses(argv, message, capsys, tmp_path, digits_model, toxic_model):
+    _refused(tr.main, [*argv, "--out", str(tmp_path / "o")], message, capsys)
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+@pytest.mark.parametrize("argv, message", EVALUATE)
+def test_evaluate_refuses(argv, message, capsys, digits_model):
+    _refused(ev.main, argv, message, capsys)
+
+
+@pytest.mark.parametrize("argv, message", COMPARE)
+def test_compare_refuses(argv, message, capsys, tmp_path, digits_model):
+    _refused(cmp.main, [*argv, "--out", str(tmp_path / "o")], message, capsys)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("main, argv", [
+    (tr.main, ["--algo", "gradient"]), (cmp.main, ["--task", "unlearn"]),
+])
+def test_out_naming_a_file_is_refused(main, argv, capsys, tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    _refused(main, [*argv, "--out", str(target)], "is an existing file, not a directory", capsys)
+    assert target.read_text() == "mine"

@@ -1,0 +1,126 @@
+"""The README and every page of docs/ cannot rot: each ```python block marked
+``<!-- docs-test: run -->`` runs as written (one namespace per page, in order), every other
+```python block compiles, and every command line in a ```bash block parses with the flags its
+tool really has."""
+
+import functools
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maskshift import compare, evaluate, train
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"(<!-- docs-test: run -->\s*)?```(\w*)\n(.*?)```", re.S)
+PARSERS = {"maskshift.train": train.build_parser, "maskshift.evaluate": evaluate.build_parser,
+           "maskshift.compare": compare.build_parser}
+
+
+def blocks(page: Path, lang: str):
+    return [(bool(run), code) for run, kind, code in BLOCK.findall(page.read_text())
+            if kind == lang]
+
+
+def commands(code: str) -> list[list[str]]:
+    """Each command line of a bash block (continuations joined, comments and pipes dropped)."""
+    out = []
+    for line in code.replace("\\\n", " ").splitlines():
+        line = line.split(" #")[0].strip()
+        if line and not line.startswith("#"):
+            for part in line.split("&&"):
+                out.append(shlex.split(part.strip()))
+    return out
+
+
+@functools.cache
+def script_help(target: tuple[str, ...]) -> str:
+    proc = subprocess.run([sys.executable, *target, "--help"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    return proc.stdout
+
+
+def check_command(argv: list[str]) -> None:
+    if argv[:2] == ["pip", "install"] or argv[:3] == ["python", "-m", "pytest"]:
+        return
+    assert argv[0] == "python", f"unknown command in docs: {argv}"
+    if argv[1] == "-m" and argv[2] in PARSERS:
+        parser = PARSERS[argv[2]]()
+        args = parser.parse_args(argv[3:])  # exits 2 on an unknown flag or a bad value
+        if argv[2] == "maskshift.train":
+            train.check_combinations(args, parser)
+        return
+    target = tuple(argv[1:3]) if argv[1] == "-m" else (argv[1],)
+    assert argv[1] == "-m" or (ROOT / argv[1]).exists(), f"{argv[1]} does not exist"
+    rest = argv[3:] if argv[1] == "-m" else argv[2:]
+    helptext = script_help(target)
+    for flag in (a.split("=")[0] for a in rest if a.startswith("--")):
+        assert flag in helptext, f"{' '.join(target)} has no flag {flag}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_command_line_parses(page):
+    for _, code in blocks(page, "bash"):
+        for argv in commands(code):
+            check_command(argv)
+
+
+@pytest.mark.parametrize("page", PAGES[1:], ids=lambda p: p.name)  # the README: tests below
+def test_python_blocks_run_or_compile(page, tmp_path, monkeypatch, capsys, digits_model,
+                                      toxic_model):
+    monkeypatch.chdir(tmp_path)  # anything a block writes lands in a temporary directory
+    namespace: dict = {"__name__": "__docs__"}
+    for i, (run, code) in enumerate(blocks(page, "python")):
+        compiled = compile(code, f"{page.name}:python-block-{i}", "exec")
+        if run:
+            exec(compiled, namespace)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_readme_tour_runs(tmp_path, monkeypatch, capsys, digits_model):
+    monkeypatch.chdir(tmp_path)
+    code = [c for run, c in blocks(ROOT / "README.md", "python") if "gradient_step" in c]
+    assert len(code) == 1 and all(run for run, _ in blocks(ROOT / "README.md", "python"))
+    namespace: dict = {}
+    exec(compile(code[0], "README.md:tour", "exec"), namespace)
+    assert "reward" in capsys.readouterr().out
+    assert namespace["results"]["after"]["forget_acc"] <= 0.02  # the controller forgets class 7
+    assert (tmp_path / "runs" / "tour-gradient" / "results.json").exists()
+
+
+def test_the_readme_brings_its_own_model_and_a_killed_run_resumes(tmp_path, monkeypatch,
+                                                                   capsys):
+    import maskshift
+
+    monkeypatch.chdir(tmp_path)
+    code = [c for run, c in blocks(ROOT / "README.md", "python") if "task_from_model" in c]
+    assert len(code) == 1, "the README holds one bring-your-own-model block"
+    namespace: dict = {}
+    exec(compile(code[0], "README.md:byom", "exec"), namespace)
+    assert "forget 0.9" in capsys.readouterr().out
+    res, out = namespace["results"], Path(namespace["out"])
+    assert res["after"]["forget_acc"] < res["before"]["forget_acc"]
+    for name in ("results.json", "edited.json", "ckpt/meta.json", "learning_curve.png"):
+        assert (out / name).exists()
+    assert res["config"]["task_fingerprint"] and res["dataset"] == "custom"
+    killed = tmp_path / "killed"
+    cfg, task = namespace["cfg"], namespace["task"]
+    stopped = maskshift.train_and_evaluate(cfg, killed, task=task, stop_after_chunks=2,
+                                           log=lambda s: None)
+    assert stopped == {"stopped_at_update": 20}
+    resumed = maskshift.train_and_evaluate(cfg, killed, task=task, log=lambda s: None)
+    assert resumed["history"]["episode_return"] == pytest.approx(
+        res["history"]["episode_return"], rel=1e-5, abs=1e-6)
+    assert resumed["after"]["forget_acc"] == pytest.approx(res["after"]["forget_acc"])
+
+
+def test_the_cli_reference_matches_the_parsers():
+    from maskshift.cli import reference
+
+    assert (ROOT / "docs" / "cli.md").read_text() == reference(), \
+        "regenerate it: python -m maskshift.cli > docs/cli.md"
