@@ -119,6 +119,22 @@ def test_the_readme_brings_its_own_model_and_a_killed_run_resumes(tmp_path, monk
     assert resumed["after"]["forget_acc"] == pytest.approx(res["after"]["forget_acc"])
 
 
+def test_the_signature_in_byom_is_the_real_one():
+    import inspect
+
+    from maskshift import task_from_model
+
+    parts, star = [], False
+    for p in inspect.signature(task_from_model).parameters.values():
+        if p.kind is p.KEYWORD_ONLY and not star:
+            parts.append("*")
+            star = True
+        default = "" if p.default is p.empty else "=" + repr(p.default).replace("'", '"')
+        parts.append(p.name + default)
+    text = [c for _, c in blocks(ROOT / "docs" / "byom.md", "text")][0]
+    assert " ".join(text.split()) == f"maskshift.task_from_model({', '.join(parts)})"
+
+
 def test_the_cli_reference_matches_the_parsers():
     from maskshift.cli import reference
 
