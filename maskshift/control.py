@@ -26,6 +26,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from maskshift.envs import EditWorld, EnvParams, EnvState
 from maskshift.rollout import ActFn, rollout_edits
@@ -65,16 +66,12 @@ def term_gradients(env: EditWorld, edit: tuple, env_params: EnvParams,
     return term(0), term(1)
 
 
-def _global_norm(tree) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree.leaves(tree)))
-
-
 def gradient_direction(env: EditWorld, edit: tuple, env_params: EnvParams,
                        utility_weight: float) -> tuple:
     """``g_edit / |g_edit| + w * g_utility / |g_utility|`` per edited matrix (an ascent
     direction of the reward)."""
     g_u, g_e = term_gradients(env, edit, env_params)
-    nu, ne = _global_norm(g_u), _global_norm(g_e)
+    nu, ne = optax.tree.norm(g_u), optax.tree.norm(g_e)
     return tuple(e / jnp.maximum(ne, 1e-30) + utility_weight * u / jnp.maximum(nu, 1e-30)
                  for u, e in zip(g_u, g_e, strict=True))
 
@@ -127,7 +124,7 @@ def check_differentiable(env: EditWorld, env_params: EnvParams, algo: str) -> No
     _, state = env.reset_env(jax.random.key(0), env_params)
     grads = jax.jit(lambda e, p: term_gradients(env, e, p))(state.edit, env_params)
     for name, g in zip(("utility", "edit"), grads, strict=True):
-        norm = float(_global_norm(g))
+        norm = float(optax.tree.norm(g))
         if not np.isfinite(norm) or norm == 0.0:
             raise ValueError(f"The {name} term of the {env.task.objective.name!r} reward has "
                              f"{'no finite' if not np.isfinite(norm) else 'a zero'} gradient "

@@ -134,10 +134,6 @@ def _ce(logits, y):
     return -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), y[..., None], -1)[..., 0]
 
 
-def _p_true(logits, y):
-    return jnp.take_along_axis(jax.nn.softmax(logits, -1), y[..., None], -1)[..., 0]
-
-
 def _draw(key, n_avail: int, batch: int):
     return jax.random.randint(key, (batch,), 0, n_avail)
 
@@ -238,7 +234,7 @@ class BiasObjective(Objective):
         lg, lc = _logits_of_parts(logits_fn, batch["h"], batch["h_cf"])
         p, pc = jax.nn.softmax(lg, -1)[..., 1], jax.nn.softmax(lc, -1)[..., 1]
         flips = (jnp.argmax(lg, -1) != jnp.argmax(lc, -1)).astype(jnp.float32)
-        return jnp.stack([_p_true(lg, batch["y"]).mean(), jnp.abs(p - pc).mean(),
+        return jnp.stack([U.true_class_probability(lg, batch["y"]), jnp.abs(p - pc).mean(),
                           U.accuracy(lg, batch["y"]), flips.mean()])
 
     def terms(self, metrics, base):

@@ -61,11 +61,11 @@ class RunConfig:
     apg: APGConfig = APGConfig()
     gradient: GradientConfig = GradientConfig()
     oracle: OracleConfig = OracleConfig()
-    # built-in models: the layers to edit; your own model: the task factory ("module:function")
-    # and a fingerprint of the Task it gave (a run resumes only onto the same task)
     # how the best step is chosen on validation (maskshift.rollout.selection_key); recorded so
     # that a finished run selected by an older rule is not reused as if it were current
     select_rule: str = "forget-confidence"
+    # built-in models: the layers to edit; your own model: the task factory ("module:function")
+    # and a fingerprint of the Task it gave (a run resumes only onto the same task)
     edit: tuple[str, ...] = ("Dense_0",)
     task_factory: str | None = None
     task_fingerprint: str | None = None

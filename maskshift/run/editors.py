@@ -46,12 +46,12 @@ def gradient_controller(cfg: RunConfig, env, env_params, out: Path, *, log, **_)
     step (reward terms on the whole train split)."""
     edits, wall = _timed(lambda: gradient_edits(env, env_params, cfg.gradient))
     T = int(env_params.max_steps_in_episode)
-    steps = [tuple(e[t] for e in edits) for t in range(T + 1)]
-    metrics = [np.asarray(env.metrics_on(e, env_params.task.train, env_params)) for e in steps]
+    metrics = [np.asarray(env.metrics_on(tuple(e[t] for e in edits), env_params.task.train,
+                                         env_params)) for t in range(T + 1)]
+    base = np.asarray(env_params.task.base_metrics)
     lam = (float(env_params.lambda_utility), float(env_params.lambda_edit))
-    rewards = [float(sum(c * float(x) for c, x in zip(
-        lam, env.reward_terms(e, env_params.task.train, env_params), strict=True)))
-        for e in steps]
+    rewards = [float(sum(c * float(x) for c, x in zip(lam, env.task.objective.terms(m, base),
+                                                      strict=True))) for m in metrics]
     log(f"gradient controller: {T} steps in {wall:.1f} s")
     history = {"x_label": "step of the controller's episode",
                "return_label": "reward (whole train split)",
