@@ -46,7 +46,8 @@ def script_help(target: tuple[str, ...]) -> str:
 
 
 def check_command(argv: list[str]) -> None:
-    if argv[:2] == ["pip", "install"] or argv[:3] == ["python", "-m", "pytest"]:
+    installs = (["pip", "install"], ["apt-get", "install"])
+    if argv[:2] in installs or argv[:3] == ["python", "-m", "pytest"]:
         return
     assert argv[0] == "python", f"unknown command in docs: {argv}"
     if argv[1] == "-m" and argv[2] in PARSERS:

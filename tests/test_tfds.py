@@ -30,7 +30,7 @@ def test_image_datasets_load_with_a_cnn_sized_for_them(mock_tfds, name, shape, d
     assert 0.0 <= data.train.x.min() and data.train.x.max() <= 1.0
     # TFDS train -> train + val (10%, disjoint), TFDS test -> test
     assert len(data.train) == 108 and len(data.val) == 12 and len(data.test) == 120
-    assert data.fingerprint() == load_dataset(name).fingerprint()  # deterministic
+    assert data.fingerprint() == load_dataset(name, data_dir="/x").fingerprint()  # deterministic
     model, config = default_model(data)
     assert isinstance(model, ImageCNN)
     import jax

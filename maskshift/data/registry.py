@@ -86,4 +86,7 @@ def add_dataset_arguments(parser) -> None:
                              + ", ".join(TFDS_DATASETS))
     parser.add_argument("--data-dir", default=None,
                         help="where TFDS datasets are prepared (passed to tfds.data_source; "
-                             "default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+                             "default $TFDS_DATA_DIR or ~/tensorflow_datasets), or a directory "
+                             "of MNIST-style IDX files for mnist/fashion_mnist (fashion_mnist "
+                             "without one: /usr/share/datasets/fashion-mnist, from apt-get "
+                             "install dataset-fashion-mnist)")

@@ -90,23 +90,64 @@ def _split_val(x, y, val_fraction: float, seed: int):
     return Split(x[tr], y[tr]), Split(x[va], y[va])
 
 
-def load_tfds_images(name: str, *, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
-                     max_train: int | None = None, max_test: int | None = None) -> Dataset:
-    """``mnist``, ``fashion_mnist`` or ``cifar10`` as a :class:`Dataset` of float32 images in
-    [0, 1]. ``max_train``/``max_test`` read only the first examples (quick runs on a CPU)."""
-    if name not in IMAGE_DATASETS:
-        raise ValueError(f"Unknown TFDS image dataset {name!r}; choose from {IMAGE_DATASETS}.")
+def _tfds_may_hold(name: str, data_dir) -> bool:
+    """Whether a prepared TFDS copy of ``name`` could be there (a cheap look before importing
+    TFDS, so the IDX path does not pay for the import)."""
+    import os
+    from pathlib import Path
+
+    root = Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+    return (root.expanduser() / name).is_dir()
+
+
+def _image_arrays(name: str, data_dir, max_train, max_test):
+    """Train and test arrays from IDX files when ``data_dir`` (or, with none given and no TFDS
+    copy, the Debian package's directory) holds them, else from TFDS. Returns
+    ``(arrays, class names, source)``."""
+    from maskshift.data import idx
+
+    if data_dir is not None:
+        found = idx.find_idx_dir(name, data_dir)
+    else:
+        found = None if _tfds_may_hold(name, None) else idx.find_idx_dir(name)
+    if found is not None:
+        arrays = {s: idx.read_idx_split(found, s, limit)
+                  for s, limit in (("train", max_train), ("test", max_test))}
+        return arrays, idx.CLASS_NAMES[name], "idx"
     arrays = {}
     for split, limit in (("train", max_train), ("test", max_test)):
-        src = _source(name, split, data_dir)
+        try:
+            src = _source(name, split, data_dir)
+        except DatasetNotFoundError as err:
+            if name not in idx.DEBIAN_DIRS:
+                raise
+            package = "dataset-" + name.replace("_", "-")
+            raise DatasetNotFoundError(
+                f"{err} Or read {name}'s IDX files: `apt-get install {package}`"
+                f" (Debian puts them in {idx.DEBIAN_DIRS[name]}), or pass --data-dir with the "
+                "four *-idx?-ubyte[.gz] files.") from None
         raw = _read(src, limit, ("image", "label"))
         arrays[split] = (np.stack(raw["image"]).astype(np.float32) / 255.0,
                          np.asarray(raw["label"], np.int32))
-    names = tuple(src.dataset_info.features["label"].names)
+    return arrays, tuple(src.dataset_info.features["label"].names), "tfds"
+
+
+def load_tfds_images(name: str, *, data_dir=None, val_fraction: float = 0.1, seed: int = 0,
+                     max_train: int | None = None, max_test: int | None = None) -> Dataset:
+    """``mnist``, ``fashion_mnist`` or ``cifar10`` as a :class:`Dataset` of float32 images in
+    [0, 1]. ``max_train``/``max_test`` read only the first examples (quick runs on a CPU).
+
+    ``mnist`` and ``fashion_mnist`` are also read from IDX files: those in ``data_dir`` if it holds
+    them, else (no ``data_dir`` and no prepared TFDS copy) Debian's package directory
+    (``apt-get install dataset-fashion-mnist`` → ``/usr/share/datasets/fashion-mnist``). The
+    split rules are the same either way."""
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"Unknown TFDS image dataset {name!r}; choose from {IMAGE_DATASETS}.")
+    arrays, names, source = _image_arrays(name, data_dir, max_train, max_test)
     train, val = _split_val(*arrays["train"], val_fraction, seed)
     return Dataset(name=name, kind="image", num_classes=len(names), class_names=names,
                    train=train, val=val, test=Split(*arrays["test"]),
-                   config=(("data", "tfds"), ("val_fraction", val_fraction), ("seed", seed),
+                   config=(("data", source), ("val_fraction", val_fraction), ("seed", seed),
                            ("max_train", max_train), ("max_test", max_test)))
 
 

@@ -53,7 +53,7 @@ class TrainConfig:
 # Image models sized per input: (conv features, hidden units, training config).
 IMAGE_SPECS = {
     (8, 8, 1): None,  # the embedded digits: DigitsCNN
-    (28, 28, 1): ((16, 32), 128, TrainConfig(epochs=4, batch_size=128, learning_rate=2e-3)),
+    (28, 28, 1): ((16, 32), 128, TrainConfig(epochs=10, batch_size=128, learning_rate=2e-3)),
     (32, 32, 3): ((32, 64, 128), 128, TrainConfig(epochs=12, batch_size=128, learning_rate=2e-3)),
 }
 
