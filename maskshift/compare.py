@@ -39,9 +39,12 @@ from maskshift.run import (
 )
 from maskshift.tasks import bias_task, unlearning_task
 
-# method name -> (env, algo): every maskshift.train editor in the environments' action space
-RL_METHODS = {f"{world}{'' if algo == 'ppo' else '-' + algo}": (env, algo)
+# method name -> (env, algo, policy): every maskshift.train editor in the environments' action
+# space; policy "units" is PPO with the gradient observation and unit heads
+RL_METHODS = {f"{world}{'' if algo == 'ppo' else '-' + algo}": (env, algo, "flat")
               for algo in ALGOS for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))}
+RL_METHODS.update({"MaskWorld-units": ("mask", "ppo", "units"),
+                   "ShiftWorld-units": ("shift", "ppo", "units")})
 
 
 def _rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
@@ -51,19 +54,22 @@ def _rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
     from maskshift.apg import APGConfig
     from maskshift.ppo import PPOConfig
 
-    env, algo = RL_METHODS[method]
-    budget = {}
+    env, algo, policy = RL_METHODS[method]
+    budget, units = {}, {}
+    if policy == "units":
+        units = {"observation": "gradient"}
     if algo in DEFAULT_TOTAL_STEPS:
         total = total_steps or DEFAULT_TOTAL_STEPS[algo][task]
-        budget = {"ppo": {"ppo": PPOConfig(total_timesteps=total)},
+        budget = {"ppo": {"ppo": PPOConfig(total_timesteps=total, heads=policy)},
                   "apg": {"apg": APGConfig(total_timesteps=total)}}[algo]
     return RunConfig(env=env, task=task, dataset=dataset, data_dir=data_dir, seed=seed,
-                     forget_classes=tuple(forget), algo=algo, **budget)
+                     forget_classes=tuple(forget), algo=algo, **budget, **units)
 
 
 def _run_dir(out: Path, method: str, seed: int) -> Path:
-    env, algo = RL_METHODS[method]
-    return out / "rl" / f"{env}{'' if algo == 'ppo' else '-' + algo}-s{seed}"
+    env, algo, policy = RL_METHODS[method]
+    suffix = "-units" if policy == "units" else ("" if algo == "ppo" else "-" + algo)
+    return out / "rl" / f"{env}{suffix}-s{seed}"
 
 
 def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str | None = None,

@@ -34,8 +34,10 @@ from maskshift.cli import (
     refuse_unused,
 )
 from maskshift.data import add_dataset_arguments, check_task
+from maskshift.envs.worlds import OBSERVATIONS
 from maskshift.oracle import OracleConfig
 from maskshift.ppo import PPOConfig
+from maskshift.ppo.config import HEADS
 from maskshift.run import (
     ALGOS,
     DEFAULT_LR,
@@ -84,6 +86,14 @@ def build_parser() -> Parser:
                    help="parallel environments, ppo/apg (default 64)")
     p.add_argument("--rank", type=positive_int, default=4)
     p.add_argument("--episode-length", type=positive_int, default=8)
+    p.add_argument("--observation", default=None, choices=OBSERVATIONS,
+                   help="what the policy sees, ppo: summary (default; fixed size) or "
+                        "gradient (adds per-unit factors of the reward terms' gradients; size "
+                        "grows with m + n)")
+    p.add_argument("--heads", default=None, choices=HEADS,
+                   help="policy action heads, ppo: flat (default; one vector for all of U "
+                        "and V) or units (one network shared over units; needs --observation "
+                        "gradient)")
     p.add_argument("--lambda-utility", type=nonneg_float, default=None,
                    help="utility coefficient (default: 10 unlearn, 2 bias)")
     p.add_argument("--lambda-edit", type=nonneg_float, default=None,
@@ -134,10 +144,15 @@ def check_combinations(args, parser: Parser) -> None:
                       oracle_iterations="applies to --algo oracle only")
     if args.algo != "ppo":
         unused["env_chunk"] = "applies to --algo ppo only"
+        unused["heads"] = "applies to --algo ppo only"
+        unused["observation"] = "applies to --algo ppo only (the policy reads it)"
     if args.task_factory is not None:
         own = "your --task-factory builds the task (its model, data and edited layers)"
         unused.update(dataset=own, data_dir=own, edit=own, forget_class=own)
     refuse_unused(args, parser, unused)
+    if args.heads == "units" and args.observation != "gradient":
+        parser.error("argument --heads: units heads read per-unit features; add --observation "
+                     "gradient")
     if args.lambda_utility == 0 and args.lambda_edit == 0:
         parser.error("argument --lambda-edit: with --lambda-utility 0 too the reward is always 0; "
                      "give one of them a value > 0")
@@ -153,7 +168,7 @@ def config_from_args(args) -> RunConfig:
     lr = args.lr if args.lr is not None else DEFAULT_LR.get(algo, PPOConfig.learning_rate)
     ppo = PPOConfig(num_envs=num_envs, num_steps=num_steps, total_timesteps=total,
                     learning_rate=lr if algo == "ppo" else PPOConfig.learning_rate,
-                    num_minibatches=math.gcd(4, num_envs * num_steps))
+                    num_minibatches=math.gcd(4, num_envs * num_steps), heads=args.heads or "flat")
     apg = APGConfig(num_envs=num_envs, num_steps=num_steps,
                     total_timesteps=total if algo == "apg" else APGConfig.total_timesteps,
                     learning_rate=lr if algo == "apg" else APGConfig.learning_rate)
@@ -168,7 +183,7 @@ def config_from_args(args) -> RunConfig:
                      updates_per_chunk=args.updates_per_chunk or RunConfig.updates_per_chunk,
                      ppo=ppo, algo=algo, apg=apg, oracle=oracle,
                      edit=tuple(args.edit) if args.edit else RunConfig.edit,
-                     task_factory=args.task_factory)
+                     task_factory=args.task_factory, observation=args.observation or "summary")
 
 
 def default_out(args) -> str:

@@ -50,6 +50,12 @@ TRAIN = [
     (["--env-chunk", "0"], "argument --env-chunk: expected a whole number >= 1"),
     (["--algo", "apg", "--env-chunk", "8"], "argument --env-chunk: applies to --algo ppo only"),
     (["--distributed=1"], "argument --distributed: ignored explicit argument '1'"),
+    (["--observation", "pixels"], "argument --observation: invalid choice: 'pixels'"),
+    (["--heads", "units"], "argument --heads: units heads read per-unit features; add "
+                           "--observation gradient"),
+    (["--algo", "gradient", "--observation", "gradient"], "argument --observation: applies to "
+                                                          "--algo ppo only"),
+    (["--algo", "apg", "--heads", "flat"], "argument --heads: applies to --algo ppo only"),
 ]
 
 EVALUATE = [

@@ -13,13 +13,15 @@ ENV_ALIASES = {"mask": "MaskWorld-v0", "shift": "ShiftWorld-v0"}
 
 
 def make(env_id: str, task: str | Task = "unlearn", *, rank: int = 4, obs_bins: int = 8,
-         task_kwargs: dict | None = None, **env_params) -> tuple[EditWorld, EnvParams]:
+         observation: str = "summary", task_kwargs: dict | None = None,
+         **env_params) -> tuple[EditWorld, EnvParams]:
     """Build an environment and its default ``EnvParams``, like ``gymnax.make``.
 
     Args:
       env_id: ``"MaskWorld-v0"`` or ``"ShiftWorld-v0"`` (or the short ``"mask"``/``"shift"``).
       task: ``"unlearn"``, ``"bias"``, or a :class:`~maskshift.tasks.Task` you built.
       rank: rank of each step's low-rank change.
+      observation: ``"summary"`` or ``"gradient"`` (adds per-unit gradient factors).
       task_kwargs: options for the built-in task (e.g. ``{"forget_classes": 3}``).
       **env_params: overrides of :class:`EnvParams` fields (``lambda_edit=2.0``, ...).
 
@@ -35,11 +37,12 @@ def make(env_id: str, task: str | Task = "unlearn", *, rank: int = 4, obs_bins: 
         task = make_task(task, **(task_kwargs or {}))
     elif task_kwargs:
         raise ValueError("task_kwargs only applies to a built-in task given by name.")
-    unknown = set(env_params) - set(EnvParams.__dataclass_fields__) | {"task"} & set(env_params)
+    unknown = (set(env_params) - set(EnvParams.__dataclass_fields__)
+               | {"task", "reset_units"} & set(env_params))
     if unknown:
-        raise ValueError(f"Unknown EnvParams field(s) {sorted(unknown)}; known: "
-                         f"{sorted(set(EnvParams.__dataclass_fields__) - {'task'})}.")
-    env = cls(task, rank=rank, obs_bins=obs_bins)
+        known = sorted(set(EnvParams.__dataclass_fields__) - {"task", "reset_units"})
+        raise ValueError(f"Unknown EnvParams field(s) {sorted(unknown)}; known: {known}.")
+    env = cls(task, rank=rank, obs_bins=obs_bins, observation=observation)
     return env, env.make_params(**env_params)
 
 

@@ -30,6 +30,15 @@ the toxic probability when identity terms are swapped). Test splits are never to
 ``obs_bins`` bins each; then ``tanh`` of the objective's 4 metrics on the last minibatch; then
 ``t / T``.
 
+With ``observation="gradient"`` a **unit block** follows, for each edited matrix: ``F`` features
+per input unit (row) and per output unit (column), ``F = 2 r + 2``, so it grows with ``m + n``, not
+``m * n``. They are MEND-style factors of the gradients of the two reward terms with respect to the
+current edit, on the step's train minibatch: for each term's gradient ``G [m, n]``, ``V = G^T G P``
+and ``U = G V`` for a fixed probe matrix ``P [n, r]`` (one step of subspace iteration; each
+column scaled to unit RMS, so ``U V^T`` spans ``G``'s leading directions), then each row's and
+column's mean and mean-absolute deviation. At reset they are those of the original weights on
+the whole train split (``EnvParams.reset_units``, computed once by ``make_params``).
+
 **Episode**: ``EnvParams.max_steps_in_episode`` steps, then truncation and gymnax's auto-reset to
 the original weights.
 """
@@ -39,6 +48,7 @@ from __future__ import annotations
 import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -78,6 +88,7 @@ class EnvParams(environment.EnvParams):
     shift_cap: float = 1.0
     max_steps_in_episode: int = 8
     task: TaskArrays | None = None
+    reset_units: Array | None = None  # the unit block at reset (observation="gradient" only)
 
 
 # field -> (lowest allowed value, whether the lowest value itself is allowed)
@@ -112,6 +123,8 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
       task: the editing :class:`~maskshift.tasks.Task`.
       rank: ``r``, the rank of each step's change (checked against every edited matrix).
       obs_bins: bins for the pooled row and column summaries in the observation.
+      observation: ``"summary"`` (fixed size) or ``"gradient"`` (the summary, then per-unit
+        gradient factors; see the module docstring).
     """
 
     kind = "edit"
@@ -119,8 +132,12 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
     # column-coherent shift adds up over every input of a unit).
     env_defaults: dict = {}
 
-    def __init__(self, task: Task, rank: int = 4, obs_bins: int = 8):
+    def __init__(self, task: Task, rank: int = 4, obs_bins: int = 8,
+                 observation: str = "summary"):
         super().__init__()
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"Unknown observation {observation!r}; choose one of "
+                             f"{', '.join(OBSERVATIONS)}.")
         self.task = task
         self.paths = task.edit_paths
         self.leaf_shapes = task.leaf_shapes
@@ -135,7 +152,12 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         self.rank = rank
         self.obs_bins = obs_bins
         self.action_size = sum((m + n) * rank for m, n in self.shapes)
-        self.obs_size = len(self.shapes) * (3 + 2 * obs_bins) + len(task.objective.metric_names) + 1
+        self.observation = observation
+        self.summary_size = (len(self.shapes) * (3 + 2 * obs_bins)
+                             + len(task.objective.metric_names) + 1)
+        self.unit_features = 2 * rank + 2 if observation == "gradient" else 0
+        self.obs_size = self.summary_size + sum((m + n) * self.unit_features
+                                                for m, n in self.shapes)
 
     # ------------------------------------------------------------------ construction helpers
     @property
@@ -150,7 +172,13 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         """
         fields = {**self.env_defaults, **dict(self.task.objective.env_defaults), **overrides}
         check_env_params(fields)
-        return EnvParams(task=self.task.arrays(), **fields)
+        params = EnvParams(task=self.task.arrays(), **fields)
+        if self.observation == "gradient":
+            edit = tuple(self.initial_edit(w0) for w0 in params.task.originals)
+            units = jax.jit(lambda e, p: self._unit_block(
+                e, self._metrics_and_grads(e, p.task.train, p)[1], p))(edit, params)
+            params = params.replace(reset_units=units)
+        return params
 
     @property
     def default_params(self) -> EnvParams:
@@ -213,10 +241,43 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         return self.task.objective.terms(self.metrics_on(edit, batch, params),
                                          params.task.base_metrics)
 
-    def _measure(self, key: PRNGKey, edit: tuple, params: EnvParams) -> Array:
-        return self.metrics_on(edit, self.task.objective.sample(key, params.task.train), params)
+    def _metrics_and_grads(self, edit: tuple, batch: dict, params: EnvParams):
+        """The metrics on ``batch`` and the gradients of the ``(utility, edit)`` reward terms with
+        respect to ``edit``: a tuple, per edited matrix, of ``[2, m, n]``."""
+        def terms(e):
+            metrics = self.metrics_on(e, batch, params)
+            utility, edit_term = self.task.objective.terms(metrics, params.task.base_metrics)
+            return jnp.stack([utility, edit_term]), metrics
 
-    def _obs(self, edit: tuple, metrics: Array, time, params: EnvParams) -> Array:
+        grads, metrics = jax.jacrev(terms, has_aux=True)(edit)
+        return metrics, grads
+
+    def _unit_block(self, edit: tuple, grads: tuple, params: EnvParams) -> Array:
+        """The flat per-unit features of every edited matrix (see the module docstring)."""
+        feats = []
+        for e, g, w0 in zip(edit, grads, params.task.originals, strict=True):
+            rows, cols = [], []
+            for term in g:  # utility, edit
+                u, v = _gradient_factors(term, _probes(term.shape[1], self.rank))
+                rows.append(u)
+                cols.append(v)
+            dev = self.deviation(e, w0)
+            a = jnp.abs(dev)
+            rows.append(jnp.tanh(jnp.stack([dev.mean(1), a.mean(1)], 1)))
+            cols.append(jnp.tanh(jnp.stack([dev.mean(0), a.mean(0)], 1)))
+            feats += [jnp.concatenate(rows, 1).ravel(), jnp.concatenate(cols, 1).ravel()]
+        return jnp.concatenate(feats)
+
+    def _measure(self, key: PRNGKey, edit: tuple, params: EnvParams):
+        """The metrics of ``edit`` on a fresh train minibatch, and the unit block (``None`` with
+        the summary observation)."""
+        batch = self.task.objective.sample(key, params.task.train)
+        if self.observation == "summary":
+            return self.metrics_on(edit, batch, params), None
+        metrics, grads = self._metrics_and_grads(edit, batch, params)
+        return metrics, self._unit_block(edit, grads, params)
+
+    def _obs(self, edit: tuple, metrics: Array, time, params: EnvParams, units=None) -> Array:
         feats = []
         for e, w0 in zip(edit, params.task.originals, strict=True):
             dev = self.deviation(e, w0)  # [m, n]
@@ -226,7 +287,8 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
             feats.append(_pool(a.mean(0), self.obs_bins))
         structure = jnp.tanh(jnp.concatenate(feats))
         t = jnp.asarray(time, jnp.float32) / params.max_steps_in_episode
-        return jnp.concatenate([structure, jnp.tanh(metrics), t[None]])
+        parts = [structure, jnp.tanh(metrics), t[None]]
+        return jnp.concatenate(parts if units is None else [*parts, units])
 
     # ------------------------------------------------------------------ gymnax API
     def reset_env(self, key: PRNGKey, params: EnvParams) -> tuple[Array, EnvState]:
@@ -236,21 +298,23 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         # The original weights deviate by exactly 0 everywhere, so every structure feature is
         # tanh(0) = 0: the same vector _obs gives, without a pass over the matrices (gymnax
         # computes a reset on every step to auto-reset).
-        structure = jnp.zeros(self.obs_size - len(self.task.objective.metric_names) - 1)
-        obs = jnp.concatenate([structure, jnp.tanh(state.metrics), jnp.zeros(1)])
-        return obs, state
+        structure = jnp.zeros(self.summary_size - len(self.task.objective.metric_names) - 1)
+        parts = [structure, jnp.tanh(state.metrics), jnp.zeros(1)]
+        if self.observation == "gradient":
+            parts.append(params.reset_units)
+        return jnp.concatenate(parts), state
 
     def step_env(self, key: PRNGKey, state: EnvState, action: Array, params: EnvParams):
         factors = self.unflatten_action(action)
         edit = tuple(self.update_edit(e, self.direction(u, v), w0, params)
                      for e, (u, v), w0 in zip(state.edit, factors, params.task.originals,
                                               strict=True))
-        metrics = self._measure(key, edit, params)
+        metrics, units = self._measure(key, edit, params)
         utility, edit_term = self.task.objective.terms(metrics, params.task.base_metrics)
         reward = params.lambda_utility * utility + params.lambda_edit * edit_term
         time = state.time + 1
         new_state = EnvState(time=time, edit=edit, metrics=metrics)
-        obs = self._obs(edit, metrics, time, params)
+        obs = self._obs(edit, metrics, time, params, units)
         info = {"utility": utility, "edit": edit_term, "metrics": metrics}
         return obs, new_state, reward, jnp.asarray(False), info
 
@@ -263,6 +327,26 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
 
     def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
         return spaces.Box(-1.0, 1.0, (self.obs_size,), jnp.float32)
+
+
+OBSERVATIONS = ("summary", "gradient")
+
+
+@functools.cache
+def _probes(n: int, k: int) -> np.ndarray:
+    """A fixed ``[n, k]`` Gaussian probe matrix (seeded: the same for every run)."""
+    return np.random.default_rng(0).standard_normal((n, k)).astype(np.float32)
+
+
+def _gradient_factors(g: Array, probes) -> tuple[Array, Array]:
+    """``U = G V``, ``V = G^T G P`` (``[m, k]``, ``[n, k]``), each column at unit RMS."""
+    v = g.T @ (g @ jnp.asarray(probes))
+    u = g @ v
+
+    def unit_rms(x):
+        return x / jnp.maximum(jnp.sqrt(jnp.mean(x * x, 0, keepdims=True)), 1e-30)
+
+    return unit_rms(u), unit_rms(v)
 
 
 def _pool(x: Array, bins: int) -> Array:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+HEADS = ("flat", "units")
+
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
@@ -29,6 +31,9 @@ class PPOConfig:
     hidden: int = 64
     init_log_std: float = -0.5
     u_init_scale: float = 1.0
+    # "flat": one vector for all of U and V (ActorCritic); "units": heads shared over units
+    # (UnitActorCritic; needs the environment's gradient observation)
+    heads: str = "flat"
 
     @property
     def num_updates(self) -> int:
@@ -46,6 +51,8 @@ class PPOConfig:
         if (self.num_envs * self.num_steps) % self.num_minibatches:
             raise ValueError(f"num_envs * num_steps = {self.num_envs * self.num_steps} is not "
                              f"divisible by num_minibatches = {self.num_minibatches}.")
+        if self.heads not in HEADS:
+            raise ValueError(f"Unknown heads {self.heads!r}; choose one of {', '.join(HEADS)}.")
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ValueError("gamma must lie in (0, 1] and gae_lambda in [0, 1].")
         return self

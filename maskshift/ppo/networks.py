@@ -1,4 +1,5 @@
-"""Actor-critic with low-rank action heads."""
+"""Actor-critics with low-rank action heads: flat heads (one vector for all of ``U`` and ``V``)
+and unit heads (one small network shared over the rows of ``U`` and one over the rows of ``V``)."""
 
 from __future__ import annotations
 
@@ -50,5 +51,84 @@ class ActorCritic(nn.Module):
         pi = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
         v = nn.tanh(nn.Dense(self.hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(obs))
         v = nn.tanh(nn.Dense(self.hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(v))
+        value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(v)
+        return pi, jnp.squeeze(value, -1)
+
+
+def _mlp(x, hidden: int, layers: int = 2):
+    for _ in range(layers):
+        x = nn.tanh(nn.Dense(hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
+    return x
+
+
+class UnitHead(nn.Module):
+    """Rows of one factor from per-unit features ``[..., k, F]`` and a context ``[..., H]``:
+    ``row_i = skip(f_i) + out(tanh(in(f_i) + ctx_proj))`` (``[..., k, r]``), the same weights for
+    every unit, so the head serves any layer width.
+
+    ``skip`` starts as the identity on the features ``follow`` .. ``follow + r``: with the
+    gradient observation (edit-term factors first) the initial mean edit follows the edit term's
+    gradient, and PPO learns from there."""
+
+    rank: int
+    hidden: int
+    follow: int | None = None
+    bias: float = 0.0
+
+    @nn.compact
+    def __call__(self, feats, ctx):
+        r = self.rank
+
+        def skip_init(key, shape, dtype=jnp.float32):
+            k = jnp.zeros(shape, dtype)
+            if self.follow is None:
+                return k
+            return k.at[self.follow:self.follow + r].set(jnp.eye(r, dtype=dtype))
+
+        h = nn.Dense(self.hidden)(feats) + nn.Dense(self.hidden, use_bias=False)(ctx)[..., None, :]
+        out = nn.Dense(r, kernel_init=nn.initializers.orthogonal(0.01),
+                       bias_init=nn.initializers.constant(self.bias))(nn.tanh(h))
+        return out + nn.Dense(r, use_bias=False, kernel_init=skip_init)(feats)
+
+
+class UnitActorCritic(nn.Module):
+    """Shared per-unit action heads over the gradient observation
+    (:class:`maskshift.envs.EditWorld` with ``observation="gradient"``).
+
+    The observation's summary part feeds a context MLP; each edited matrix's unit block gives
+    ``F`` features per input unit and per output unit, and :class:`UnitHead` maps each unit's
+    features (with the context) to its row of ``U`` or ``V``. The parameter count does not depend
+    on ``m`` or ``n``: one trained policy runs on any layer widths (with the same number of edited
+    matrices, rank and objective). One learned log-std per factor (``U``/``V`` of each matrix),
+    likewise shape-free. The value MLP reads the summary and the units' mean absolute features.
+    """
+
+    shapes: Sequence[tuple[int, int]]
+    rank: int
+    summary_size: int
+    unit_features: int
+    hidden: int = 64
+    init_log_std: float = -0.5
+
+    @nn.compact
+    def __call__(self, obs):
+        r, f = self.rank, self.unit_features
+        summary = obs[..., : self.summary_size]
+        ctx = _mlp(summary, self.hidden)
+        means, stds, pooled = [], [], []
+        i = self.summary_size
+        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std),
+                             (2 * len(self.shapes),))
+        for k, (m, n) in enumerate(self.shapes):
+            for j, units in enumerate((m, n)):
+                feats = obs[..., i : i + units * f].reshape(obs.shape[:-1] + (units, f))
+                i += units * f
+                # features: utility factors [0, r), edit factors [r, 2r), deviation stats
+                head = UnitHead(r, self.hidden, follow=r, name=f"{'UV'[j]}_units_{k}")
+                means.append(head(feats, ctx).reshape(obs.shape[:-1] + (units * r,)))
+                stds.append(jnp.broadcast_to(jnp.exp(log_std[2 * k + j]), (units * r,)))
+                pooled.append(jnp.abs(feats).mean(-2))
+        pi = distrax.MultivariateNormalDiag(jnp.concatenate(means, -1), jnp.concatenate(stds))
+        v = _mlp(jnp.concatenate([summary, *pooled], -1), self.hidden)
         value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(v)
         return pi, jnp.squeeze(value, -1)

@@ -28,7 +28,7 @@ from jax.sharding import Mesh
 from maskshift.envs import EditWorld, EnvParams
 from maskshift.ppo.config import PPOConfig
 from maskshift.ppo.gae import compute_gae, ppo_loss
-from maskshift.ppo.networks import ActorCritic
+from maskshift.ppo.networks import ActorCritic, UnitActorCritic
 from maskshift.sharding import (
     check_chunk,
     check_divisible,
@@ -62,14 +62,22 @@ class Transition(NamedTuple):  # every field [num_steps, num_envs, ...]
 class Trainer(NamedTuple):
     config: PPOConfig
     env: EditWorld
-    network: ActorCritic
+    network: ActorCritic | UnitActorCritic
     init: Callable
     update: Callable
     run: Callable
     train: Callable
 
 
-def make_network(config: PPOConfig, env: EditWorld) -> ActorCritic:
+def make_network(config, env: EditWorld) -> ActorCritic | UnitActorCritic:
+    """The policy network ``config.heads`` names (PPO's and APG's configs both carry it)."""
+    if config.heads == "units":
+        if env.observation != "gradient":
+            raise ValueError("Unit heads read per-unit features: they need the gradient "
+                             "observation (--observation gradient).")
+        return UnitActorCritic(shapes=tuple(env.shapes), rank=env.rank,
+                               summary_size=env.summary_size, unit_features=env.unit_features,
+                               hidden=config.hidden, init_log_std=config.init_log_std)
     return ActorCritic(shapes=tuple(env.shapes), rank=env.rank, hidden=config.hidden,
                        init_log_std=config.init_log_std, u_init_scale=config.u_init_scale)
 

@@ -69,6 +69,9 @@ class RunConfig:
     edit: tuple[str, ...] = ("Dense_0",)
     task_factory: str | None = None
     task_fingerprint: str | None = None
+    # what the policy sees: "summary" (fixed size) or "gradient" (adds per-unit gradient factors;
+    # see maskshift.envs.worlds)
+    observation: str = "summary"
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -148,4 +151,5 @@ def build_env(cfg: RunConfig, task: Task | None = None):
         overrides["lambda_utility"] = cfg.lambda_utility
     if cfg.lambda_edit is not None:
         overrides["lambda_edit"] = cfg.lambda_edit
-    return make(ENV_ALIASES[cfg.env], task=task, rank=cfg.rank, **overrides)
+    return make(ENV_ALIASES[cfg.env], task=task, rank=cfg.rank, observation=cfg.observation,
+                **overrides)

@@ -1,0 +1,114 @@
+"""The gradient observation (per-unit factors of the reward terms' gradients) and the unit heads
+shared over units."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maskshift.envs import make
+from maskshift.envs.worlds import _gradient_factors, _probes
+from maskshift.ppo import PPOConfig, make_network
+from maskshift.tasks import task_from_model
+
+
+def test_gradient_factors_recover_a_rank_one_gradient():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal(40), rng.standard_normal(12)
+    u, v = _gradient_factors(jnp.asarray(np.outer(a, b), jnp.float32), _probes(12, 3))
+    for col in range(3):  # every probe column lands on the one direction (up to sign)
+        cu = abs(np.dot(u[:, col], a)) / (np.linalg.norm(u[:, col]) * np.linalg.norm(a))
+        cv = abs(np.dot(v[:, col], b)) / (np.linalg.norm(v[:, col]) * np.linalg.norm(b))
+        assert cu > 0.999 and cv > 0.999
+    np.testing.assert_allclose(np.sqrt((np.asarray(u) ** 2).mean(0)), 1.0, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def gradient_envs(digits_model):
+    from maskshift.tasks import unlearning_task
+
+    task = unlearning_task(batch_size=32)
+    return {obs: make("mask", task=task, observation=obs, max_steps_in_episode=3)
+            for obs in ("summary", "gradient")}
+
+
+def test_gradient_observation_appends_a_unit_block_of_size_m_plus_n(gradient_envs):
+    (summ, sp), (grad, gp) = gradient_envs["summary"], gradient_envs["gradient"]
+    (m, n), = grad.shapes
+    f = grad.unit_features
+    assert f == 2 * grad.rank + 2
+    assert grad.obs_size == summ.obs_size + (m + n) * f
+    key = jax.random.key(3)
+    obs0, st0 = grad.reset(key, gp)
+    assert obs0.shape == (grad.obs_size,) and np.isfinite(obs0).all()
+    rows = np.asarray(obs0[summ.obs_size:summ.obs_size + m * f]).reshape(m, f)
+    assert np.abs(rows[:, -2:]).max() == 0.0            # no deviation at reset
+    assert np.abs(rows[:, :-2]).max() > 0.1              # but gradient factors
+    action = jax.random.normal(jax.random.key(4), (grad.action_size,))
+    o_s, _, r_s, _, _ = summ.step_env(key, summ.reset(key, sp)[1], action, sp)
+    o_g, _, r_g, _, _ = grad.step_env(key, st0, action, gp)
+    # the summary part and the reward are exactly those of the summary observation
+    np.testing.assert_allclose(o_g[:summ.obs_size], o_s, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(r_g, r_s, rtol=1e-6)
+    rows = np.asarray(o_g[summ.obs_size:summ.obs_size + m * f]).reshape(m, f)
+    assert np.abs(rows[:, -1]).max() > 0.0               # the edit moved rows
+
+
+def _mlp_task(width: int):
+    import flax.linen as nn
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(nn.relu(nn.Dense(width)(nn.relu(nn.Dense(24)(x)))))
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    y = (np.arange(300) % 3).astype(np.int32)
+    model = MLP()
+    params = model.init(jax.random.key(0), x[:1])
+    return task_from_model(model.apply, params, ["Dense_1"], train=(x, y), test=(x, y),
+                           forget_classes=1,
+                           batch_size=16)
+
+
+def test_unit_heads_are_shape_free_and_start_on_the_edit_gradient():
+    cfg = PPOConfig(heads="units", hidden=16)
+    nets = {}
+    for width in (8, 40):
+        env, p = make("mask", task=_mlp_task(width), observation="gradient", rank=2)
+        net = make_network(cfg, env)
+        obs, _ = env.reset(jax.random.key(0), p)
+        nets[width] = (env, net, obs)
+    env8, net8, obs8 = nets[8]
+    params = net8.init(jax.random.key(1), obs8[None])
+    env40, net40, obs40 = nets[40]
+    # the same parameters serve the [24, 40] layer as the [24, 8] one
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+        jnp.shape, net40.init(jax.random.key(1), obs40[None]))
+    pi, value = net40.apply(params, obs40[None])
+    assert pi.mean().shape == (1, env40.action_size) and value.shape == (1,)
+    # at initialisation U's and V's means follow the edit term's gradient factors
+    (m, n), = env40.shapes
+    f, r = env40.unit_features, env40.rank
+    units = np.asarray(obs40[env40.summary_size:])
+    u_feats = units[: m * f].reshape(m, f)[:, r:2 * r]
+    v_feats = units[m * f:].reshape(n, f)[:, r:2 * r]
+    u, v = (np.asarray(x) for x in env40.unflatten_action(pi.mean()[0])[0])
+    for got, want in ((u, u_feats), (v, v_feats)):
+        cos = (got * want).sum() / (np.linalg.norm(got) * np.linalg.norm(want))
+        assert cos > 0.95
+
+
+def test_a_units_run_trains_selects_and_records_its_policy(tmp_path, digits_model):
+    import json
+
+    from maskshift.run import RunConfig, train_and_evaluate
+
+    cfg = RunConfig(env="mask", observation="gradient", episode_length=3,
+                    ppo=PPOConfig(heads="units", num_envs=8, num_steps=3, total_timesteps=48,
+                                  hidden=16))
+    train_and_evaluate(cfg, tmp_path / "run", log=lambda *_: None)
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["config"]["observation"] == "gradient" and res["config"]["ppo"]["heads"] == "units"
+    assert res["train"]["env_steps"] == 48 and 0 <= res["best_step"] <= 3
