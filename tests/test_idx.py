@@ -114,3 +114,32 @@ def test_gradient_unlearning_on_real_fashion_mnist_subset(tmp_path):
     before, after = saved["before"], saved["after"]
     assert before["forget_acc"] > 0.8          # the pretrained CNN knows sneakers
     assert after["forget_acc"] <= 0.05 and after["retain_acc"] >= before["retain_acc"] - 0.05
+
+
+def test_real_data_benchmark_on_a_small_idx_directory(tmp_path):
+    """benchmarks/real_data.py end to end on tiny IDX files: the compare run per class, the table
+    with the retrained model's MIA beside each method's, and the target counts."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "idx").mkdir()
+    data = fake_idx_dir(tmp_path / "idx", n_train=300, n_test=60)
+    out = tmp_path / "bench"
+    cmd = [sys.executable, str(root / "benchmarks" / "real_data.py"), "--data-dir", str(data),
+           "--classes", "3", "--seeds", "0", "--methods", "MaskWorld-gradient",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = json.loads((out / "real_data.json").read_text())
+    assert saved["methods"] == ["retrain", "MaskWorld-gradient"]
+    rows = {r["method"]: r for r in saved["rows"]}
+    assert set(rows) == {"original", "retrain", "MaskWorld-gradient"}
+    assert rows["MaskWorld-gradient"]["retrain_mia"] == rows["retrain"]["mia"]
+    k, n = saved["meets"]["MaskWorld-gradient"]
+    assert n == 1 and k == rows["MaskWorld-gradient"]["meets"]
+    assert "| 3 | MaskWorld-gradient |" in (out / "real_data.md").read_text()
+    # a class outside the labels is one line and exit 2
+    proc = subprocess.run([*cmd[:4], "--classes", "10"], capture_output=True, text=True,
+                          cwd=root, timeout=300)
+    assert proc.returncode == 2 and "outside 0..9" in proc.stderr.strip().splitlines()[-1]

@@ -1,0 +1,141 @@
+"""Unlearning on real Fashion-MNIST: every forget class, every method, the retrained model beside.
+
+    apt-get install dataset-fashion-mnist                # once: the IDX files, no download later
+    python benchmarks/real_data.py --out runs/real-data  # every class x seeds 0 1, every method
+    python benchmarks/real_data.py --classes 7 --seeds 0 \\
+        --methods retrain MaskWorld-gradient MaskWorld-units --out runs/real-data-7
+
+For each forget class this is ``python -m maskshift.compare --task unlearn --dataset
+fashion_mnist --forget-class C --seeds ...`` into ``OUT/class-C`` (an interrupted run restarted
+with the same command reuses every finished class and every finished editor run), on the full
+training set (54,000 train / 6,000 val / 10,000 test images) and the built-in 28x28 CNN (edited
+layer ``[1568, 128]``). It then writes ``OUT/real_data.md`` and ``OUT/real_data.json``: per class
+and method the test forget, retain and overall accuracy, the MIA with the retrained model's beside
+it, and the wall time; and, per method, how many (class, seed) runs meet forget <= 0.02 with
+retain >= the original's - 0.03. Every method runs at its documented defaults
+(``--rl-total-steps`` changes the trained editors' budget for all of them alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from maskshift._io import atomic_write_json, atomic_write_text
+from maskshift.baselines import BASELINES
+from maskshift.compare import RL_METHODS, compare
+from maskshift.data import load_dataset
+
+DATASET = "fashion_mnist"
+KEYS = ("forget_acc", "retain_acc", "test_acc", "mia", "wall_seconds")
+
+
+def meets(original: dict, edited: dict) -> bool:
+    return (edited["forget_acc"] <= 0.02
+            and edited["retain_acc"] >= original["retain_acc"] - 0.03)
+
+
+def class_result(out: Path, cls: int, args) -> dict:
+    """``maskshift.compare`` for one forget class (reused when it is already written)."""
+    path = out / f"class-{cls}" / "comparison.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved["seeds"] == list(args.seeds) and set(args.methods) <= set(saved["methods"]):
+            print(f"class {cls}: reusing {path}", flush=True)
+            return saved
+    print(f"class {cls}: running {', '.join(args.methods)} for seeds {args.seeds}", flush=True)
+    return compare("unlearn", args.seeds, out=out / f"class-{cls}", dataset=DATASET,
+                   forget_classes=(cls,), methods=["original", *args.methods],
+                   rl_total_steps=args.rl_total_steps, overwrite=True, data_dir=args.data_dir,
+                   log=lambda s: print("  " + s, flush=True))
+
+
+def tabulate(results: dict[int, dict], methods: list[str]) -> dict:
+    """Per (class, method) means over seeds, and per method the runs that meet the target."""
+    rows, hits = [], {m: [] for m in methods if m not in ("original", "retrain")}
+    for cls, res in sorted(results.items()):
+        runs = res["runs"]
+        retrain_mia = [r["mia"] for r in runs.get("retrain", [])]
+        for m in methods:
+            reps = runs[m]
+            row = {"class": cls, "method": m, "seeds": len(reps),
+                   **{k: float(np.mean([r[k] for r in reps])) for k in KEYS if k in reps[0]},
+                   "retrain_mia": float(np.mean(retrain_mia)) if retrain_mia else None}
+            if m in hits:
+                ok = [meets(o, r) for o, r in zip(runs["original"], reps, strict=True)]
+                row["meets"] = int(sum(ok))
+                hits[m] += [{"class": cls, "seed": s, "meets": k, **{x: r[x] for x in KEYS}}
+                            for s, k, r in zip(res["seeds"], ok, reps, strict=True)]
+            rows.append(row)
+    return {"rows": rows, "runs": hits,
+            "meets": {m: [sum(h["meets"] for h in v), len(v)] for m, v in hits.items()}}
+
+
+def markdown(table: dict) -> str:
+    lines = ["| class | method | forget | retain | test acc | MIA | retrained MIA | wall s "
+             "| meets |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def f(v):
+        return "–" if v is None else f"{v:.3f}"
+
+    for r in table["rows"]:
+        meets_cell = f"{r['meets']}/{r['seeds']}" if "meets" in r else ""
+        lines.append(f"| {r['class']} | {r['method']} | {f(r['forget_acc'])} | "
+                     f"{f(r['retain_acc'])} | {f(r['test_acc'])} | {f(r['mia'])} | "
+                     f"{f(r['retrain_mia'])} | {r.get('wall_seconds', 0):.1f} | {meets_cell} |")
+    lines += ["", "Runs meeting forget <= 0.02 and retain >= original - 0.03 (test split):", ""]
+    lines += [f"- {m}: {k} of {n}" for m, (k, n) in table["meets"].items()]
+    misses = [h for v in table["runs"].values() for h in v if not h["meets"]]
+    if misses:
+        lines += ["", "Misses:", ""]
+        lines += [f"- {m} class {h['class']} seed {h['seed']}: forget {h['forget_acc']:.3f}, "
+                  f"retain {h['retain_acc']:.3f}" for m, v in table["runs"].items() for h in v
+                  if not h["meets"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    methods = [*BASELINES["unlearn"], *RL_METHODS]
+    default = ["retrain", *[m for m in BASELINES["unlearn"] if m != "retrain"],
+               "MaskWorld", "ShiftWorld", "MaskWorld-gradient", "ShiftWorld-gradient",
+               "MaskWorld-units", "ShiftWorld-units"]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/real-data")
+    p.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--methods", nargs="+", default=default, choices=methods, metavar="METHOD",
+                   help=f"default: {' '.join(default)}")
+    p.add_argument("--rl-total-steps", type=int, default=None,
+                   help="env steps per PPO/APG run, every trained editor alike (default: "
+                        "maskshift.train's)")
+    p.add_argument("--data-dir", default=None,
+                   help="a directory of the Fashion-MNIST IDX files (default: the Debian "
+                        "package's, or a prepared TFDS copy)")
+    args = p.parse_args(argv)
+    if "retrain" not in args.methods:
+        args.methods = ["retrain", *args.methods]  # every MIA is read beside it
+    try:
+        data = load_dataset(DATASET, data_dir=args.data_dir)
+    except ValueError as err:
+        p.exit(2, f"error: {err}\n")
+    bad = [c for c in args.classes if not 0 <= c < data.num_classes]
+    if bad:
+        p.error(f"argument --classes: {bad[0]} is outside 0..{data.num_classes - 1}")
+    out = Path(args.out)
+    results = {c: class_result(out, c, args) for c in args.classes}
+    table = tabulate(results, ["original", *args.methods])
+    md = markdown(table)
+    atomic_write_json(out / "real_data.json", {"dataset": DATASET, "classes": args.classes,
+                                               "seeds": args.seeds, "methods": args.methods,
+                                               "rl_total_steps": args.rl_total_steps, **table})
+    atomic_write_text(out / "real_data.md", md)
+    print("\n" + md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
