@@ -13,6 +13,7 @@ ratio. Writes ``OUT/wide_layer.md`` and ``OUT/wide_layer.json``; a finished run 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -91,7 +92,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/wide-layer")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--envs", nargs="+", default=["mask", "shift"])
-    p.add_argument("--algos", nargs="+", default=["ppo", "gradient"])
+    p.add_argument("--algos", nargs="+", default=["ppo", "gradient"],
+                   choices=["ppo", "units", "apg", "gradient", "oracle"],
+                   help="editors; units: PPO with --observation gradient --heads units")
     p.add_argument("--total-steps", type=int, default=None,
                    help="PPO env steps on the wide layer (default: maskshift.train's)")
     args = p.parse_args(argv)
@@ -107,10 +110,13 @@ def main(argv=None) -> int:
     for algo in args.algos:
         for env in args.envs:
             for seed in args.seeds:
-                budget = {}
-                if algo == "ppo" and args.total_steps:
-                    budget = {"ppo": PPOConfig(total_timesteps=args.total_steps)}
-                cfg = RunConfig(env=env, algo=algo, seed=seed, **budget)
+                cfg = RunConfig(env=env, algo="ppo" if algo == "units" else algo, seed=seed)
+                if algo in ("ppo", "units"):  # "units": PPO with the unit heads
+                    heads = "units" if algo == "units" else "flat"
+                    cfg = dataclasses.replace(
+                        cfg, observation="gradient" if heads == "units" else "summary",
+                        ppo=PPOConfig(total_timesteps=args.total_steps or cfg.ppo.total_timesteps,
+                                      heads=heads))
                 res = _run(cfg, out / f"{env}-{algo}-s{seed}", task)
                 wall = res["train"]["wall_seconds"]
                 rows.append({"env": env, "algo": algo, "seed": seed, "before": res["before"],
