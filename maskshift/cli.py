@@ -60,7 +60,7 @@ def reference() -> str:
     """``docs/cli.md``: every entry point's ``--help`` (100 columns), as the test suite checks."""
     import os
 
-    from maskshift import compare, evaluate, train
+    from maskshift import compare, edit, evaluate, train
 
     columns = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal's width
@@ -71,7 +71,7 @@ def reference() -> str:
              "that has no effect with the others given, stops the command with one line naming "
              "the flag and the values that work, exit status 2. A run that fails while running "
              "(non-finite values) exits 3 and keeps its last checkpoint.\n"]
-    for module in (train, evaluate, compare):
+    for module in (train, evaluate, compare, edit):
         parser = module.build_parser()
         parts.append(f"## `{parser.prog}`\n\n```text\n{parser.format_help()}```\n")
     if columns is None:

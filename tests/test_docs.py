@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from maskshift import compare, evaluate, train
+from maskshift import compare, edit, evaluate, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- docs-test: run -->\s*)?```(\w*)\n(.*?)```", re.S)
 PARSERS = {"maskshift.train": train.build_parser, "maskshift.evaluate": evaluate.build_parser,
-           "maskshift.compare": compare.build_parser}
+           "maskshift.compare": compare.build_parser, "maskshift.edit": edit.build_parser}
 
 
 def blocks(page: Path, lang: str):

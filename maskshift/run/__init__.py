@@ -36,7 +36,7 @@ from maskshift.sharding import check_chunk, check_divisible, env_mesh, mesh_size
 from maskshift.tasks import Task
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def check_out_dir(out: Path, overwrite: bool) -> None:
     """Refuse an output directory the run must not touch (changes nothing on disk)."""
     if overwrite or not out.exists():
         return
@@ -79,7 +79,7 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
     """
     out = Path(out)
     check_algo(cfg.algo)
-    _check_out(out, overwrite)
+    check_out_dir(out, overwrite)
     mesh = env_mesh(devices)
     if cfg.algo in TRAINED_ALGOS:
         cfg.trainer_config.validate()
@@ -111,5 +111,5 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
 
 
 __all__ = ["ALGOS", "DEFAULT_LR", "DEFAULT_TOLERANCE", "DEFAULT_TOTAL_STEPS", "OutputDirError",
-           "RunConfig", "TrainingError", "build_env", "finished_run", "summary_table",
-           "train_and_evaluate"]
+           "RunConfig", "TrainingError", "build_env", "check_out_dir", "finished_run",
+           "summary_table", "train_and_evaluate"]

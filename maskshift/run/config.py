@@ -76,6 +76,20 @@ class RunConfig:
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+    @classmethod
+    def from_json(cls, d: dict) -> RunConfig:
+        """The config :meth:`to_json` wrote (``TypeError`` on an unknown field)."""
+        nested = {"ppo": PPOConfig, "apg": APGConfig, "gradient": GradientConfig,
+                  "oracle": OracleConfig}
+        kw = {}
+        for name, value in d.items():
+            if name in nested:
+                value = nested[name](**value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kw[name] = value
+        return cls(**kw)
+
     @property
     def trainer_config(self) -> PPOConfig | APGConfig:
         return {"ppo": self.ppo, "apg": self.apg}[self.algo]

@@ -13,6 +13,7 @@ import numpy as np
 from maskshift import apg, ppo
 from maskshift.control import gradient_edits
 from maskshift.oracle import oracle_edits
+from maskshift.policy import save_policy
 from maskshift.rollout import deterministic_rollout
 from maskshift.run.config import RunConfig, TrainingError
 from maskshift.run.loop import train_checkpointed
@@ -30,6 +31,8 @@ def trained_policy(cfg: RunConfig, env, env_params, out: Path, *, mesh, env_chun
     if isinstance(done, dict):  # stopped early
         return done
     rs, history, stats = done
+    if cfg.algo == "ppo":  # reusable with maskshift.edit
+        save_policy(out, cfg, env, rs.params)
     edits = deterministic_rollout(env, env_params, trainer.network, rs.params)
     return edits, history, stats
 
