@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ns", nargs="+", type=int, default=None,
                    help=f"parallel environment counts (default {DEFAULT_NS})")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--observations", nargs="+", default=["summary"],
+                   choices=["summary", "gradient"],
+                   help="gradient: also the gradient observation (no NumPy mode)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per figure (default 5)")
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
                    help="environments per group (on each device) in the chunked mode")
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
         results = run_throughput(args.envs, args.tasks, ns, args.modes, reps=reps,
                                  max_serial_n=args.max_serial_n, devices=args.devices,
                                  chunk=args.chunk, steps=args.steps_per_call,
-                                 log=lambda s: print(s, flush=True))
+                                 observations=args.observations, log=lambda s: print(s, flush=True))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

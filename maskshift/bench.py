@@ -22,6 +22,7 @@ each figure is the median of ``reps`` repetitions, with the min and max as its s
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import platform
@@ -365,19 +366,24 @@ def machine() -> dict:
             "jax": jax.__version__, "python": platform.python_version()}
 
 
-def build_env(env: str, task: str, **task_kwargs):
+def build_env(env: str, task: str, observation: str = "summary", **task_kwargs):
     """A built-in editing environment (``env``: mask/shift, ``task``: unlearn/bias)."""
     if env not in ENV_ALIASES:
         raise ValueError(f"Unknown env {env!r}; choose 'mask' or 'shift'.")
-    return make(ENV_ALIASES[env], task=make_task(task, **task_kwargs))
+    return make(ENV_ALIASES[env], task=make_task(task, **task_kwargs), observation=observation)
 
 
 def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                    tasks: Sequence[str] = ("unlearn", "bias"),
                    ns: Sequence[int] = DEFAULT_NS, modes: Sequence[str] = MODES, reps: int = 5,
                    max_serial_n: int = 1024, devices=None, chunk: int = DEFAULT_CHUNK,
-                   steps: int = STEPS_PER_CALL, log=print) -> dict:
-    """Steps/s of every mode for every (env, task) and environment count ``n``.
+                   steps: int = STEPS_PER_CALL, observations: Sequence[str] = ("summary",),
+                   log=print) -> dict:
+    """Steps/s of every mode for every (env, task, observation) and environment count ``n``.
+
+    ``observations``: ``"gradient"`` measures the gradient observation too (label suffix
+    ``-gradient``; the NumPy reference implements the summary observation only, so its mode is
+    skipped there).
 
     The serial modes (``loop``, ``numpy``) scale linearly in ``n`` and run only up to
     ``max_serial_n``; ``chunked`` runs where each device's share of ``n`` is a multiple of
@@ -392,47 +398,48 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
     shards = mesh_size(env_mesh(devices))
     out = {"machine": machine(), "reps": reps, "ns": list(ns), "chunk": chunk,
            "steps_per_call": steps, "results": {}}
-    for env_name in envs:
-        for task in tasks:
-            env, p = build_env(env_name, task)
-            label = f"{env_name}-{task}"
-            res: dict = {m: [] for m in modes}
-            res["action_size"] = env.action_size
-            for n in ns:
-                line = [f"{label:<14} N={n:<6}"]
-                vm = ch = mm = None
-                if "vmap" in modes or "matmul" in modes:
-                    vm = bench_vmap(env, p, n, reps, devices, steps=steps)
-                    if "vmap" in modes:
-                        res["vmap"].append(vm)
-                    if "skipped" in vm:
-                        line.append(f"vmap skipped ({vm['skipped']})")
-                    else:
-                        line.append(f"vmap {vm['steps_per_s']:>11,.0f}/s "
-                                    f"(compile {vm['compile_s']:.2f} s)")
-                per_device = n // shards
-                if "chunked" in modes and per_device > chunk and per_device % chunk == 0:
-                    ch = bench_vmap(env, p, n, reps, devices, chunk, steps)
-                    res["chunked"].append(ch)
-                    if "skipped" not in ch:
-                        line.append(f"chunked {ch['steps_per_s']:>11,.0f}/s")
-                if "matmul" in modes and vm and "skipped" not in vm and vm["flops"]:
-                    mm = bench_matmul(vm["flops"], reps)
-                    mm["n"], mm["step_flops"] = n, vm["flops"]
-                    res["matmul"].append(mm)
-                    _set_roofline(vm, mm)
-                    _set_roofline(ch, mm)
-                    line.append(f"matmul {mm['gflops']:.1f} GFLOP/s "
-                                f"(vmap at {vm['roofline_fraction']:.0%} of it)")
-                for mode, fn in (("loop", bench_loop), ("numpy", bench_numpy)):
-                    if mode in modes and n <= max_serial_n:
-                        r = fn(env, p, n, reps)
-                        _set_roofline(r, mm)
-                        res[mode].append(r)
-                        line.append(f"{mode} {r['steps_per_s']:>9,.0f}/s")
-                log("  ".join(line))
-            res["ratios"] = _ratios(res)
-            out["results"][label] = res
+    for env_name, task, observation in itertools.product(envs, tasks, observations):
+        env, p = build_env(env_name, task, observation)
+        label = f"{env_name}-{task}" + ("" if observation == "summary" else f"-{observation}")
+        res: dict = {m: [] for m in modes}
+        res["action_size"] = env.action_size
+        for n in ns:
+            line = [f"{label:<14} N={n:<6}"]
+            vm = ch = mm = None
+            if "vmap" in modes or "matmul" in modes:
+                vm = bench_vmap(env, p, n, reps, devices, steps=steps)
+                if "vmap" in modes:
+                    res["vmap"].append(vm)
+                if "skipped" in vm:
+                    line.append(f"vmap skipped ({vm['skipped']})")
+                else:
+                    line.append(f"vmap {vm['steps_per_s']:>11,.0f}/s "
+                                f"(compile {vm['compile_s']:.2f} s)")
+            per_device = n // shards
+            if "chunked" in modes and per_device > chunk and per_device % chunk == 0:
+                ch = bench_vmap(env, p, n, reps, devices, chunk, steps)
+                res["chunked"].append(ch)
+                if "skipped" not in ch:
+                    line.append(f"chunked {ch['steps_per_s']:>11,.0f}/s")
+            if "matmul" in modes and vm and "skipped" not in vm and vm["flops"]:
+                mm = bench_matmul(vm["flops"], reps)
+                mm["n"], mm["step_flops"] = n, vm["flops"]
+                res["matmul"].append(mm)
+                _set_roofline(vm, mm)
+                _set_roofline(ch, mm)
+                line.append(f"matmul {mm['gflops']:.1f} GFLOP/s "
+                            f"(vmap at {vm['roofline_fraction']:.0%} of it)")
+            for mode, fn in (("loop", bench_loop), ("numpy", bench_numpy)):
+                if mode == "numpy" and observation != "summary":
+                    continue
+                if mode in modes and n <= max_serial_n:
+                    r = fn(env, p, n, reps)
+                    _set_roofline(r, mm)
+                    res[mode].append(r)
+                    line.append(f"{mode} {r['steps_per_s']:>9,.0f}/s")
+            log("  ".join(line))
+        res["ratios"] = _ratios(res)
+        out["results"][label] = res
     return out
 
 
