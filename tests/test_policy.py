@@ -134,3 +134,15 @@ def test_bad_policies_and_classes_are_one_line_exit_2_nothing_written(units_run,
         assert exit_info.value.code == 2, argv
         assert len(err.splitlines()) == 1 and message in err, (argv, err)
         assert not out.exists()
+
+
+def test_edit_module_runs_in_a_fresh_interpreter(tmp_path):
+    """``python -m maskshift.edit`` as a user runs it (imports in its own order)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "maskshift.edit", "--policy",
+                           str(tmp_path / "none"), "--forget-class", "3"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().endswith("a finished `maskshift.train --algo ppo` run.")

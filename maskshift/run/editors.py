@@ -13,7 +13,6 @@ import numpy as np
 from maskshift import apg, ppo
 from maskshift.control import gradient_edits
 from maskshift.oracle import oracle_edits
-from maskshift.policy import save_policy
 from maskshift.rollout import deterministic_rollout
 from maskshift.run.config import RunConfig, TrainingError
 from maskshift.run.loop import train_checkpointed
@@ -32,6 +31,8 @@ def trained_policy(cfg: RunConfig, env, env_params, out: Path, *, mesh, env_chun
         return done
     rs, history, stats = done
     if cfg.algo == "ppo":  # reusable with maskshift.edit
+        from maskshift.policy import save_policy  # (maskshift.policy imports maskshift.run)
+
         save_policy(out, cfg, env, rs.params)
     edits = deterministic_rollout(env, env_params, trainer.network, rs.params)
     return edits, history, stats
