@@ -69,8 +69,8 @@ def edited_params_at(env: EditWorld, env_params: EnvParams, edits, t: int):
     return env.params_for_edit(tuple(e[t] for e in edits), env_params)
 
 
-def report(env: EditWorld, params, split: str) -> dict:
-    return env.task.report(params, split)
+def report(env: EditWorld, params, split: str, with_mia: bool = True) -> dict:
+    return env.task.report(params, split, with_mia)
 
 
 def selection_key(metrics: dict, original: dict, unlearn: bool, tolerance: float):
@@ -99,7 +99,9 @@ def select_best_step(env: EditWorld, env_params: EnvParams, edits, tolerance: fl
     """
     unlearn = isinstance(env.task.objective, UnlearnObjective)
     T = edits[0].shape[0]
-    vals = [report(env, edited_params_at(env, env_params, edits, t), "val") for t in range(T)]
+    # the selection reads accuracies and confidences only: no MIA (two whole-split passes)
+    vals = [report(env, edited_params_at(env, env_params, edits, t), "val", with_mia=False)
+            for t in range(T)]
     keys = [selection_key(v, vals[0], unlearn, tolerance) for v in vals]
     best = max(range(T), key=lambda t: keys[t])
     return best, edited_params_at(env, env_params, edits, best), vals

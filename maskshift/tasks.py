@@ -315,14 +315,15 @@ class Task:
         return self.objective.arrays(lambda x: np.asarray(prefix(self.params, jnp.asarray(x))),
                                      self.dataset.split(split))
 
-    def report(self, params: Params, split: str = "test") -> dict:
+    def report(self, params: Params, split: str = "test", with_mia: bool = True) -> dict:
         """The task's figures for ``params`` on ``split``: the unlearning or bias report of
-        :mod:`maskshift.metrics`, the same code for every method."""
+        :mod:`maskshift.metrics`, the same code for every method (``with_mia=False``: no
+        unlearning MIA, which needs passes over the whole train and test splits)."""
         from maskshift.metrics import bias_report, unlearning_report
 
         if isinstance(self.objective, UnlearnObjective):
             return unlearning_report(self.apply_fn, params, self.dataset,
-                                     self.objective.forget_classes, split)
+                                     self.objective.forget_classes, split, with_mia)
         return bias_report(self.apply_fn, params, self.dataset, split)
 
     def arrays(self) -> TaskArrays:
