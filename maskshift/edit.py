@@ -61,11 +61,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else None
     try:
-        if out is not None:
+        if out is not None:  # an existing edit (edited/, edit.json) is not a run: refused
             check_out(out, args.overwrite)
-            if out.exists() and (out / "edit.json").exists() and not args.overwrite:
-                raise OutputDirError(f"{out} already holds an edit (edit.json). Choose another "
-                                     "--out, or pass --overwrite to replace it.")
         policy = load_policy(args.policy)
         result = edit_with_policy(policy, args.forget_class, out=out,
                                   log=(lambda s: None) if args.json else print)

@@ -33,8 +33,9 @@ from maskshift._io import (
     tree_checksum,
 )
 from maskshift.checkpoint import save_edited
+from maskshift.ppo import make_network
 from maskshift.rollout import deterministic_rollout, report, select_best_step, to_host
-from maskshift.run.config import DEFAULT_TOLERANCE, RunConfig, build_env, resolve_task
+from maskshift.run.config import RunConfig, build_env, resolve_task, select_tolerance
 
 POLICY_FORMAT = "maskshift-policy-v1"
 
@@ -63,12 +64,6 @@ def save_policy(out: Path, cfg: RunConfig, env, params) -> None:
             "checksum": tree_checksum(params)})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _network(cfg: RunConfig, env):
-    from maskshift.ppo import make_network
-
-    return make_network(cfg.ppo, env)
 
 
 def load_policy(path) -> Policy:
@@ -150,13 +145,11 @@ def edit_with_policy(policy: Policy, forget_classes, *, task=None, out=None,
         cfg, task = resolve_task(cfg)
     env, env_params = build_env(cfg, task)
     _check_servable(policy, env)
-    network = _network(cfg, env)
+    network = make_network(cfg.ppo, env)
     params = _restore_params(policy, network, env)
     t0 = time.perf_counter()
     edits = deterministic_rollout(env, env_params, network, params)
-    tolerance = (cfg.select_tolerance if cfg.select_tolerance is not None
-                 else DEFAULT_TOLERANCE["unlearn"])
-    best, edited, _ = select_best_step(env, env_params, edits, tolerance)
+    best, edited, _ = select_best_step(env, env_params, edits, select_tolerance(cfg))
     before = report(env, env_params.task.params, "test")
     after = report(env, edited, "test")
     seconds = time.perf_counter() - t0

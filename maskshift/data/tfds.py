@@ -16,8 +16,10 @@ dataset once on a machine with network (``python -m maskshift.data.prepare mnist
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -90,13 +92,10 @@ def _split_val(x, y, val_fraction: float, seed: int):
     return Split(x[tr], y[tr]), Split(x[va], y[va])
 
 
-def _tfds_may_hold(name: str, data_dir) -> bool:
-    """Whether a prepared TFDS copy of ``name`` could be there (a cheap look before importing
-    TFDS, so the IDX path does not pay for the import)."""
-    import os
-    from pathlib import Path
-
-    root = Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+def _tfds_may_hold(name: str) -> bool:
+    """Whether a prepared TFDS copy of ``name`` could be in TFDS's default directory (a cheap
+    look before importing TFDS, so the IDX path does not pay for the import)."""
+    root = Path(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
     return (root.expanduser() / name).is_dir()
 
 
@@ -109,7 +108,7 @@ def _image_arrays(name: str, data_dir, max_train, max_test):
     if data_dir is not None:
         found = idx.find_idx_dir(name, data_dir)
     else:
-        found = None if _tfds_may_hold(name, None) else idx.find_idx_dir(name)
+        found = None if _tfds_may_hold(name) else idx.find_idx_dir(name)
     if found is not None:
         arrays = {s: idx.read_idx_split(found, s, limit)
                   for s, limit in (("train", max_train), ("test", max_test))}

@@ -37,10 +37,11 @@ def make(env_id: str, task: str | Task = "unlearn", *, rank: int = 4, obs_bins: 
         task = make_task(task, **(task_kwargs or {}))
     elif task_kwargs:
         raise ValueError("task_kwargs only applies to a built-in task given by name.")
-    unknown = (set(env_params) - set(EnvParams.__dataclass_fields__)
-               | {"task", "reset_units"} & set(env_params))
+    internal = {"task", "reset_units"}  # built by make_params, never overridden
+    known = set(EnvParams.__dataclass_fields__) - internal
+    unknown = set(env_params) - known
     if unknown:
-        known = sorted(set(EnvParams.__dataclass_fields__) - {"task", "reset_units"})
+        known = sorted(known)
         raise ValueError(f"Unknown EnvParams field(s) {sorted(unknown)}; known: {known}.")
     env = cls(task, rank=rank, obs_bins=obs_bins, observation=observation)
     return env, env.make_params(**env_params)

@@ -12,6 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def _mlp(x, hidden: int, layers: int = 2):
+    """``layers`` tanh Dense layers (orthogonal sqrt(2) init), created in the caller's scope."""
+    for _ in range(layers):
+        x = nn.tanh(nn.Dense(hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
+    return x
+
+
 class ActorCritic(nn.Module):
     """An MLP encoder over the observation; per edited matrix ``[m, n]`` a head for the mean of
     ``U [m, r]`` and one for ``V [n, r]``; a learned state-independent log-std; a value MLP.
@@ -33,8 +40,7 @@ class ActorCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        h = nn.tanh(nn.Dense(self.hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(obs))
-        h = nn.tanh(nn.Dense(self.hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(h))
+        h = _mlp(obs, self.hidden)
         means = []
         small = nn.initializers.orthogonal(0.01)
         for i, (m, n) in enumerate(self.shapes):
@@ -49,16 +55,9 @@ class ActorCritic(nn.Module):
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std),
                              (mean.shape[-1],))
         pi = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
-        v = nn.tanh(nn.Dense(self.hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(obs))
-        v = nn.tanh(nn.Dense(self.hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(v))
+        v = _mlp(obs, self.hidden)
         value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(v)
         return pi, jnp.squeeze(value, -1)
-
-
-def _mlp(x, hidden: int, layers: int = 2):
-    for _ in range(layers):
-        x = nn.tanh(nn.Dense(hidden, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
-    return x
 
 
 class UnitHead(nn.Module):
@@ -66,28 +65,24 @@ class UnitHead(nn.Module):
     ``row_i = skip(f_i) + out(tanh(in(f_i) + ctx_proj))`` (``[..., k, r]``), the same weights for
     every unit, so the head serves any layer width.
 
-    ``skip`` starts as the identity on the features ``follow`` .. ``follow + r``: with the
-    gradient observation (edit-term factors first) the initial mean edit follows the edit term's
+    ``skip`` starts as the identity on the features ``follow`` .. ``follow + r``: pointed at the
+    gradient observation's edit-term factors, the initial mean edit follows the edit term's
     gradient, and PPO learns from there."""
 
     rank: int
     hidden: int
-    follow: int | None = None
-    bias: float = 0.0
+    follow: int
 
     @nn.compact
     def __call__(self, feats, ctx):
         r = self.rank
 
         def skip_init(key, shape, dtype=jnp.float32):
-            k = jnp.zeros(shape, dtype)
-            if self.follow is None:
-                return k
-            return k.at[self.follow:self.follow + r].set(jnp.eye(r, dtype=dtype))
+            eye = jnp.eye(r, dtype=dtype)
+            return jnp.zeros(shape, dtype).at[self.follow:self.follow + r].set(eye)
 
         h = nn.Dense(self.hidden)(feats) + nn.Dense(self.hidden, use_bias=False)(ctx)[..., None, :]
-        out = nn.Dense(r, kernel_init=nn.initializers.orthogonal(0.01),
-                       bias_init=nn.initializers.constant(self.bias))(nn.tanh(h))
+        out = nn.Dense(r, kernel_init=nn.initializers.orthogonal(0.01))(nn.tanh(h))
         return out + nn.Dense(r, use_bias=False, kernel_init=skip_init)(feats)
 
 

@@ -25,6 +25,14 @@ DEFAULT_LR = {"ppo": PPOConfig.learning_rate, "apg": APGConfig.learning_rate}
 DEFAULT_TOLERANCE = {"unlearn": 0.03, "bias": 0.02}
 
 
+def select_tolerance(cfg: RunConfig) -> float:
+    """The utility drop the step selection on val allows: ``cfg.select_tolerance`` if given,
+    else the task's default."""
+    if cfg.select_tolerance is not None:
+        return cfg.select_tolerance
+    return DEFAULT_TOLERANCE[cfg.task]
+
+
 class TrainingError(RuntimeError):
     """A run cannot go on (non-finite values, or an output directory it must not touch)."""
 

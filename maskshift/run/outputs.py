@@ -13,7 +13,7 @@ from maskshift.checkpoint import save_edited
 from maskshift.envs import EnvParams
 from maskshift.evaluate import SUMMARY_KEYS
 from maskshift.rollout import report, select_best_step, to_host
-from maskshift.run.config import DEFAULT_TOLERANCE, RunConfig
+from maskshift.run.config import RunConfig, select_tolerance
 from maskshift.run.loop import _shown
 
 
@@ -30,8 +30,7 @@ def finished_run(run_dir, cfg: RunConfig) -> dict | None:
 def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, history: dict,
               stats: dict, log=print) -> dict:
     """Select the best step of ``edits`` on validation, report it on test and write the run."""
-    tolerance = cfg.select_tolerance if cfg.select_tolerance is not None else \
-        DEFAULT_TOLERANCE[cfg.task]
+    tolerance = select_tolerance(cfg)
     best, edited, val_steps = select_best_step(env, env_params, edits, tolerance)
     before = report(env, env_params.task.params, "test")
     after = report(env, edited, "test")
