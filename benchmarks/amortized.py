@@ -1,30 +1,41 @@
-"""One trained policy, new edits: a unit-head PPO policy trained to forget one class edits every
-other class in one rollout (``maskshift.edit``), beside the greedy gradient controller.
+"""One policy, new edits: an amortized unit-head PPO policy trained over a pool of forget classes
+edits each held-out class in one rollout, beside the greedy gradient controller, retraining and
+gradient ascent on the same classes.
 
-    python benchmarks/amortized.py --out runs/amortized                   # digits, 2 envs, seed 0
-    python benchmarks/amortized.py --dataset fashion_mnist --envs mask --out runs/amortized-fm
+    python benchmarks/amortized.py --out runs/amortized                  # digits, 2 envs, seed 0
+    python benchmarks/amortized.py --seeds 0 1 2 --out runs/amortized    # the README's table
 
-For each env and seed: ``maskshift.train --observation gradient --heads units --forget-class
-TRAIN`` (reused when finished), then for every class of ``--eval-classes``
-:func:`maskshift.policy.edit_with_policy` (no training; its seconds cover the rollout, the
-selection on val and the test reports, compilation included) and ``--algo gradient`` on the same
-class. Targets (test split): forget <= 0.05 and retain >= the original's - 0.03 (the zero-shot
-target), and forget <= 0.02 likewise (the single-task one). Writes ``OUT/amortized.md`` and
+For each env, seed and pool (default ``0 1 2 3 4`` and ``5 6 7 8 9``): ``maskshift.train --amortized
+--forget-class POOL`` (gradient observation, unit heads; reused when finished), then one
+:class:`maskshift.policy.PolicyEditor` over the held-out classes (one compilation; each edit's
+seconds cover the rollout, the selection on val and the test reports), and on each held-out class
+``--algo gradient`` (same env, episode length, rank and selection), a retrained model and
+gradient ascent (their MIA is the reference: a model that never saw the class). The controller
+and the baselines do not depend on the policy's seed: they run once per class and are listed
+beside every seed. Targets (test split): forget <= 0.05 and retain >= the original's - 0.03 (the
+zero-shot target), and forget <= 0.02 likewise (the single-task one). Also timed: one edit as a
+fresh process (``python -m maskshift.edit``), start to exit. Writes ``OUT/amortized.md`` and
 ``OUT/amortized.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from maskshift import PPOConfig, RunConfig, train_and_evaluate
+import jax
+import numpy as np
+
+from maskshift import RunConfig, train_and_evaluate
 from maskshift._io import atomic_write_json, atomic_write_text
-from maskshift.policy import edit_with_policy, load_policy
+from maskshift.baselines.unlearning import gradient_ascent, retrain
+from maskshift.policy import PolicyEditor, load_policy
 from maskshift.run import finished_run
+from maskshift.train import build_parser, config_from_args
 
 
 def meets(before: dict, after: dict, forget: float) -> bool:
@@ -33,18 +44,131 @@ def meets(before: dict, after: dict, forget: float) -> bool:
 
 def _run(cfg: RunConfig, out: Path) -> dict:
     res = finished_run(out, cfg)
-    if res is None or not (out / "policy.json").exists() and cfg.algo == "ppo":
+    if res is None or (cfg.algo == "ppo" and not (out / "policy.json").exists()):
         print(f"running {out}", flush=True)
         res = train_and_evaluate(cfg, out, overwrite=True, log=lambda s: None)
     return res
 
 
-def _row(kind, cls, res, seconds) -> dict:
-    b, a = res["before"], res["after"]
-    return {"editor": kind, "class": cls, "forget": a["forget_acc"], "retain": a["retain_acc"],
-            "retain_before": b["retain_acc"], "mia": a["mia"], "seconds": seconds,
-            "best_step": res["best_step"], "zero_shot_target": meets(b, a, 0.05),
-            "target": meets(b, a, 0.02)}
+def _row(editor: str, cls: int, before: dict, after: dict, seconds: float, **extra) -> dict:
+    return {"editor": editor, "class": cls, "forget": after["forget_acc"],
+            "retain": after["retain_acc"], "retain_before": before["retain_acc"],
+            "mia": after["mia"], "seconds": round(seconds, 3),
+            "zero_shot_target": meets(before, after, 0.05), "target": meets(before, after, 0.02),
+            **extra}
+
+
+def _baselines(env: str, cls: int, args, cache: dict) -> list[dict]:
+    """The gradient controller, retraining and gradient ascent on ``cls`` (once per env/class)."""
+    if (env, cls) in cache:
+        return cache[(env, cls)]
+    cfg = RunConfig(env=env, dataset=args.dataset, algo="gradient", forget_classes=(cls,))
+    g = _run(cfg, Path(args.out) / f"{env}-gradient-c{cls}")
+    rows = [_row("gradient", cls, g["before"], g["after"], g["train"]["wall_seconds"],
+                 best_step=g["best_step"])]
+    if ("baselines", cls) not in cache:
+        from maskshift.run.config import resolve_task
+
+        _, task = resolve_task(cfg)
+        for name, fn in (("retrain", retrain), ("gradient_ascent", gradient_ascent)):
+            t0 = time.perf_counter()
+            params = jax.block_until_ready(fn(task, jax.random.key(0)))
+            seconds = time.perf_counter() - t0
+            cache.setdefault(("baselines", cls), []).append(
+                _row(name, cls, task.report(task.params), task.report(params), seconds))
+    rows += cache[("baselines", cls)]
+    cache[(env, cls)] = rows
+    return rows
+
+
+def _fresh_process_seconds(policy_dir: Path, cls: int) -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "maskshift.edit", "--policy", str(policy_dir),
+                           "--forget-class", str(cls), "--json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    json.loads(done.stdout)
+    return time.perf_counter() - t0
+
+
+def _pool_runs(args, env: str, seed: int, pool: list[int], cache: dict) -> list[dict]:
+    argv = ["--env", env, "--seed", str(seed), "--amortized", "--forget-class",
+            *map(str, pool)] + (["--dataset", args.dataset] if args.dataset else [])
+    if args.total_steps:
+        argv += ["--total-steps", str(args.total_steps)]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    run_dir = Path(args.out) / f"{env}-pool{''.join(map(str, pool))}-s{seed}"
+    trained = _run(cfg, run_dir)
+    train_s = trained["train"]["wall_seconds"]
+    held_out = [c for c in args.classes if c not in pool]
+    t0 = time.perf_counter()
+    editor = PolicyEditor(load_policy(run_dir), targets=[(c,) for c in held_out])
+    setup_s = time.perf_counter() - t0
+    print(f"{env} s{seed} pool {pool}: trained in {train_s:.0f} s; editor built in "
+          f"{setup_s:.1f} s", flush=True)
+    rows = []
+    for i, cls in enumerate(held_out):
+        res = editor.edit((cls,), log=lambda s: None)
+        rows.append({"env": env, "seed": seed, "pool": pool,
+                     **_row("policy", cls, res["before"], res["after"], res["seconds"],
+                            best_step=res["best_step"], first_edit=i == 0,
+                            policy_train_seconds=train_s, editor_setup_seconds=setup_s)})
+        for b in _baselines(env, cls, args, cache):
+            rows.append({"env": env, "seed": seed, "pool": pool, **b})
+        p, g = rows[-4], rows[-3]  # the policy's row, then the controller's
+        print(f"  class {cls}: policy forget {p['forget']:.3f} retain {p['retain']:.3f} MIA "
+              f"{p['mia']:.3f} ({p['seconds']:.2f} s) | gradient forget {g['forget']:.3f} retain "
+              f"{g['retain']:.3f} MIA {g['mia']:.3f}", flush=True)
+    if args.fresh_process:
+        rows[0]["fresh_process_seconds"] = round(_fresh_process_seconds(run_dir, held_out[0]), 2)
+    return rows
+
+
+def _markdown(rows: list[dict], args) -> str:
+    data = args.dataset or "digits"
+    lines = [f"Amortized unit-head PPO policies ({data}): trained over one pool of forget classes,"
+             " each held-out class edited in one rollout with no training; "
+             "beside them on the same classes the gradient controller (same env, 8 steps, rank "
+             "4, selection on val), a retrained model and gradient ascent. Test split.", "",
+             "| env | seed | pool | class | editor | forget | retain (orig) | MIA | step | s | "
+             "zero-shot target |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pool = "".join(map(str, r["pool"]))
+        lines.append(f"| {r['env']} | {r['seed']} | {pool} | {r['class']} | {r['editor']} | "
+                     f"{r['forget']:.3f} | {r['retain']:.3f} ({r['retain_before']:.3f}) | "
+                     f"{r['mia']:.3f} | {r.get('best_step', '—')} | {r['seconds']:.2f} | "
+                     f"{'yes' if r['zero_shot_target'] else 'no'} |")
+    lines += ["", "| env | editor | zero-shot target | forget <= 0.02 | mean forget | mean retain "
+              "drop | mean MIA | median s per edit |", "|---|---|---|---|---|---|---|---|"]
+    for env in args.envs:
+        for kind in ("policy", "gradient", "retrain", "gradient_ascent"):
+            sel = [r for r in rows if r["env"] == env and r["editor"] == kind]
+            if not sel:
+                continue
+            steady = [r["seconds"] for r in sel if not r.get("first_edit")] or \
+                [r["seconds"] for r in sel]
+            lines.append(
+                f"| {env} | {kind} | {sum(r['zero_shot_target'] for r in sel)}/{len(sel)} | "
+                f"{sum(r['target'] for r in sel)}/{len(sel)} | "
+                f"{np.mean([r['forget'] for r in sel]):.3f} | "
+                f"{np.mean([r['retain_before'] - r['retain'] for r in sel]):+.3f} | "
+                f"{np.mean([r['mia'] for r in sel]):.3f} | {np.median(steady):.2f} |")
+    policy = [r for r in rows if r["editor"] == "policy"]
+    firsts = [r for r in policy if r.get("first_edit")]
+    if firsts:
+        def span(key, fmt):
+            v = [r[key] for r in firsts]
+            return f"{min(v):{fmt}}–{max(v):{fmt}} s"
+
+        lines += ["", f"- Policy training (per pool): {span('policy_train_seconds', '.0f')}; "
+                  f"editor setup (load, env over the held-out classes): "
+                  f"{span('editor_setup_seconds', '.1f')}; first edit (compiles): "
+                  f"{span('seconds', '.2f')}."]
+        fresh = [r["fresh_process_seconds"] for r in firsts if "fresh_process_seconds" in r]
+        if fresh:
+            lines.append(f"- One edit as a fresh process (`python -m maskshift.edit`, start to "
+                         f"exit): {min(fresh):.1f}–{max(fresh):.1f} s.")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -53,56 +177,23 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None, help="default: the digits")
     p.add_argument("--envs", nargs="+", default=["mask", "shift"], choices=["mask", "shift"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--train-class", type=int, default=7)
-    p.add_argument("--eval-classes", type=int, nargs="+", default=list(range(10)))
+    p.add_argument("--pools", nargs="+", default=["0 1 2 3 4", "5 6 7 8 9"],
+                   help="pools of forget classes to train over, each a quoted list")
+    p.add_argument("--classes", type=int, nargs="+", default=list(range(10)),
+                   help="the classes: each pool's complement is edited")
+    p.add_argument("--total-steps", type=int, default=None, help="default: PPO's")
+    p.add_argument("--fresh-process", action="store_true",
+                   help="also time one edit as a fresh `python -m maskshift.edit` process")
     args = p.parse_args(argv)
     out = Path(args.out)
-    rows = []
+    pools = [[int(c) for c in s.split()] for s in args.pools]
+    rows, cache = [], {}
     for env in args.envs:
         for seed in args.seeds:
-            base = RunConfig(env=env, dataset=args.dataset, seed=seed,
-                             forget_classes=(args.train_class,))
-            cfg = dataclasses.replace(base, observation="gradient",
-                                      ppo=PPOConfig(heads="units"))
-            t0 = time.perf_counter()
-            trained = _run(cfg, out / f"{env}-units-c{args.train_class}-s{seed}")
-            train_s = trained["train"]["wall_seconds"]
-            print(f"{env} seed {seed}: policy trained on class {args.train_class} in "
-                  f"{train_s:.0f} s ({time.perf_counter() - t0:.0f} s with this call)", flush=True)
-            policy = load_policy(out / f"{env}-units-c{args.train_class}-s{seed}")
-            for cls in args.eval_classes:
-                res = edit_with_policy(policy, [cls], log=lambda s: None)
-                rows.append({"env": env, "seed": seed, "policy_train_seconds": train_s,
-                             **_row("policy", cls, res, res["seconds"])})
-                g = _run(dataclasses.replace(base, algo="gradient", forget_classes=(cls,)),
-                         out / f"{env}-gradient-c{cls}")
-                rows.append({"env": env, "seed": seed,
-                             **_row("gradient", cls, g, g["train"]["wall_seconds"])})
-                pr, gr = rows[-2], rows[-1]
-                print(f"{env} s{seed} class {cls}: policy forget {pr['forget']:.3f} retain "
-                      f"{pr['retain']:.3f} MIA {pr['mia']:.3f} ({pr['seconds']:.1f} s) | gradient "
-                      f"forget {gr['forget']:.3f} retain {gr['retain']:.3f} MIA {gr['mia']:.3f} "
-                      f"({gr['seconds']:.1f} s)", flush=True)
-    lines = [f"Policy trained on class {args.train_class} (unit heads, gradient observation), "
-             f"applied to each class with no training, beside the gradient controller "
-             f"({args.dataset or 'digits'}; test split).", "",
-             "| env | seed | class | editor | forget | retain (orig) | MIA | s | zero-shot "
-             "target | target |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['env']} | {r['seed']} | {r['class']} | {r['editor']} | "
-                     f"{r['forget']:.3f} | {r['retain']:.3f} ({r['retain_before']:.3f}) | "
-                     f"{r['mia']:.3f} | {r['seconds']:.1f} | "
-                     f"{'yes' if r['zero_shot_target'] else 'no'} | "
-                     f"{'yes' if r['target'] else 'no'} |")
-    lines.append("")
-    for env in args.envs:
-        for kind in ("policy", "gradient"):
-            sel = [r for r in rows if r["env"] == env and r["editor"] == kind]
-            zero_shot = sum(r["zero_shot_target"] for r in sel)
-            lines.append(f"- {env} {kind}: zero-shot target {zero_shot}/{len(sel)}, target "
-                         f"{sum(r['target'] for r in sel)}/{len(sel)}")
-    md = "\n".join(lines) + "\n"
-    atomic_write_json(out / "amortized.json", {"args": vars(args), "rows": rows})
+            for pool in pools:
+                rows += _pool_runs(args, env, seed, pool, cache)
+                atomic_write_json(out / "amortized.json", {"args": vars(args), "rows": rows})
+    md = _markdown(rows, args)
     atomic_write_text(out / "amortized.md", md)
     print("\n" + md)
     return 0

@@ -9,7 +9,7 @@ from maskshift.data import Dataset, Split, load_dataset
 from maskshift.envs import REGISTERED_ENVS, EnvParams, EnvState, MaskWorld, ShiftWorld, make
 from maskshift.models import pretrained
 from maskshift.ppo import PPOConfig
-from maskshift.tasks import Task, bias_task, task_from_model, unlearning_task
+from maskshift.tasks import Task, bias_task, pool_task, task_from_model, unlearning_task
 
 __version__ = "0.1.0"
 
@@ -21,6 +21,10 @@ def __getattr__(name):
         from maskshift.evaluate import evaluate_model
 
         return evaluate_model
+    if name in ("PolicyEditor", "edit_with_policy", "load_policy"):
+        import maskshift.policy
+
+        return getattr(maskshift.policy, name)
     if name in ("train_and_evaluate", "RunConfig"):
         import maskshift.run
 
@@ -31,6 +35,7 @@ __all__ = [
     "REGISTERED_ENVS",
     "APGConfig",
     "PPOConfig",
+    "PolicyEditor",
     "RunConfig",
     "CheckpointError",
     "Dataset",
@@ -41,11 +46,14 @@ __all__ = [
     "Split",
     "Task",
     "bias_task",
+    "edit_with_policy",
     "evaluate_model",
     "train_and_evaluate",
     "load_dataset",
     "load_edited",
+    "load_policy",
     "make",
+    "pool_task",
     "pretrained",
     "save_edited",
     "task_from_model",

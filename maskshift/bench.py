@@ -82,9 +82,10 @@ class NumpyEditWorld:
         self.w0 = np.asarray(p.task.originals[0], np.float32)
         self.norm0 = float(np.sqrt(np.sum(self.w0 * self.w0)))
         self.rms0 = self.norm0 / math.sqrt(self.w0.size)
-        self.train = jax.tree.map(np.asarray, p.task.train)
-        self.base = np.asarray(p.task.base_metrics)
         self.obj = env.task.objective
+        # the first target's whole train split, in the minibatches' layout
+        self.train = self.obj.target_sets(jax.tree.map(np.asarray, p.task.train), 0)
+        self.base = np.asarray(p.task.base_metrics[0])
         if not isinstance(self.obj, UnlearnObjective | BiasObjective):
             raise ValueError("The NumPy reference step supports the built-in objectives only.")
         params = jax.tree.map(np.asarray, env.task.params)

@@ -55,22 +55,23 @@ class GradientConfig:
 
 
 def term_gradients(env: EditWorld, edit: tuple, env_params: EnvParams,
-                   batch: dict | None = None) -> tuple[tuple, tuple]:
-    """Gradients of the ``(utility, edit)`` reward terms with respect to ``edit`` on ``batch``
-    (default: the whole train split); each a tuple of ``[m, n]``, one per edited matrix."""
-    batch = env_params.task.train if batch is None else batch
+                   batch: dict | None = None, target: jax.Array = 0) -> tuple[tuple, tuple]:
+    """Gradients of the ``(utility, edit)`` reward terms for ``target`` with respect to ``edit``
+    on ``batch`` (default: the whole train split); each a tuple of ``[m, n]``, one per edited
+    matrix."""
+    batch = env.train_split(env_params, target) if batch is None else batch
 
     def term(i):
-        return jax.grad(lambda e: env.reward_terms(e, batch, env_params)[i])(edit)
+        return jax.grad(lambda e: env.reward_terms(e, batch, env_params, target)[i])(edit)
 
     return term(0), term(1)
 
 
 def gradient_direction(env: EditWorld, edit: tuple, env_params: EnvParams,
-                       utility_weight: float) -> tuple:
+                       utility_weight: float, target: jax.Array = 0) -> tuple:
     """``g_edit / |g_edit| + w * g_utility / |g_utility|`` per edited matrix (an ascent
-    direction of the reward)."""
-    g_u, g_e = term_gradients(env, edit, env_params)
+    direction of the reward for ``target``)."""
+    g_u, g_e = term_gradients(env, edit, env_params, target=target)
     nu, ne = optax.tree.norm(g_u), optax.tree.norm(g_e)
     return tuple(e / jnp.maximum(ne, 1e-30) + utility_weight * u / jnp.maximum(nu, 1e-30)
                  for u, e in zip(g_u, g_e, strict=True))
@@ -98,17 +99,17 @@ def gradient_act(env: EditWorld, config: GradientConfig = GradientConfig()) -> A
               else config.utility_weight)
 
     def act(_, t, obs, state: EnvState, env_params: EnvParams):
-        direction = gradient_direction(env, state.edit, env_params, weight)
+        direction = gradient_direction(env, state.edit, env_params, weight, state.target)
         return low_rank_action(env, direction, config.saturation)
 
     return act
 
 
 def gradient_edits(env: EditWorld, env_params: EnvParams,
-                   config: GradientConfig = GradientConfig()):
-    """One episode of the greedy gradient controller: the edits of every step ``[T + 1, m, n]``
-    (see :func:`maskshift.rollout.rollout_edits`)."""
-    return rollout_edits(env, env_params, gradient_act(env, config))
+                   config: GradientConfig = GradientConfig(), target: int = 0):
+    """One episode of the greedy gradient controller on ``target``: the edits of every step
+    ``[T + 1, m, n]`` (see :func:`maskshift.rollout.rollout_edits`)."""
+    return rollout_edits(env, env_params, gradient_act(env, config), target=target)
 
 
 def gradient_step(env: EditWorld, state: EnvState, env_params: EnvParams,

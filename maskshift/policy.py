@@ -33,8 +33,9 @@ from maskshift._io import (
     tree_checksum,
 )
 from maskshift.checkpoint import save_edited
+from maskshift.data import check_forget_classes
 from maskshift.ppo import make_network
-from maskshift.rollout import deterministic_rollout, report, select_best_step, to_host
+from maskshift.rollout import policy_act, report, rollout_fn, select_best_step, to_host
 from maskshift.run.config import RunConfig, build_env, resolve_task, select_tolerance
 
 POLICY_FORMAT = "maskshift-policy-v1"
@@ -121,49 +122,94 @@ def _check_servable(policy: Policy, env) -> None:
                          f"model {len(env.shapes)}; the policy cannot serve it.")
 
 
-def edit_with_policy(policy: Policy, forget_classes, *, task=None, out=None,
-                     log=print) -> dict:
-    """Edit with a trained policy and no training: one rollout, selection on val, the test
-    report.
+class PolicyEditor:
+    """A policy bound to a model for many edits, with no training.
+
+    One environment holds every forget set in ``targets`` as a target (default: each class of
+    the model alone), and the policy's rollout is compiled once: each :meth:`edit` after the
+    first runs compiled code on new data (one rollout, selection on val, the test report).
 
     Args:
       policy: from :func:`load_policy`.
-      forget_classes: the class(es) to forget; any the model has.
+      targets: the forget sets this editor serves (tuples of classes); default every class.
       task: your own unlearning :class:`~maskshift.tasks.Task`; default: the policy run's
-        built-in model and dataset with ``forget_classes``.
+        built-in model and dataset.
+    """
+
+    def __init__(self, policy: Policy, targets=None, task=None):
+        _check_unlearning(policy)
+        cfg = policy.config
+        if task is None:
+            if cfg.task_factory is not None or cfg.task_fingerprint is not None:
+                raise ValueError(f"--policy {policy.path} was trained on your own task; pass the "
+                                 "task to edit (edit_with_policy(..., task=...)).")
+            _, task = resolve_task(dataclasses.replace(cfg, amortized=False))
+        num_classes = task.dataset.num_classes
+        targets = ([(c,) for c in range(num_classes)] if targets is None
+                   else [tuple(int(c) for c in t) for t in targets])
+        targets = [check_forget_classes(t, num_classes) for t in targets]
+        union = tuple(sorted({c for t in targets for c in t}))
+        obj = dataclasses.replace(task.objective, forget_classes=union if len(targets) > 1
+                                  else targets[0], pool=tuple(targets) if len(targets) > 1 else ())
+        self.task = dataclasses.replace(task, objective=obj)
+        self.policy, self.targets = policy, targets
+        self.config = dataclasses.replace(cfg, amortized=False, forget_classes=targets[0])
+        self.env, self.env_params = build_env(self.config, self.task)
+        _check_servable(policy, self.env)
+        network = make_network(cfg.ppo, self.env)
+        self.params = _restore_params(policy, network, self.env)
+        self._run = rollout_fn(self.env, policy_act(network),
+                               int(self.env_params.max_steps_in_episode))
+
+    def edit(self, forget_classes, out=None, log=print) -> dict:
+        """Forget ``forget_classes`` (one of the editor's targets): returns ``{"before": report,
+        "after": report, "best_step", "seconds", ...}``, ``seconds`` covering the rollout, the
+        selection and the reports. ``out``: write ``edited/``, ``edited.json`` and
+        ``edit.json`` there."""
+        classes = tuple(int(c) for c in np.atleast_1d(forget_classes))
+        if classes not in self.targets:
+            raise ValueError(f"This editor serves the forget sets {self.targets}, not "
+                             f"{list(classes)}; build one with targets=[{list(classes)}].")
+        t = self.targets.index(classes)
+        env, env_params = self.env, self.env_params
+        t0 = time.perf_counter()
+        edits = self._run(self.params, env_params, jax.random.key(0), jnp.int32(t))
+        best, edited, _ = select_best_step(env, env_params, edits,
+                                           select_tolerance(self.config), t)
+        before = report(env, env_params.task.params, "test", True, t)
+        after = report(env, edited, "test", True, t)
+        seconds = time.perf_counter() - t0
+        result = {"policy": str(self.policy.path), "env": env.name, "task": "unlearn",
+                  "dataset": self.task.dataset.name, "forget_classes": list(classes),
+                  "best_step": int(best), "seconds": round(seconds, 3),
+                  "before": before, "after": after}
+        if out is not None:
+            out = Path(out)
+            save_edited(out, to_host(edited), {
+                "task": "unlearn", "dataset": self.task.dataset.name, "env": env.name,
+                "algo": "policy", "seed": self.config.seed,
+                "edit_paths": ["/".join(p) for p in self.task.edit_paths],
+                "forget_classes": list(classes)})
+            atomic_write_json(out / "edit.json", result)
+        log(f"edited with {self.policy.path}: best step {best} of "
+            f"{int(env_params.max_steps_in_episode)}, {seconds:.2f} s")
+        return result
+
+
+def edit_with_policy(policy: Policy, forget_classes, *, task=None, out=None,
+                     log=print) -> dict:
+    """Edit with a trained policy and no training: one rollout, selection on val, the test
+    report (a :class:`PolicyEditor` for this one forget set; keep an editor for many edits).
+
+    Args:
+      policy: from :func:`load_policy`.
+      forget_classes: the class(es) to forget together; any the model has.
+      task: your own unlearning :class:`~maskshift.tasks.Task`; default: the policy run's
+        built-in model and dataset.
       out: write the edited params there (``edited/``, ``edited.json``) and ``edit.json``.
 
     Returns ``{"before": report, "after": report, "best_step", "seconds", ...}``: ``seconds``
     covers the rollout, the selection and the reports (compilation included).
     """
-    _check_unlearning(policy)
-    cfg = dataclasses.replace(policy.config, forget_classes=tuple(int(c) for c in forget_classes))
-    if task is None:
-        if cfg.task_factory is not None or cfg.task_fingerprint is not None:
-            raise ValueError(f"--policy {policy.path} was trained on your own task; pass the "
-                             "task to edit (edit_with_policy(..., task=...)).")
-        cfg, task = resolve_task(cfg)
-    env, env_params = build_env(cfg, task)
-    _check_servable(policy, env)
-    network = make_network(cfg.ppo, env)
-    params = _restore_params(policy, network, env)
-    t0 = time.perf_counter()
-    edits = deterministic_rollout(env, env_params, network, params)
-    best, edited, _ = select_best_step(env, env_params, edits, select_tolerance(cfg))
-    before = report(env, env_params.task.params, "test")
-    after = report(env, edited, "test")
-    seconds = time.perf_counter() - t0
-    result = {"policy": str(policy.path), "env": env.name, "task": "unlearn",
-              "dataset": task.dataset.name, "forget_classes": list(cfg.forget_classes),
-              "best_step": int(best), "seconds": round(seconds, 3),
-              "before": before, "after": after}
-    if out is not None:
-        out = Path(out)
-        save_edited(out, to_host(edited), {
-            "task": "unlearn", "dataset": task.dataset.name, "env": env.name, "algo": "policy",
-            "seed": cfg.seed, "edit_paths": ["/".join(p) for p in task.edit_paths],
-            "forget_classes": list(cfg.forget_classes)})
-        atomic_write_json(out / "edit.json", result)
-    log(f"edited with {policy.path}: best step {best} of {int(env_params.max_steps_in_episode)}, "
-        f"{seconds:.2f} s")
-    return result
+    classes = tuple(int(c) for c in np.atleast_1d(forget_classes))
+    return PolicyEditor(policy, [classes], task).edit(classes, out, log)

@@ -22,19 +22,27 @@ ActFn = Callable[..., jax.Array]
 
 
 def rollout_edits(env: EditWorld, env_params: EnvParams, act: ActFn, editor_params=None,
-                  key: jax.Array | None = None):
-    """One episode from the original weights with actions from ``act``; returns the edits of
-    every step, original included: a tuple (one per edited matrix) of ``[T + 1, m, n]`` arrays.
+                  key: jax.Array | None = None, target: int = 0):
+    """One episode from the original weights on ``target`` with actions from ``act``; returns the
+    edits of every step, original included: a tuple (one per edited matrix) of ``[T + 1, m, n]``
+    arrays.
 
     ``act(editor_params, t, obs, state, env_params)`` gives the action at step ``t``; it is traced
-    once (jit-compiled with the rollout). ``key`` draws each step's train minibatch (default
-    ``jax.random.key(0)``, as every editor's final rollout uses).
+    once (jit-compiled with the rollout; the target is data, so every target of a pool shares the
+    compiled program). ``key`` draws each step's train minibatch (default ``jax.random.key(0)``,
+    as every editor's final rollout uses).
     """
-    T = int(env_params.max_steps_in_episode)
+    return rollout_fn(env, act, int(env_params.max_steps_in_episode))(
+        editor_params, env_params, jax.random.key(0) if key is None else key,
+        jnp.int32(target))
 
+
+def rollout_fn(env: EditWorld, act: ActFn, T: int):
+    """The jitted ``run(editor_params, env_params, key, target) -> edits`` behind
+    :func:`rollout_edits`; hold on to it to roll out many targets with one compilation."""
     @jax.jit
-    def run(editor_params, env_params, key):
-        obs, state = env.reset_env(key, env_params)
+    def run(editor_params, env_params, key, target):
+        obs, state = env.reset_to(target, env_params)
 
         def step(carry, xs):
             obs, state = carry
@@ -47,7 +55,7 @@ def rollout_edits(env: EditWorld, env_params: EnvParams, act: ActFn, editor_para
         return tuple(jnp.concatenate([e0[None], e], 0) for e0, e in zip(state.edit, edits,
                                                                          strict=True))
 
-    return run(editor_params, env_params, jax.random.key(0) if key is None else key)
+    return run
 
 
 def policy_act(network) -> ActFn:
@@ -59,18 +67,19 @@ def policy_act(network) -> ActFn:
     return act
 
 
-def deterministic_rollout(env: EditWorld, env_params: EnvParams, network, policy_params):
-    """Run the policy's mean actions from the original weights for one episode (see
-    :func:`rollout_edits`)."""
-    return rollout_edits(env, env_params, policy_act(network), policy_params)
+def deterministic_rollout(env: EditWorld, env_params: EnvParams, network, policy_params,
+                          target: int = 0):
+    """Run the policy's mean actions from the original weights for one episode on ``target``
+    (see :func:`rollout_edits`)."""
+    return rollout_edits(env, env_params, policy_act(network), policy_params, target=target)
 
 
 def edited_params_at(env: EditWorld, env_params: EnvParams, edits, t: int):
     return env.params_for_edit(tuple(e[t] for e in edits), env_params)
 
 
-def report(env: EditWorld, params, split: str, with_mia: bool = True) -> dict:
-    return env.task.report(params, split, with_mia)
+def report(env: EditWorld, params, split: str, with_mia: bool = True, target: int = 0) -> dict:
+    return env.task.report(params, split, with_mia, target)
 
 
 def selection_key(metrics: dict, original: dict, unlearn: bool, tolerance: float):
@@ -92,15 +101,17 @@ def selection_key(metrics: dict, original: dict, unlearn: bool, tolerance: float
     return (ok, metrics["worst_group_acc"], metrics["accuracy"])
 
 
-def select_best_step(env: EditWorld, env_params: EnvParams, edits, tolerance: float):
-    """Evaluate every step of the rollout on the validation split and pick the best.
+def select_best_step(env: EditWorld, env_params: EnvParams, edits, tolerance: float,
+                     target: int = 0):
+    """Evaluate every step of the rollout on the validation split for ``target`` and pick the
+    best.
 
     Returns ``(t, params, per_step_val_metrics)``; ``t = 0`` is the original model.
     """
     unlearn = isinstance(env.task.objective, UnlearnObjective)
     T = edits[0].shape[0]
     # the selection reads accuracies and confidences only: no MIA (two whole-split passes)
-    vals = [report(env, edited_params_at(env, env_params, edits, t), "val", with_mia=False)
+    vals = [report(env, edited_params_at(env, env_params, edits, t), "val", False, target)
             for t in range(T)]
     keys = [selection_key(v, vals[0], unlearn, tolerance) for v in vals]
     best = max(range(T), key=lambda t: keys[t])

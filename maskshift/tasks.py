@@ -102,7 +102,13 @@ def matrix_shape(shape: Sequence[int]) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------- objectives
 class Objective:
-    """How a task measures a model on a minibatch. Subclasses are frozen dataclasses (static)."""
+    """How a task measures a model on a minibatch. Subclasses are frozen dataclasses (static).
+
+    An objective has one or more **targets** (an unlearning pool: one forget set per target; the
+    bias objective: one). Every array method takes the target as data (an int32 index), so one
+    compiled program serves every target and a ``vmap`` over environments may hold a different
+    target in each.
+    """
 
     name: str
     metric_names: tuple[str, ...]
@@ -117,8 +123,22 @@ class Objective:
         activations below the edited layers."""
         raise NotImplementedError
 
-    def sample(self, key: PRNGKey, arrays: dict) -> dict:
+    @property
+    def num_targets(self) -> int:
+        return 1
+
+    def sample(self, key: PRNGKey, arrays: dict, target: Array) -> dict:
+        """A fresh minibatch of ``arrays`` for ``target``."""
         raise NotImplementedError
+
+    def whole(self, arrays: dict, target: Array) -> dict:
+        """The whole split as one batch for ``measure`` (``target`` may be traced)."""
+        return arrays
+
+    def target_sets(self, arrays: dict, target: int) -> dict:
+        """The whole split for a concrete ``target``, in ``sample``'s layout (host side: the
+        original's metrics are computed on it, exactly as on a minibatch)."""
+        return arrays
 
     def measure(self, logits_fn: Callable[[Array], Array], batch: dict) -> Array:
         """Metrics ``[len(metric_names)]`` of a model (given as ``h -> logits``) on ``batch``."""
@@ -163,11 +183,18 @@ class UnlearnObjective(Objective):
     plateau, so small edits would earn no signal at all; cross-entropy moves from the first step.
     The cap (default 5, a true-class probability of 0.7%) stops the agent from chasing ever
     larger losses on examples it has already forgotten.
+
+    ``pool``: a distribution of unlearning tasks (amortized training), one forget set per target;
+    each episode draws one. Empty (default): one target, ``forget_classes``. The train arrays are
+    laid out once for every target: all activations ``h [N, ...]`` and labels, and per target the
+    row indices of its retain and forget examples (``[P, N]``, padded) with their counts, so a
+    per-environment draw is two gathers, whatever the target.
     """
 
     forget_classes: tuple[int, ...] = (7,)
     batch_size: int = 64
     ce_cap: float = 5.0
+    pool: tuple[tuple[int, ...], ...] = ()
     name: str = "unlearn"
     metric_names: tuple[str, ...] = ("retain_ce", "forget_ce", "retain_acc", "forget_acc")
     # retain cross-entropy moves ~40x less than the forget one: weigh it up to keep utility
@@ -175,23 +202,50 @@ class UnlearnObjective(Objective):
     # the gradient controller's weight on the normalised utility gradient (maskshift.control)
     control_utility_weight: float = 1.0
 
-    def arrays(self, encode, split):
-        h = encode(split.x)
-        f = np.isin(split.y, self.forget_classes)
-        if f.all() or not f.any():
-            raise ValueError(f"Forget classes {list(self.forget_classes)} leave an empty forget "
-                             "or retain set in the train split.")
-        return {"h_retain": h[~f], "y_retain": split.y[~f],
-                "h_forget": h[f], "y_forget": split.y[f]}
+    @property
+    def targets(self) -> tuple[tuple[int, ...], ...]:
+        """The forget set of each target: ``pool``, or ``(forget_classes,)``."""
+        return self.pool or (tuple(self.forget_classes),)
 
-    def sample(self, key, arrays):
+    @property
+    def num_targets(self) -> int:
+        return len(self.targets)
+
+    def arrays(self, encode, split):
+        member = np.stack([np.isin(split.y, t) for t in self.targets])  # [P, N]
+        for t, f in zip(self.targets, member, strict=True):
+            if f.all() or not f.any():
+                raise ValueError(f"Forget classes {list(t)} leave an empty forget or retain set "
+                                 "in the train split.")
+        return {"h": encode(split.x), "y": split.y, "forget": member,
+                "retain_idx": _row_indices(~member), "forget_idx": _row_indices(member),
+                "n_retain": (~member).sum(1).astype(np.int32),
+                "n_forget": member.sum(1).astype(np.int32)}
+
+    def sample(self, key, arrays, target):
         kr, kf = jax.random.split(key)
-        ir = _draw(kr, arrays["y_retain"].shape[0], self.batch_size)
-        i_f = _draw(kf, arrays["y_forget"].shape[0], self.batch_size)
-        return {"h_retain": arrays["h_retain"][ir], "y_retain": arrays["y_retain"][ir],
-                "h_forget": arrays["h_forget"][i_f], "y_forget": arrays["y_forget"][i_f]}
+        ir = arrays["retain_idx"][target, _draw(kr, arrays["n_retain"][target], self.batch_size)]
+        i_f = arrays["forget_idx"][target, _draw(kf, arrays["n_forget"][target],
+                                                 self.batch_size)]
+        return {"h_retain": arrays["h"][ir], "y_retain": arrays["y"][ir],
+                "h_forget": arrays["h"][i_f], "y_forget": arrays["y"][i_f]}
+
+    def whole(self, arrays, target):
+        return {"h": arrays["h"], "y": arrays["y"], "forget": arrays["forget"][target]}
+
+    def target_sets(self, arrays, target):
+        f = np.asarray(arrays["forget"][target])
+        h, y = arrays["h"], arrays["y"]
+        return {"h_retain": h[~f], "y_retain": y[~f], "h_forget": h[f], "y_forget": y[f]}
 
     def measure(self, logits_fn, batch):
+        if "forget" in batch:  # the whole split, the target's forget rows marked
+            logits, y = logits_fn(batch["h"]), batch["y"]
+            f = batch["forget"].astype(jnp.float32)
+            ce = _ce(logits, y)
+            return jnp.stack([_weighted_mean(ce, 1.0 - f),
+                              _weighted_mean(jnp.minimum(ce, self.ce_cap), f),
+                              U.accuracy(logits, y, 1.0 - f), U.accuracy(logits, y, f)])
         lr, lf = _logits_of_parts(logits_fn, batch["h_retain"], batch["h_forget"])
         return jnp.stack([_ce(lr, batch["y_retain"]).mean(),
                           jnp.minimum(_ce(lf, batch["y_forget"]), self.ce_cap).mean(),
@@ -199,6 +253,20 @@ class UnlearnObjective(Objective):
 
     def terms(self, metrics, base):
         return base[0] - metrics[0], metrics[1] - base[1]
+
+
+def _row_indices(mask: np.ndarray) -> np.ndarray:
+    """``[P, N]`` bool -> ``[P, N]`` int32: row ``p`` lists the indices where ``mask[p]`` is
+    true, then zeros (never drawn: draws stop at the count)."""
+    out = np.zeros(mask.shape, np.int32)
+    for p, m in enumerate(mask):
+        idx = np.flatnonzero(m)
+        out[p, : idx.size] = idx
+    return out
+
+
+def _weighted_mean(x, w):
+    return (x * w).sum() / jnp.maximum(w.sum(), 1e-12)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +294,8 @@ class BiasObjective(Objective):
                              "data.")
         return {"h": encode(split.x), "h_cf": encode(split.x_cf), "y": split.y}
 
-    def sample(self, key, arrays):
+    def sample(self, key, arrays, target):
+        del target  # one target
         i = _draw(key, arrays["y"].shape[0], self.batch_size)
         return {"h": arrays["h"][i], "h_cf": arrays["h_cf"][i], "y": arrays["y"][i]}
 
@@ -250,7 +319,8 @@ class TaskArrays:
       params: the original params pytree (edited leaves included; never copied per environment).
       originals: the original edited leaves viewed as matrices, one ``[m, n]`` per edited leaf.
       train: the objective's train-split arrays (cached activations ``h``, labels, ...).
-      base_metrics: the original model's objective metrics on the whole train split.
+      base_metrics: the original model's objective metrics on the whole train split, one row
+        per target ``[P, num_metrics]``.
     """
 
     params: Params
@@ -315,15 +385,17 @@ class Task:
         return self.objective.arrays(lambda x: np.asarray(prefix(self.params, jnp.asarray(x))),
                                      self.dataset.split(split))
 
-    def report(self, params: Params, split: str = "test", with_mia: bool = True) -> dict:
+    def report(self, params: Params, split: str = "test", with_mia: bool = True,
+               target: int = 0) -> dict:
         """The task's figures for ``params`` on ``split``: the unlearning or bias report of
         :mod:`maskshift.metrics`, the same code for every method (``with_mia=False``: no
-        unlearning MIA, which needs passes over the whole train and test splits)."""
+        unlearning MIA, which needs passes over the whole train and test splits). ``target``:
+        which of an unlearning pool's forget sets the report is about."""
         from maskshift.metrics import bias_report, unlearning_report
 
         if isinstance(self.objective, UnlearnObjective):
             return unlearning_report(self.apply_fn, params, self.dataset,
-                                     self.objective.forget_classes, split, with_mia)
+                                     self.objective.targets[target], split, with_mia)
         return bias_report(self.apply_fn, params, self.dataset, split)
 
     def arrays(self) -> TaskArrays:
@@ -332,13 +404,33 @@ class Task:
         params = jax.tree.map(jnp.asarray, self.params)
         originals = tuple(jnp.reshape(get_leaf(params, p), matrix_shape(s))
                           for p, s in zip(self.edit_paths, self.leaf_shapes, strict=True))
-        # The original's metrics on the whole train split: the whole set is one "batch".
-        base = jax.jit(self.objective.measure, static_argnums=0)(
-            lambda h: self.suffix(params, h), train)
+        # The original's metrics on the whole train split, per target: the whole set is one
+        # "batch" in the minibatches' layout.
+        measure = jax.jit(self.objective.measure, static_argnums=0)
+        base = jnp.stack([measure(lambda h: self.suffix(params, h),
+                                  self.objective.target_sets(train, t))
+                          for t in range(self.objective.num_targets)])
         return TaskArrays(params=params, originals=originals, train=train, base_metrics=base)
 
 
 # --------------------------------------------------------------------------- builders
+def pool_task(task: Task, classes: Sequence[int]) -> Task:
+    """``task`` (an unlearning task) as a distribution of tasks: each episode forgets one of
+    ``classes`` (at least two; a single class is the ordinary task)."""
+    if not isinstance(task.objective, UnlearnObjective):
+        raise ValueError(f"A pool of forget classes needs an unlearning task, not "
+                         f"{task.objective.name!r}.")
+    classes = check_forget_classes(np.atleast_1d(classes), task.dataset.num_classes)
+    if len(set(classes)) < 2:
+        raise ValueError(f"--amortized trains over a pool of forget classes and got "
+                         f"{list(classes)}; give at least two (--forget-class 0 1 2 3 4), or "
+                         "drop --amortized to forget one class.")
+    obj = dataclasses.replace(task.objective, forget_classes=tuple(classes),
+                              pool=tuple((c,) for c in classes))
+    name = task.name.split("-forget")[0] + f"-pool{'-'.join(map(str, classes))}"
+    return dataclasses.replace(task, name=name, objective=obj)
+
+
 def _staged_fns(model, params, edit_paths):
     stages = {p[1] if p[0] == "params" else p[0] for p in edit_paths}
     unknown = [s for s in stages if s not in model.STAGE_OF]
@@ -350,12 +442,13 @@ def _staged_fns(model, params, edit_paths):
 
 def unlearning_task(forget_classes: int | Sequence[int] = 7, *, dataset: str | Dataset = "digits",
                     edit: Sequence[str | Path] = ("Dense_0",), seed: int = 0,
-                    batch_size: int = 64) -> Task:
+                    batch_size: int = 64, amortized: bool = False) -> Task:
     """Class unlearning on the built-in CNN.
 
     By default the hidden dense layer ``Dense_0`` (``[512, 64]``) is edited, not the output layer:
     on the output layer, zeroing one column is a trivial edit that teaches nothing about editing
-    internal representations.
+    internal representations. ``amortized``: each of ``forget_classes`` is its own target, one
+    drawn per episode (:func:`pool_task`); otherwise they are forgotten together.
     """
     from maskshift.models import pretrained
 
@@ -364,10 +457,11 @@ def unlearning_task(forget_classes: int | Sequence[int] = 7, *, dataset: str | D
     target = pretrained(data, seed=seed)
     paths = resolve_paths(target.params, edit)
     prefix, suffix = _staged_fns(target.model, target.params, paths)
-    return Task(name=f"unlearn-{data.name}-forget{'-'.join(map(str, classes))}",
+    task = Task(name=f"unlearn-{data.name}-forget{'-'.join(map(str, classes))}",
                 apply_fn=target.model.apply, params=target.params, edit_paths=paths,
                 objective=UnlearnObjective(forget_classes=classes, batch_size=batch_size),
                 dataset=data, prefix_fn=prefix, suffix_fn=suffix, model=target.model)
+    return pool_task(task, classes) if amortized else task
 
 
 def bias_task(*, dataset: str | Dataset = "toxic_templates",

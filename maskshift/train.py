@@ -79,7 +79,12 @@ def build_parser() -> Parser:
                         "(e.g. task_from_model(...)); replaces --task, --dataset and --edit")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
-                   help="class(es) to forget, unlearn only (default 7)")
+                   help="class(es) to forget, unlearn only (default 7); with --amortized, the "
+                        "pool of classes to train over")
+    p.add_argument("--amortized", action="store_true",
+                   help="train one policy over the --forget-class pool, one class drawn per "
+                        "episode, then edit each (ppo, unlearn; defaults to --observation "
+                        "gradient --heads units, which serve classes never seen)")
     p.add_argument("--total-steps", type=positive_int, default=None,
                    help=f"env steps to train, ppo/apg (default: {DEFAULT_TOTAL_STEPS})")
     p.add_argument("--num-envs", type=positive_int, default=None,
@@ -148,14 +153,28 @@ def check_combinations(args, parser: Parser) -> None:
         unused["observation"] = "applies to --algo ppo only (the policy reads it)"
     if args.task_factory is not None:
         own = "your --task-factory builds the task (its model, data and edited layers)"
-        unused.update(dataset=own, data_dir=own, edit=own, forget_class=own)
+        unused.update(dataset=own, data_dir=own, edit=own)
+        if not args.amortized:
+            unused["forget_class"] = own
     refuse_unused(args, parser, unused)
+    if args.amortized:
+        check_amortized_args(args, parser)
     if args.heads == "units" and args.observation != "gradient":
         parser.error("argument --heads: units heads read per-unit features; add --observation "
                      "gradient")
     if args.lambda_utility == 0 and args.lambda_edit == 0:
         parser.error("argument --lambda-edit: with --lambda-utility 0 too the reward is always 0; "
                      "give one of them a value > 0")
+
+
+def check_amortized_args(args, parser: Parser) -> None:
+    if args.task != "unlearn" or args.algo != "ppo":
+        parser.error(f"argument --amortized: trains one unlearning policy over a pool of "
+                     f"classes; it needs --task unlearn --algo ppo (got --task {args.task} "
+                     f"--algo {args.algo})")
+    if len(set(args.forget_class or ())) < 2:
+        parser.error("argument --amortized: give a pool of at least two classes with "
+                     "--forget-class (e.g. --forget-class 0 1 2 3 4), or drop --amortized")
 
 
 def config_from_args(args) -> RunConfig:
@@ -166,9 +185,13 @@ def config_from_args(args) -> RunConfig:
     num_steps = args.episode_length
     total = max(total, num_envs * num_steps)
     lr = args.lr if args.lr is not None else DEFAULT_LR.get(algo, PPOConfig.learning_rate)
+    amortized = args.amortized
+    heads = args.heads or ("units" if amortized and args.observation in (None, "gradient")
+                           else "flat")
+    observation = args.observation or ("gradient" if amortized else "summary")
     ppo = PPOConfig(num_envs=num_envs, num_steps=num_steps, total_timesteps=total,
                     learning_rate=lr if algo == "ppo" else PPOConfig.learning_rate,
-                    num_minibatches=math.gcd(4, num_envs * num_steps), heads=args.heads or "flat")
+                    num_minibatches=math.gcd(4, num_envs * num_steps), heads=heads)
     apg = APGConfig(num_envs=num_envs, num_steps=num_steps,
                     total_timesteps=total if algo == "apg" else APGConfig.total_timesteps,
                     learning_rate=lr if algo == "apg" else APGConfig.learning_rate)
@@ -183,12 +206,14 @@ def config_from_args(args) -> RunConfig:
                      updates_per_chunk=args.updates_per_chunk or RunConfig.updates_per_chunk,
                      ppo=ppo, algo=algo, apg=apg, oracle=oracle,
                      edit=tuple(args.edit) if args.edit else RunConfig.edit,
-                     task_factory=args.task_factory, observation=args.observation or "summary")
+                     task_factory=args.task_factory, observation=observation,
+                     amortized=amortized)
 
 
 def default_out(args) -> str:
     algo = "" if args.algo == "ppo" else f"-{args.algo}"
-    task = "custom" if args.task_factory else args.task
+    task = ("custom" if args.task_factory else args.task) + ("-amortized" if args.amortized
+                                                            else "")
     return f"runs/{args.env}-{task}{algo}-s{args.seed}"
 
 

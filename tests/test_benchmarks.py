@@ -32,13 +32,13 @@ def test_the_numpy_step_is_the_jax_step(envs, env_id, task):
     np.testing.assert_allclose(e1, state.edit[0], rtol=1e-5, atol=1e-6)
     # the objective's metrics on the same rows
     idx = ref.draw(np.random.default_rng(0))
-    batch = {k: p.task.train[k][jnp.asarray(i)] for k, i in idx.items()}
+    batch = {k: jnp.asarray(ref.train[k][i]) for k, i in idx.items()}
     params = env.params_for_edit(state.edit, p)
     want = env.task.objective.measure(lambda h: env.task.suffix(params, h), batch)
     np.testing.assert_allclose(ref.metrics(w1, idx), want, rtol=1e-4, atol=1e-5)
     # the observation and the reward from the metrics JAX measured on its own batch
     np.testing.assert_allclose(ref._obs(e1, np.asarray(info["metrics"]), 1), obs, atol=1e-5)
-    u, e = env.task.objective.terms(np.asarray(info["metrics"]), np.asarray(p.task.base_metrics))
+    u, e = env.task.objective.terms(np.asarray(info["metrics"]), np.asarray(p.task.base_metrics[0]))
     assert float(p.lambda_utility) * u + float(p.lambda_edit) * e == pytest.approx(float(reward),
                                                                                   abs=1e-5)
 

@@ -51,6 +51,8 @@ TRAIN = [
     (["--algo", "apg", "--env-chunk", "8"], "argument --env-chunk: applies to --algo ppo only"),
     (["--distributed=1"], "argument --distributed: ignored explicit argument '1'"),
     (["--observation", "pixels"], "argument --observation: invalid choice: 'pixels'"),
+    (["--amortized", "--forget-class", "3"], "give a pool of at least two classes"),
+    (["--amortized", "--forget-class", "1", "2", "--algo", "apg"], "needs --task unlearn"),
     (["--heads", "units"], "argument --heads: units heads read per-unit features; add "
                            "--observation gradient"),
     (["--algo", "gradient", "--observation", "gradient"], "argument --observation: applies to "

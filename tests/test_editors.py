@@ -46,8 +46,8 @@ def test_a_gradient_step_moves_both_reward_terms_the_right_way(envs):
         action = jax.jit(functools.partial(gradient_step, env))(state, p)
         assert action.shape == (env.action_size,) and bool(jnp.all(jnp.isfinite(action)))
         _, new, *_ = env.step_env(jax.random.key(1), state, action, p)
-        u0, e0 = env.reward_terms(state.edit, p.task.train, p)
-        u1, e1 = env.reward_terms(new.edit, p.task.train, p)
+        u0, e0 = env.reward_terms(state.edit, env.train_split(p), p)
+        u1, e1 = env.reward_terms(new.edit, env.train_split(p), p)
         assert float(e1) > float(e0) + 0.01  # forget cross-entropy up on the whole train split
         assert float(u1) > float(u0) - 0.05  # retain cross-entropy kept
 
@@ -72,8 +72,8 @@ def test_term_gradients_match_a_finite_difference(unlearn_env):
     g_u, g_e = term_gradients(env, state.edit, p)
     d = jax.random.normal(jax.random.key(5), state.edit[0].shape) * 1e-2
     moved = (state.edit[0] + d,)
-    du = env.reward_terms(moved, p.task.train, p)[0] - env.reward_terms(state.edit, p.task.train,
-                                                                        p)[0]
+    batch = env.train_split(p)
+    du = env.reward_terms(moved, batch, p)[0] - env.reward_terms(state.edit, batch, p)[0]
     assert float(du) == pytest.approx(float(jnp.sum(g_u[0] * d)), rel=0.05)
     assert float(jnp.abs(g_e[0]).max()) > 0
 

@@ -41,6 +41,13 @@ the whole train split (``EnvParams.reset_units``, computed once by ``make_params
 
 **Episode**: ``EnvParams.max_steps_in_episode`` steps, then truncation and gymnax's auto-reset to
 the original weights.
+
+**Targets** (amortized editing): an unlearning task may hold a pool of forget sets
+(:func:`~maskshift.tasks.pool_task`). Each reset draws one into ``EnvState.target``; the minibatch,
+the original's metrics and the reset unit block are then gathered for it, so one compiled step
+serves every target and a vmapped batch trains on many at once. The observation never names the
+target: a policy learns which units to edit from the gradient factors of the unit block, which
+exist for a class it never saw. :meth:`EditWorld.reset_to` starts an episode on a given target.
 """
 
 from __future__ import annotations
@@ -61,10 +68,12 @@ from maskshift.tasks import Task, TaskArrays, set_leaves
 @struct.dataclass
 class EnvState(environment.EnvState):
     """``edit``: one mask or shift ``[m, n]`` per edited matrix; ``metrics``: the objective's
-    metrics on the last minibatch; ``time``: the step count within the episode."""
+    metrics on the last minibatch; ``time``: the step count within the episode; ``target``: the
+    episode's target (int32; an index into an unlearning pool's forget sets, drawn at reset)."""
 
     edit: tuple
     metrics: Array
+    target: Array
 
 
 @struct.dataclass
@@ -88,7 +97,8 @@ class EnvParams(environment.EnvParams):
     shift_cap: float = 1.0
     max_steps_in_episode: int = 8
     task: TaskArrays | None = None
-    reset_units: Array | None = None  # the unit block at reset (observation="gradient" only)
+    # the unit block at reset, per target [P, units] (observation="gradient" only)
+    reset_units: Array | None = None
 
 
 # field -> (lowest allowed value, whether the lowest value itself is allowed)
@@ -175,9 +185,12 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         params = EnvParams(task=self.task.arrays(), **fields)
         if self.observation == "gradient":
             edit = tuple(self.initial_edit(w0) for w0 in params.task.originals)
-            units = jax.jit(lambda e, p: self._unit_block(
-                e, self._metrics_and_grads(e, p.task.train, p)[1], p))(edit, params)
-            params = params.replace(reset_units=units)
+            obj = self.task.objective
+            units = jax.jit(lambda e, batch, p, t: self._unit_block(
+                e, self._metrics_and_grads(e, batch, p, t)[1], p))
+            per_target = [units(edit, obj.target_sets(params.task.train, t), params, t)
+                          for t in range(obj.num_targets)]
+            params = params.replace(reset_units=jnp.stack(per_target))
         return params
 
     @property
@@ -236,17 +249,24 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         model_params = self.params_for_edit(edit, params)
         return self.task.objective.measure(lambda h: self.task.suffix(model_params, h), batch)
 
-    def reward_terms(self, edit: tuple, batch: dict, params: EnvParams) -> tuple[Array, Array]:
-        """``(utility, edit)`` reward terms of ``edit`` on ``batch`` (see the module docstring)."""
+    def reward_terms(self, edit: tuple, batch: dict, params: EnvParams,
+                     target: Array = 0) -> tuple[Array, Array]:
+        """``(utility, edit)`` reward terms of ``edit`` on ``batch`` for ``target`` (see the
+        module docstring)."""
         return self.task.objective.terms(self.metrics_on(edit, batch, params),
-                                         params.task.base_metrics)
+                                         params.task.base_metrics[target])
 
-    def _metrics_and_grads(self, edit: tuple, batch: dict, params: EnvParams):
+    def train_split(self, params: EnvParams, target: Array = 0) -> dict:
+        """The whole train split as one batch for ``target`` (``target`` may be traced)."""
+        return self.task.objective.whole(params.task.train, target)
+
+    def _metrics_and_grads(self, edit: tuple, batch: dict, params: EnvParams, target: Array):
         """The metrics on ``batch`` and the gradients of the ``(utility, edit)`` reward terms with
         respect to ``edit``: a tuple, per edited matrix, of ``[2, m, n]``."""
         def terms(e):
             metrics = self.metrics_on(e, batch, params)
-            utility, edit_term = self.task.objective.terms(metrics, params.task.base_metrics)
+            utility, edit_term = self.task.objective.terms(metrics,
+                                                           params.task.base_metrics[target])
             return jnp.stack([utility, edit_term]), metrics
 
         grads, metrics = jax.jacrev(terms, has_aux=True)(edit)
@@ -268,13 +288,13 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
             feats += [jnp.concatenate(rows, 1).ravel(), jnp.concatenate(cols, 1).ravel()]
         return jnp.concatenate(feats)
 
-    def _measure(self, key: PRNGKey, edit: tuple, params: EnvParams):
-        """The metrics of ``edit`` on a fresh train minibatch, and the unit block (``None`` with
-        the summary observation)."""
-        batch = self.task.objective.sample(key, params.task.train)
+    def _measure(self, key: PRNGKey, edit: tuple, params: EnvParams, target: Array):
+        """The metrics of ``edit`` on a fresh train minibatch for ``target``, and the unit block
+        (``None`` with the summary observation)."""
+        batch = self.task.objective.sample(key, params.task.train, target)
         if self.observation == "summary":
             return self.metrics_on(edit, batch, params), None
-        metrics, grads = self._metrics_and_grads(edit, batch, params)
+        metrics, grads = self._metrics_and_grads(edit, batch, params, target)
         return metrics, self._unit_block(edit, grads, params)
 
     def _obs(self, edit: tuple, metrics: Array, time, params: EnvParams, units=None) -> Array:
@@ -292,16 +312,26 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
 
     # ------------------------------------------------------------------ gymnax API
     def reset_env(self, key: PRNGKey, params: EnvParams) -> tuple[Array, EnvState]:
-        del key  # the reset is deterministic: the original weights
+        """The original weights, and the episode's target drawn uniformly from the task's
+        (always 0 for a single target, the key unused)."""
+        num_targets = params.task.base_metrics.shape[0]
+        target = (jnp.int32(0) if num_targets == 1
+                  else jax.random.randint(key, (), 0, num_targets, jnp.int32))
+        return self.reset_to(target, params)
+
+    def reset_to(self, target: Array, params: EnvParams) -> tuple[Array, EnvState]:
+        """The original weights with ``target`` (int32, may be traced) as the episode's target."""
+        target = jnp.asarray(target, jnp.int32)
         edit = tuple(self.initial_edit(w0) for w0 in params.task.originals)
-        state = EnvState(time=jnp.int32(0), edit=edit, metrics=params.task.base_metrics)
+        state = EnvState(time=jnp.int32(0), edit=edit, metrics=params.task.base_metrics[target],
+                         target=target)
         # The original weights deviate by exactly 0 everywhere, so every structure feature is
         # tanh(0) = 0: the same vector _obs gives, without a pass over the matrices (gymnax
         # computes a reset on every step to auto-reset).
         structure = jnp.zeros(self.summary_size - len(self.task.objective.metric_names) - 1)
         parts = [structure, jnp.tanh(state.metrics), jnp.zeros(1)]
         if self.observation == "gradient":
-            parts.append(params.reset_units)
+            parts.append(params.reset_units[target])
         return jnp.concatenate(parts), state
 
     def step_env(self, key: PRNGKey, state: EnvState, action: Array, params: EnvParams):
@@ -309,11 +339,12 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         edit = tuple(self.update_edit(e, self.direction(u, v), w0, params)
                      for e, (u, v), w0 in zip(state.edit, factors, params.task.originals,
                                               strict=True))
-        metrics, units = self._measure(key, edit, params)
-        utility, edit_term = self.task.objective.terms(metrics, params.task.base_metrics)
+        metrics, units = self._measure(key, edit, params, state.target)
+        utility, edit_term = self.task.objective.terms(metrics,
+                                                       params.task.base_metrics[state.target])
         reward = params.lambda_utility * utility + params.lambda_edit * edit_term
         time = state.time + 1
-        new_state = EnvState(time=time, edit=edit, metrics=metrics)
+        new_state = EnvState(time=time, edit=edit, metrics=metrics, target=state.target)
         obs = self._obs(edit, metrics, time, params, units)
         info = {"utility": utility, "edit": edit_term, "metrics": metrics}
         return obs, new_state, reward, jnp.asarray(False), info

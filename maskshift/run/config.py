@@ -13,7 +13,7 @@ from maskshift.data import load_dataset, resolve_dataset
 from maskshift.envs import ENV_ALIASES, make
 from maskshift.oracle import OracleConfig
 from maskshift.ppo import PPOConfig
-from maskshift.tasks import Task, bias_task, unlearning_task
+from maskshift.tasks import Task, bias_task, pool_task, unlearning_task
 
 # Editors, in the order the CLI lists them: trained policies first, then the controllers.
 ALGOS = ("ppo", "apg", "gradient", "oracle")
@@ -80,6 +80,9 @@ class RunConfig:
     # what the policy sees: "summary" (fixed size) or "gradient" (adds per-unit gradient factors;
     # see maskshift.envs.worlds)
     observation: str = "summary"
+    # amortized editing: each of forget_classes is its own target, one drawn per episode, and the
+    # trained policy is evaluated on each (maskshift.tasks.pool_task)
+    amortized: bool = False
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -107,6 +110,18 @@ def check_algo(algo: str) -> str:
     if algo not in ALGOS:
         raise ValueError(f"Unknown algo {algo!r}; choose one of {', '.join(ALGOS)} (--algo).")
     return algo
+
+
+def check_amortized(cfg: RunConfig) -> None:
+    """Refuse ``amortized`` where it means nothing (``ValueError``, naming the fix)."""
+    if not cfg.amortized:
+        return
+    if cfg.task != "unlearn":
+        raise ValueError(f"--amortized trains over a pool of forget classes: it needs --task "
+                         f"unlearn, not {cfg.task!r}.")
+    if cfg.algo != "ppo":
+        raise ValueError(f"--amortized trains one policy for many edits: it needs --algo ppo, "
+                         f"not {cfg.algo!r} (a controller edits one class per run).")
 
 
 def load_task_factory(spec: str):
@@ -138,7 +153,7 @@ def builtin_task(cfg: RunConfig) -> Task:
     data = load_dataset(resolve_dataset(cfg.task, cfg.dataset), data_dir=cfg.data_dir)
     if cfg.task == "unlearn":
         return unlearning_task(cfg.forget_classes, dataset=data, edit=cfg.edit,
-                               batch_size=cfg.eval_batch or 64)
+                               batch_size=cfg.eval_batch or 64, amortized=cfg.amortized)
     return bias_task(dataset=data, edit=cfg.edit, batch_size=cfg.eval_batch or 128)
 
 
@@ -150,8 +165,14 @@ def resolve_task(cfg: RunConfig, task: Task | None = None) -> tuple[RunConfig, T
         if not isinstance(task, Task):
             raise ValueError(f"--task-factory {cfg.task_factory!r} returned "
                              f"{type(task).__name__}, not a maskshift.Task.")
+    check_amortized(cfg)
     if task is None:
         return cfg, builtin_task(cfg)
+    if cfg.amortized and task.objective.num_targets == 1:
+        task = pool_task(task, cfg.forget_classes)
+    if task.objective.num_targets > 1:
+        cfg = dataclasses.replace(cfg, amortized=True,
+                                  forget_classes=task.objective.forget_classes)
     if cfg.eval_batch is not None:
         task = dataclasses.replace(task, objective=dataclasses.replace(
             task.objective, batch_size=cfg.eval_batch))

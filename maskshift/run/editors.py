@@ -1,6 +1,7 @@
 """Every editor behind one signature: ``edit(env, env_params, cfg, out, ...) -> (edits, history,
 stats)`` where ``edits`` are one episode's masks or shifts ``[T + 1, m, n]`` per edited matrix
-(:func:`maskshift.rollout.rollout_edits`), then selected and written by the same code."""
+(:func:`maskshift.rollout.rollout_edits`), then selected and written by the same code. A policy
+trained over a pool of targets (``cfg.amortized``) gives a list: one episode per target."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from maskshift import apg, ppo
 from maskshift.control import gradient_edits
 from maskshift.oracle import oracle_edits
-from maskshift.rollout import deterministic_rollout
+from maskshift.rollout import policy_act, rollout_fn
 from maskshift.run.config import RunConfig, TrainingError
 from maskshift.run.loop import train_checkpointed
 
@@ -34,8 +36,10 @@ def trained_policy(cfg: RunConfig, env, env_params, out: Path, *, mesh, env_chun
         from maskshift.policy import save_policy  # (maskshift.policy imports maskshift.run)
 
         save_policy(out, cfg, env, rs.params)
-    edits = deterministic_rollout(env, env_params, trainer.network, rs.params)
-    return edits, history, stats
+    run = rollout_fn(env, policy_act(trainer.network), int(env_params.max_steps_in_episode))
+    episodes = [run(rs.params, env_params, jax.random.key(0), jnp.int32(t))
+                for t in range(env.task.objective.num_targets)]
+    return (episodes if cfg.amortized else episodes[0]), history, stats
 
 
 def _timed(fn):
@@ -50,9 +54,9 @@ def gradient_controller(cfg: RunConfig, env, env_params, out: Path, *, log, **_)
     step (reward terms on the whole train split)."""
     edits, wall = _timed(lambda: gradient_edits(env, env_params, cfg.gradient))
     T = int(env_params.max_steps_in_episode)
-    metrics = [np.asarray(env.metrics_on(tuple(e[t] for e in edits), env_params.task.train,
+    metrics = [np.asarray(env.metrics_on(tuple(e[t] for e in edits), env.train_split(env_params),
                                          env_params)) for t in range(T + 1)]
-    base = np.asarray(env_params.task.base_metrics)
+    base = np.asarray(env_params.task.base_metrics[0])
     lam = (float(env_params.lambda_utility), float(env_params.lambda_edit))
     rewards = [float(sum(c * float(x) for c, x in zip(lam, env.task.objective.terms(m, base),
                                                       strict=True))) for m in metrics]

@@ -29,7 +29,10 @@ def finished_run(run_dir, cfg: RunConfig) -> dict | None:
 
 def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, history: dict,
               stats: dict, log=print) -> dict:
-    """Select the best step of ``edits`` on validation, report it on test and write the run."""
+    """Select the best step of ``edits`` on validation, report it on test and write the run
+    (an amortized run: :func:`write_amortized_run`)."""
+    if cfg.amortized:
+        return write_amortized_run(out, cfg, env, env_params, edits, history, stats, log)
     tolerance = select_tolerance(cfg)
     best, edited, val_steps = select_best_step(env, env_params, edits, tolerance)
     before = report(env, env_params.task.params, "test")
@@ -52,12 +55,38 @@ def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, hist
     return results
 
 
+def write_amortized_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, episodes: list,
+                        history: dict, stats: dict, log=print) -> dict:
+    """An amortized policy's run: each target's episode selected on validation and reported on
+    test (``results.json`` holds ``targets``, one entry per forget set of the pool). No
+    ``edited/``: ``maskshift.edit --policy OUT --forget-class C --out DIR`` writes any class's."""
+    tolerance = select_tolerance(cfg)
+    targets = []
+    for t, (classes, edits) in enumerate(zip(env.task.objective.targets, episodes, strict=True)):
+        best, edited, val_steps = select_best_step(env, env_params, edits, tolerance, t)
+        targets.append({"forget_classes": list(classes), "best_step": best,
+                        "before": report(env, env_params.task.params, "test", True, t),
+                        "after": report(env, edited, "test", True, t), "val_per_step": val_steps})
+    results = {
+        "env": env.name, "task": cfg.task, "algo": cfg.algo, "dataset": env.task.dataset.name,
+        "seed": cfg.seed, "amortized": True,
+        "config": {**cfg.to_json(), "env_params": _env_params_json(env_params)},
+        "targets": targets, "select_tolerance": tolerance, "train": stats, "history": history,
+    }
+    atomic_write_json(out / "results.json", results)
+    plots(out, results, env)
+    log(summary_table(results))
+    return results
+
+
 def _env_params_json(p: EnvParams) -> dict:
     return {k: float(getattr(p, k)) for k in ("lambda_utility", "lambda_edit", "step_size",
                                               "mask_max", "shift_cap", "max_steps_in_episode")}
 
 
 def summary_table(results: dict) -> str:
+    if results.get("amortized"):
+        return _amortized_table(results)
     keys = SUMMARY_KEYS[results["task"]]
     b, a = results["before"], results["after"]
     lines = [f"\nmaskshift: {results['env']} on {results['dataset']} ({results['task']}), "
@@ -66,14 +95,29 @@ def summary_table(results: dict) -> str:
              f"  {'metric':<16}{'before':>10}{'after':>10}{'change':>10}"]
     for k in keys:
         lines.append(f"  {k:<16}{b[k]:>10.4f}{a[k]:>10.4f}{a[k] - b[k]:>+10.4f}")
-    t = results["train"]
+    return "\n".join(lines + [_train_line(results["train"])])
+
+
+def _amortized_table(results: dict) -> str:
+    lines = [f"\nmaskshift: {results['env']} on {results['dataset']} (unlearn, amortized over "
+             f"{len(results['targets'])} targets), seed {results['seed']}: held-out test split, "
+             "each target's best step chosen on validation",
+             f"  {'forget':<8}{'forget acc':>16}{'retain acc':>16}{'MIA':>14}{'step':>6}"]
+    for r in results["targets"]:
+        b, a = r["before"], r["after"]
+        lines.append(f"  {','.join(map(str, r['forget_classes'])):<8}"
+                     f"{b['forget_acc']:>8.3f}{a['forget_acc']:>8.3f}"
+                     f"{b['retain_acc']:>8.3f}{a['retain_acc']:>8.3f}"
+                     f"{b['mia']:>7.3f}{a['mia']:>7.3f}{r['best_step']:>6}")
+    return "\n".join(lines + [_train_line(results["train"])])
+
+
+def _train_line(t: dict) -> str:
     if t.get("compile_seconds") is None:  # a controller: one call, compilation included
-        lines.append(f"  edited with {t['env_steps']:,} env steps in {t['wall_seconds']:.1f} s "
-                     "(compilation included)")
-    else:
-        lines.append(f"  trained {t['env_steps']:,} env steps in {t['wall_seconds']:.1f} s "
-                     f"({t['compile_seconds']:.1f} s compiling)")
-    return "\n".join(lines)
+        return (f"  edited with {t['env_steps']:,} env steps in {t['wall_seconds']:.1f} s "
+                "(compilation included)")
+    return (f"  trained {t['env_steps']:,} env steps in {t['wall_seconds']:.1f} s "
+            f"({t['compile_seconds']:.1f} s compiling)")
 
 
 def plots(out: Path, results: dict, env) -> None:
@@ -101,15 +145,22 @@ def plots(out: Path, results: dict, env) -> None:
     fig.tight_layout()
     save_figure(fig, out / "learning_curve.png")
 
-    b, a = results["before"], results["after"]
     fig, ax = plt.subplots(figsize=(9, 4))
-    if results["task"] == "unlearn":
+    if results.get("amortized"):
+        names = [",".join(map(str, r["forget_classes"])) for r in results["targets"]]
+        vb = [r["before"]["forget_acc"] for r in results["targets"]]
+        va = [r["after"]["forget_acc"] for r in results["targets"]]
+        ax.set(xlabel="forget class", ylabel="test accuracy on the forget class",
+               title="Each target's forget accuracy, before vs after (one policy)")
+    elif results["task"] == "unlearn":
+        b, a = results["before"], results["after"]
         names = [str(i) for i in range(len(b["per_class_acc"]))]
         vb, va = b["per_class_acc"], a["per_class_acc"]
         forget = list(env.task.objective.forget_classes)
         ax.set(xlabel="class", ylabel="test accuracy",
                title=f"Per-class test accuracy, before vs after (forget {forget})")
     else:
+        b, a = results["before"], results["after"]
         names = [f"{g}/{y}" for g in b["group_acc"] for y in ("non-tox", "tox")]
         vb = [v for g in b["group_acc"].values() for v in g]
         va = [v for g in a["group_acc"].values() for v in g]
