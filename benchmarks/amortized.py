@@ -21,6 +21,7 @@ fresh process (``python -m maskshift.edit``), start to exit. Writes ``OUT/amorti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -28,13 +29,17 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from maskshift import RunConfig, train_and_evaluate
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.baselines.unlearning import gradient_ascent, retrain
+from maskshift.control import gradient_act
 from maskshift.policy import PolicyEditor, load_policy
+from maskshift.rollout import report, rollout_fn, select_best_step
 from maskshift.run import finished_run
+from maskshift.run.config import build_env, select_tolerance
 from maskshift.train import build_parser, config_from_args
 
 
@@ -42,11 +47,12 @@ def meets(before: dict, after: dict, forget: float) -> bool:
     return after["forget_acc"] <= forget and after["retain_acc"] >= before["retain_acc"] - 0.03
 
 
-def _run(cfg: RunConfig, out: Path) -> dict:
+def _run(cfg: RunConfig, out: Path, env_chunk: int | None = None) -> dict:
     res = finished_run(out, cfg)
     if res is None or (cfg.algo == "ppo" and not (out / "policy.json").exists()):
         print(f"running {out}", flush=True)
-        res = train_and_evaluate(cfg, out, overwrite=True, log=lambda s: None)
+        res = train_and_evaluate(cfg, out, overwrite=True, log=lambda s: None,
+                                 env_chunk=env_chunk)
     return res
 
 
@@ -81,6 +87,24 @@ def _baselines(env: str, cls: int, args, cache: dict) -> list[dict]:
     return rows
 
 
+def _controller_seconds(editor: PolicyEditor, held_out: list[int]) -> list[float]:
+    """The gradient controller as an in-process editor over the same targets, compiled once (the
+    fair time beside a policy editor): seconds per edit (rollout, selection, test reports); the
+    first includes compilation."""
+    cfg = dataclasses.replace(editor.config, observation="summary")
+    env, p = build_env(cfg, editor.task)
+    run = rollout_fn(env, gradient_act(env), int(p.max_steps_in_episode))
+    seconds = []
+    for t in range(len(held_out)):
+        t0 = time.perf_counter()
+        edits = run(None, p, jax.random.key(0), jnp.int32(t))
+        _, edited, _ = select_best_step(env, p, edits, select_tolerance(cfg), t)
+        report(env, p.task.params, "test", True, t)
+        report(env, edited, "test", True, t)
+        seconds.append(time.perf_counter() - t0)
+    return seconds
+
+
 def _fresh_process_seconds(policy_dir: Path, cls: int) -> float:
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "maskshift.edit", "--policy", str(policy_dir),
@@ -96,9 +120,13 @@ def _pool_runs(args, env: str, seed: int, pool: list[int], cache: dict) -> list[
             *map(str, pool)] + (["--dataset", args.dataset] if args.dataset else [])
     if args.total_steps:
         argv += ["--total-steps", str(args.total_steps)]
+    if args.num_envs:
+        argv += ["--num-envs", str(args.num_envs)]
+    if args.observation:
+        argv += ["--observation", args.observation]
     cfg = config_from_args(build_parser().parse_args(argv))
     run_dir = Path(args.out) / f"{env}-pool{''.join(map(str, pool))}-s{seed}"
-    trained = _run(cfg, run_dir)
+    trained = _run(cfg, run_dir, args.env_chunk)
     train_s = trained["train"]["wall_seconds"]
     held_out = [c for c in args.classes if c not in pool]
     t0 = time.perf_counter()
@@ -106,13 +134,15 @@ def _pool_runs(args, env: str, seed: int, pool: list[int], cache: dict) -> list[
     setup_s = time.perf_counter() - t0
     print(f"{env} s{seed} pool {pool}: trained in {train_s:.0f} s; editor built in "
           f"{setup_s:.1f} s", flush=True)
+    controller_s = _controller_seconds(editor, held_out)
     rows = []
     for i, cls in enumerate(held_out):
         res = editor.edit((cls,), log=lambda s: None)
         rows.append({"env": env, "seed": seed, "pool": pool,
                      **_row("policy", cls, res["before"], res["after"], res["seconds"],
                             best_step=res["best_step"], first_edit=i == 0,
-                            policy_train_seconds=train_s, editor_setup_seconds=setup_s)})
+                            policy_train_seconds=train_s, editor_setup_seconds=setup_s,
+                            controller_editor_seconds=round(controller_s[i], 3))})
         for b in _baselines(env, cls, args, cache):
             rows.append({"env": env, "seed": seed, "pool": pool, **b})
         p, g = rows[-4], rows[-3]  # the policy's row, then the controller's
@@ -164,6 +194,12 @@ def _markdown(rows: list[dict], args) -> str:
                   f"editor setup (load, env over the held-out classes): "
                   f"{span('editor_setup_seconds', '.1f')}; first edit (compiles): "
                   f"{span('seconds', '.2f')}."]
+        ctl = [r["controller_editor_seconds"] for r in policy if not r.get("first_edit")]
+        if ctl:
+            lines.append(f"- The gradient controller as an in-process editor over the same "
+                         f"classes, compiled once: median {np.median(ctl):.2f} s per edit after "
+                         f"the first (the table's controller *s* is a `train --algo gradient` "
+                         f"run's, compilation included).")
         fresh = [r["fresh_process_seconds"] for r in firsts if "fresh_process_seconds" in r]
         if fresh:
             lines.append(f"- One edit as a fresh process (`python -m maskshift.edit`, start to "
@@ -182,6 +218,11 @@ def main(argv=None) -> int:
     p.add_argument("--classes", type=int, nargs="+", default=list(range(10)),
                    help="the classes: each pool's complement is edited")
     p.add_argument("--total-steps", type=int, default=None, help="default: PPO's")
+    p.add_argument("--num-envs", type=int, default=None, help="default: PPO's")
+    p.add_argument("--observation", default=None, choices=["gradient", "controller"],
+                   help="the policy's observation (default: --amortized's)")
+    p.add_argument("--env-chunk", type=int, default=None,
+                   help="step the environments in groups of this many (faster on CPU)")
     p.add_argument("--fresh-process", action="store_true",
                    help="also time one edit as a fresh `python -m maskshift.edit` process")
     args = p.parse_args(argv)

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--observations", nargs="+", default=["summary"],
                    choices=["summary", "gradient"],
                    help="gradient: also the gradient observation (no NumPy mode)")
+    p.add_argument("--minibatches", nargs="+", default=["per_env"], choices=["per_env", "shared"],
+                   help="shared: also the shared minibatch draw (one per step for every "
+                        "environment)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per figure (default 5)")
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
                    help="environments per group (on each device) in the chunked mode")
@@ -80,7 +83,8 @@ def main(argv=None) -> int:
         results = run_throughput(args.envs, args.tasks, ns, args.modes, reps=reps,
                                  max_serial_n=args.max_serial_n, devices=args.devices,
                                  chunk=args.chunk, steps=args.steps_per_call,
-                                 observations=args.observations, log=lambda s: print(s, flush=True))
+                                 observations=args.observations, minibatches=args.minibatches,
+                                 log=lambda s: print(s, flush=True))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

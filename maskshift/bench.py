@@ -274,17 +274,18 @@ def bench_vmap(env, env_params, n: int, reps: int, devices=None, chunk: int | No
     def rollout(key, state, obs, actions, p):
         def body(carry, _):
             key, state, _ = carry
-            key, k_env = jax.random.split(key)
+            key, k_env, k_batch = jax.random.split(key, 3)
             keys = constrain_envs(jax.random.split(k_env, n), mesh)
-            obs, state, reward, terminated, truncated, _ = v_step(keys, state, actions, p)
+            obs, state, reward, terminated, truncated, _ = v_step(
+                keys, state, actions, env.step_params(p, k_batch))
             return (key, state, obs), (reward, terminated | truncated)
 
         return jax.lax.scan(body, (key, state, obs), None, steps)
 
     # one batched step's FLOPs, counted on the single vmap: in the chunked program XLA counts the
     # loop body (one group) once
-    flops = _flops(jax.jit(lambda k, s, a, q: step_envs(env, k, s, a, q, None, mesh)).lower(
-        keys, state, actions, p))
+    flops = _flops(jax.jit(lambda k, s, a, q: step_envs(
+        env, k, s, a, env.step_params(q, k[0]), None, mesh)).lower(keys, state, actions, p))
     obs = put_envs(jnp.zeros((n, env.obs_size)), mesh)
     key = jax.random.key(0)
     fn = jax.jit(rollout, donate_argnums=(1, 2))
@@ -367,11 +368,13 @@ def machine() -> dict:
             "jax": jax.__version__, "python": platform.python_version()}
 
 
-def build_env(env: str, task: str, observation: str = "summary", **task_kwargs):
+def build_env(env: str, task: str, observation: str = "summary", minibatch: str = "per_env",
+              **task_kwargs):
     """A built-in editing environment (``env``: mask/shift, ``task``: unlearn/bias)."""
     if env not in ENV_ALIASES:
         raise ValueError(f"Unknown env {env!r}; choose 'mask' or 'shift'.")
-    return make(ENV_ALIASES[env], task=make_task(task, **task_kwargs), observation=observation)
+    return make(ENV_ALIASES[env], task=make_task(task, **task_kwargs), observation=observation,
+                minibatch=minibatch)
 
 
 def run_throughput(envs: Sequence[str] = ("mask", "shift"),
@@ -379,12 +382,14 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                    ns: Sequence[int] = DEFAULT_NS, modes: Sequence[str] = MODES, reps: int = 5,
                    max_serial_n: int = 1024, devices=None, chunk: int = DEFAULT_CHUNK,
                    steps: int = STEPS_PER_CALL, observations: Sequence[str] = ("summary",),
-                   log=print) -> dict:
+                   minibatches: Sequence[str] = ("per_env",), log=print) -> dict:
     """Steps/s of every mode for every (env, task, observation) and environment count ``n``.
 
     ``observations``: ``"gradient"`` measures the gradient observation too (label suffix
     ``-gradient``; the NumPy reference implements the summary observation only, so its mode is
-    skipped there).
+    skipped there). ``minibatches``: ``"shared"`` measures the shared minibatch draw too (label
+    suffix ``-shared``; the serial modes step one environment, where the draws are the same, so
+    they run for ``per_env`` only).
 
     The serial modes (``loop``, ``numpy``) scale linearly in ``n`` and run only up to
     ``max_serial_n``; ``chunked`` runs where each device's share of ``n`` is a multiple of
@@ -399,9 +404,11 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
     shards = mesh_size(env_mesh(devices))
     out = {"machine": machine(), "reps": reps, "ns": list(ns), "chunk": chunk,
            "steps_per_call": steps, "results": {}}
-    for env_name, task, observation in itertools.product(envs, tasks, observations):
-        env, p = build_env(env_name, task, observation)
-        label = f"{env_name}-{task}" + ("" if observation == "summary" else f"-{observation}")
+    for env_name, task, observation, draw in itertools.product(envs, tasks, observations,
+                                                               minibatches):
+        env, p = build_env(env_name, task, observation, draw)
+        label = (f"{env_name}-{task}" + ("" if observation == "summary" else f"-{observation}")
+                 + ("" if draw == "per_env" else f"-{draw}"))
         res: dict = {m: [] for m in modes}
         res["action_size"] = env.action_size
         for n in ns:
@@ -431,7 +438,7 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                 line.append(f"matmul {mm['gflops']:.1f} GFLOP/s "
                             f"(vmap at {vm['roofline_fraction']:.0%} of it)")
             for mode, fn in (("loop", bench_loop), ("numpy", bench_numpy)):
-                if mode == "numpy" and observation != "summary":
+                if (mode == "numpy" and observation != "summary") or draw != "per_env":
                     continue
                 if mode in modes and n <= max_serial_n:
                     r = fn(env, p, n, reps)

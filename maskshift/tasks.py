@@ -135,6 +135,16 @@ class Objective:
         """The whole split as one batch for ``measure`` (``target`` may be traced)."""
         return arrays
 
+    def sample_shared(self, key: PRNGKey, arrays: dict) -> dict:
+        """One minibatch for every environment of a step, whatever its target (the shared
+        draw); :meth:`for_target` adapts it to one environment's target. With one target it is
+        :meth:`sample`'s minibatch."""
+        return self.sample(key, arrays, 0)
+
+    def for_target(self, batch: dict, target: Array) -> dict:
+        """A shared minibatch as ``target`` reads it (cheap: weights, never a gather)."""
+        return batch
+
     def target_sets(self, arrays: dict, target: int) -> dict:
         """The whole split for a concrete ``target``, in ``sample``'s layout (host side: the
         original's metrics are computed on it, exactly as on a minibatch)."""
@@ -233,6 +243,32 @@ class UnlearnObjective(Objective):
     def whole(self, arrays, target):
         return {"h": arrays["h"], "y": arrays["y"], "forget": arrays["forget"][target]}
 
+    def sample_shared(self, key, arrays):
+        """One target: :meth:`sample`. A pool of ``P``: class-stratified, ``batch_size // P``
+        forget rows of each target and ``batch_size`` rows of the whole split; each environment
+        weighs its own target's forget block as forget rows and the whole-split rows not in its
+        forget set as retain rows (:meth:`for_target`), so every environment runs the same rows
+        (the same number as :meth:`sample`'s) through its own weights."""
+        num = self.num_targets
+        if num == 1:
+            return self.sample(key, arrays, 0)
+        per = max(1, self.batch_size // num)
+        kr, kf = jax.random.split(key)
+        draws = jax.random.randint(kf, (num, per), 0, arrays["n_forget"][:, None])
+        i_f = jnp.take_along_axis(arrays["forget_idx"], draws, 1).reshape(-1)  # [P * per]
+        ir = _draw(kr, arrays["y"].shape[0], self.batch_size)
+        return {"h_retain": arrays["h"][ir], "y_retain": arrays["y"][ir],
+                "h_forget": arrays["h"][i_f], "y_forget": arrays["y"][i_f],
+                "block": jnp.repeat(jnp.arange(num), per), "member": arrays["forget"][:, ir]}
+
+    def for_target(self, batch, target):
+        if "block" not in batch:
+            return batch
+        return {"h_retain": batch["h_retain"], "y_retain": batch["y_retain"],
+                "h_forget": batch["h_forget"], "y_forget": batch["y_forget"],
+                "w_retain": (~batch["member"][target]).astype(jnp.float32),
+                "w_forget": (batch["block"] == target).astype(jnp.float32)}
+
     def target_sets(self, arrays, target):
         f = np.asarray(arrays["forget"][target])
         h, y = arrays["h"], arrays["y"]
@@ -247,6 +283,12 @@ class UnlearnObjective(Objective):
                               _weighted_mean(jnp.minimum(ce, self.ce_cap), f),
                               U.accuracy(logits, y, 1.0 - f), U.accuracy(logits, y, f)])
         lr, lf = _logits_of_parts(logits_fn, batch["h_retain"], batch["h_forget"])
+        if "w_retain" in batch:  # a shared minibatch, weighted for one target
+            wr, wf, yr, yf = batch["w_retain"], batch["w_forget"], batch["y_retain"], \
+                batch["y_forget"]
+            return jnp.stack([_weighted_mean(_ce(lr, yr), wr),
+                              _weighted_mean(jnp.minimum(_ce(lf, yf), self.ce_cap), wf),
+                              U.accuracy(lr, yr, wr), U.accuracy(lf, yf, wf)])
         return jnp.stack([_ce(lr, batch["y_retain"]).mean(),
                           jnp.minimum(_ce(lf, batch["y_forget"]), self.ce_cap).mean(),
                           U.accuracy(lr, batch["y_retain"]), U.accuracy(lf, batch["y_forget"])])

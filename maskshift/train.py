@@ -34,7 +34,7 @@ from maskshift.cli import (
     refuse_unused,
 )
 from maskshift.data import add_dataset_arguments, check_task
-from maskshift.envs.worlds import OBSERVATIONS
+from maskshift.envs.worlds import MINIBATCHES, OBSERVATIONS
 from maskshift.oracle import OracleConfig
 from maskshift.ppo import PPOConfig
 from maskshift.ppo.config import HEADS
@@ -59,6 +59,7 @@ __all__ = ["DEFAULT_TOLERANCE", "DEFAULT_TOTAL_STEPS", "RunConfig", "TrainingErr
 
 
 # ------------------------------------------------------------------ CLI
+AMORTIZED_OBSERVATION = "controller"
 TRAINED_ONLY = "applies to --algo ppo or apg only (gradient and oracle train nothing)"
 
 
@@ -84,7 +85,7 @@ def build_parser() -> Parser:
     p.add_argument("--amortized", action="store_true",
                    help="train one policy over the --forget-class pool, one class drawn per "
                         "episode, then edit each (ppo, unlearn; defaults to --observation "
-                        "gradient --heads units, which serve classes never seen)")
+                        "controller --heads units, which serve classes never seen)")
     p.add_argument("--total-steps", type=positive_int, default=None,
                    help=f"env steps to train, ppo/apg (default: {DEFAULT_TOTAL_STEPS})")
     p.add_argument("--num-envs", type=positive_int, default=None,
@@ -99,6 +100,10 @@ def build_parser() -> Parser:
                    help="policy action heads, ppo: flat (default; one vector for all of U "
                         "and V) or units (one network shared over units; needs --observation "
                         "gradient)")
+    p.add_argument("--minibatch", default=None, choices=MINIBATCHES,
+                   help="each step's train minibatch, ppo: per_env (default; every environment "
+                        "draws its own) or shared (one draw per step for all environments, "
+                        "class-stratified with --amortized: one matrix product per step)")
     p.add_argument("--lambda-utility", type=nonneg_float, default=None,
                    help="utility coefficient (default: 10 unlearn, 2 bias)")
     p.add_argument("--lambda-edit", type=nonneg_float, default=None,
@@ -151,6 +156,7 @@ def check_combinations(args, parser: Parser) -> None:
         unused["env_chunk"] = "applies to --algo ppo only"
         unused["heads"] = "applies to --algo ppo only"
         unused["observation"] = "applies to --algo ppo only (the policy reads it)"
+        unused["minibatch"] = "applies to --algo ppo only (the controllers run one environment)"
     if args.task_factory is not None:
         own = "your --task-factory builds the task (its model, data and edited layers)"
         unused.update(dataset=own, data_dir=own, edit=own)
@@ -159,12 +165,19 @@ def check_combinations(args, parser: Parser) -> None:
     refuse_unused(args, parser, unused)
     if args.amortized:
         check_amortized_args(args, parser)
-    if args.heads == "units" and args.observation != "gradient":
+    if args.heads == "units" and observation_of(args) == "summary":
         parser.error("argument --heads: units heads read per-unit features; add --observation "
-                     "gradient")
+                     "gradient (or controller)")
     if args.lambda_utility == 0 and args.lambda_edit == 0:
         parser.error("argument --lambda-edit: with --lambda-utility 0 too the reward is always 0; "
                      "give one of them a value > 0")
+
+
+def observation_of(args) -> str:
+    """The observation a run uses: ``--observation``, else controller with ``--amortized`` (a
+    policy over many classes must read each class's gradients; its unit heads start on the
+    gradient controller's direction), else summary."""
+    return args.observation or (AMORTIZED_OBSERVATION if args.amortized else "summary")
 
 
 def check_amortized_args(args, parser: Parser) -> None:
@@ -186,9 +199,8 @@ def config_from_args(args) -> RunConfig:
     total = max(total, num_envs * num_steps)
     lr = args.lr if args.lr is not None else DEFAULT_LR.get(algo, PPOConfig.learning_rate)
     amortized = args.amortized
-    heads = args.heads or ("units" if amortized and args.observation in (None, "gradient")
-                           else "flat")
-    observation = args.observation or ("gradient" if amortized else "summary")
+    observation = observation_of(args)
+    heads = args.heads or ("units" if amortized and observation != "summary" else "flat")
     ppo = PPOConfig(num_envs=num_envs, num_steps=num_steps, total_timesteps=total,
                     learning_rate=lr if algo == "ppo" else PPOConfig.learning_rate,
                     num_minibatches=math.gcd(4, num_envs * num_steps), heads=heads)
@@ -207,7 +219,7 @@ def config_from_args(args) -> RunConfig:
                      ppo=ppo, algo=algo, apg=apg, oracle=oracle,
                      edit=tuple(args.edit) if args.edit else RunConfig.edit,
                      task_factory=args.task_factory, observation=observation,
-                     amortized=amortized)
+                     amortized=amortized, minibatch=args.minibatch or "per_env")
 
 
 def default_out(args) -> str:

@@ -109,8 +109,9 @@ def test_an_amortized_run_reports_every_target_and_saves_its_policy(amortized_ru
         assert t["before"]["forget_acc"] > 0.8 and 0 <= t["best_step"] <= 3
         assert {"mia", "retain_acc", "per_class_acc"} <= set(t["after"])
     cfg = res["config"]
-    assert cfg["observation"] == "gradient" and cfg["ppo"]["heads"] == "units"
-    assert (amortized_run / "policy.json").exists() and (amortized_run / "before_after.png").exists()
+    assert cfg["observation"] == "controller" and cfg["ppo"]["heads"] == "units"
+    assert (amortized_run / "policy.json").exists()
+    assert (amortized_run / "before_after.png").exists()
     assert not (amortized_run / "edited").exists()
 
 
@@ -132,7 +133,8 @@ def test_an_editor_edits_held_out_classes_with_one_compilation(amortized_run):
     (["--amortized", "--forget-class", "3"], "give a pool of at least two classes"),
     (["--amortized"], "give a pool of at least two classes"),
     (["--amortized", "--forget-class", "2", "2"], "give a pool of at least two classes"),
-    (["--amortized", "--forget-class", "1", "2", "--task", "bias"], "applies to --task unlearn only"),
+    (["--amortized", "--forget-class", "1", "2", "--task", "bias"],
+     "applies to --task unlearn only"),
     (["--amortized", "--forget-class", "1", "2", "--algo", "gradient"], "needs --task unlearn "
                                                                          "--algo ppo"),
     (["--amortized", "--forget-class", "1", "12"], "outside the labels 0..9"),

@@ -52,6 +52,9 @@ TRAIN = [
     (["--distributed=1"], "argument --distributed: ignored explicit argument '1'"),
     (["--observation", "pixels"], "argument --observation: invalid choice: 'pixels'"),
     (["--amortized", "--forget-class", "3"], "give a pool of at least two classes"),
+    (["--minibatch", "each"], "argument --minibatch: invalid choice: 'each'"),
+    (["--algo", "gradient", "--minibatch", "shared"], "argument --minibatch: applies to --algo "
+                                                      "ppo only"),
     (["--amortized", "--forget-class", "1", "2", "--algo", "apg"], "needs --task unlearn"),
     (["--heads", "units"], "argument --heads: units heads read per-unit features; add "
                            "--observation gradient"),

@@ -29,7 +29,7 @@ def gradient_envs(digits_model):
 
     task = unlearning_task(batch_size=32)
     return {obs: make("mask", task=task, observation=obs, max_steps_in_episode=3)
-            for obs in ("summary", "gradient")}
+            for obs in ("summary", "gradient", "controller")}
 
 
 def test_gradient_observation_appends_a_unit_block_of_size_m_plus_n(gradient_envs):
@@ -52,6 +52,38 @@ def test_gradient_observation_appends_a_unit_block_of_size_m_plus_n(gradient_env
     np.testing.assert_allclose(r_g, r_s, rtol=1e-6)
     rows = np.asarray(o_g[summ.obs_size:summ.obs_size + m * f]).reshape(m, f)
     assert np.abs(rows[:, -1]).max() > 0.0               # the edit moved rows
+
+
+def test_the_controller_observation_holds_the_controllers_direction(gradient_envs):
+    """Its extra r features per unit are the factors of gradient_direction on the step's
+    minibatch, and a unit-head policy's initial mean follows them."""
+    from maskshift.control import term_gradients
+
+    (grad, gp), (ctl, cp) = gradient_envs["gradient"], gradient_envs["controller"]
+    (m, n), = ctl.shapes
+    r, f = ctl.rank, ctl.unit_features
+    assert f == 3 * r + 2
+    key = jax.random.key(3)
+    _, st0 = ctl.reset(key, cp)
+    action = jax.random.normal(jax.random.key(4), (ctl.action_size,))
+    obs, st1, *_ = ctl.step_env(key, st0, action, cp)
+    o_g, *_ = grad.step_env(key, st0, action, gp)
+    # the gradient observation's features come first, unchanged
+    g_rows = np.asarray(o_g[grad.summary_size:grad.summary_size + m * grad.unit_features])
+    rows = np.asarray(obs[ctl.summary_size:ctl.summary_size + m * f]).reshape(m, f)
+    np.testing.assert_allclose(rows[:, :2 * r], g_rows.reshape(m, -1)[:, :2 * r], atol=1e-6)
+    # the controller's direction on the same minibatch, factored the same way
+    batch = ctl.task.objective.sample(key, cp.task.train, st0.target)
+    g_u, g_e = term_gradients(ctl, st1.edit, cp, batch=batch)
+    direction = g_e[0] / jnp.linalg.norm(g_e[0]) + g_u[0] / jnp.linalg.norm(g_u[0])
+    u, _ = _gradient_factors(direction, _probes(n, r))
+    np.testing.assert_allclose(rows[:, 2 * r:3 * r], u, atol=2e-3)
+    # a fresh unit-head policy's mean U rows start on those factors
+    net = make_network(PPOConfig(heads="units"), ctl)
+    params = net.init(jax.random.key(0), obs[None])
+    pi, _ = net.apply(params, obs[None])
+    mean_u = np.asarray(pi.mean()[0, : m * r]).reshape(m, r)
+    assert np.corrcoef(mean_u.ravel(), rows[:, 2 * r:3 * r].ravel())[0, 1] > 0.99
 
 
 def _mlp_task(width: int):

@@ -13,7 +13,8 @@ ENV_ALIASES = {"mask": "MaskWorld-v0", "shift": "ShiftWorld-v0"}
 
 
 def make(env_id: str, task: str | Task = "unlearn", *, rank: int = 4, obs_bins: int = 8,
-         observation: str = "summary", task_kwargs: dict | None = None,
+         observation: str = "summary", minibatch: str = "per_env",
+         task_kwargs: dict | None = None,
          **env_params) -> tuple[EditWorld, EnvParams]:
     """Build an environment and its default ``EnvParams``, like ``gymnax.make``.
 
@@ -22,6 +23,8 @@ def make(env_id: str, task: str | Task = "unlearn", *, rank: int = 4, obs_bins: 
       task: ``"unlearn"``, ``"bias"``, or a :class:`~maskshift.tasks.Task` you built.
       rank: rank of each step's low-rank change.
       observation: ``"summary"`` or ``"gradient"`` (adds per-unit gradient factors).
+      minibatch: ``"per_env"`` (each environment draws its own train minibatch) or ``"shared"``
+        (one draw per batched step for every environment; see :meth:`EditWorld.step_params`).
       task_kwargs: options for the built-in task (e.g. ``{"forget_classes": 3}``).
       **env_params: overrides of :class:`EnvParams` fields (``lambda_edit=2.0``, ...).
 
@@ -37,13 +40,13 @@ def make(env_id: str, task: str | Task = "unlearn", *, rank: int = 4, obs_bins: 
         task = make_task(task, **(task_kwargs or {}))
     elif task_kwargs:
         raise ValueError("task_kwargs only applies to a built-in task given by name.")
-    internal = {"task", "reset_units"}  # built by make_params, never overridden
+    internal = {"task", "reset_units", "batch_key"}  # built by make_params, never overridden
     known = set(EnvParams.__dataclass_fields__) - internal
     unknown = set(env_params) - known
     if unknown:
         known = sorted(known)
         raise ValueError(f"Unknown EnvParams field(s) {sorted(unknown)}; known: {known}.")
-    env = cls(task, rank=rank, obs_bins=obs_bins, observation=observation)
+    env = cls(task, rank=rank, obs_bins=obs_bins, observation=observation, minibatch=minibatch)
     return env, env.make_params(**env_params)
 
 

@@ -39,6 +39,22 @@ column scaled to unit RMS, so ``U V^T`` spans ``G``'s leading directions), then 
 column's mean and mean-absolute deviation. At reset they are those of the original weights on
 the whole train split (``EnvParams.reset_units``, computed once by ``make_params``).
 
+``observation="controller"`` adds ``r`` features per unit (``F = 3 r + 2``, after the edit term's):
+the same factors of the greedy gradient controller's direction on the minibatch,
+``g_edit / |g_edit| + w g_utility / |g_utility|`` (norms over every edited matrix, ``w`` the
+objective's ``control_utility_weight``; :mod:`maskshift.control`). A unit-head policy starts out
+following them (:class:`~maskshift.ppo.networks.UnitHead`): PPO learns corrections to the fixed
+rule rather than the rule itself.
+
+**Minibatch draw** (``minibatch``, static): ``"per_env"`` (default): each environment draws its
+own train minibatch with its step key. ``"shared"``: one minibatch per batched step for every
+environment (common random numbers), drawn with ``EnvParams.batch_key``, which the caller sets
+each step through :meth:`EditWorld.step_params` and passes unbatched to the ``vmap``; the edited
+layer's forward pass is then one ``[rows, m] x [N, m, n]`` product instead of a gather and a
+product per environment. With a pool of targets the shared draw is class-stratified
+(:meth:`~maskshift.tasks.UnlearnObjective.sample_shared`). Without a ``batch_key`` (a single
+environment's rollout) a shared env draws with its step key, as ``"per_env"`` does.
+
 **Episode**: ``EnvParams.max_steps_in_episode`` steps, then truncation and gymnax's auto-reset to
 the original weights.
 
@@ -99,6 +115,9 @@ class EnvParams(environment.EnvParams):
     task: TaskArrays | None = None
     # the unit block at reset, per target [P, units] (observation="gradient" only)
     reset_units: Array | None = None
+    # minibatch="shared": the key of this step's one minibatch for every environment (set per
+    # step by the caller: EditWorld.step_params)
+    batch_key: Array | None = None
 
 
 # field -> (lowest allowed value, whether the lowest value itself is allowed)
@@ -133,8 +152,9 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
       task: the editing :class:`~maskshift.tasks.Task`.
       rank: ``r``, the rank of each step's change (checked against every edited matrix).
       obs_bins: bins for the pooled row and column summaries in the observation.
-      observation: ``"summary"`` (fixed size) or ``"gradient"`` (the summary, then per-unit
-        gradient factors; see the module docstring).
+      observation: ``"summary"`` (fixed size), ``"gradient"`` (the summary, then per-unit
+        gradient factors; see the module docstring) or ``"controller"`` (those, then the factors
+        of the gradient controller's direction).
     """
 
     kind = "edit"
@@ -143,11 +163,15 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
     env_defaults: dict = {}
 
     def __init__(self, task: Task, rank: int = 4, obs_bins: int = 8,
-                 observation: str = "summary"):
+                 observation: str = "summary", minibatch: str = "per_env"):
         super().__init__()
         if observation not in OBSERVATIONS:
             raise ValueError(f"Unknown observation {observation!r}; choose one of "
                              f"{', '.join(OBSERVATIONS)}.")
+        if minibatch not in MINIBATCHES:
+            raise ValueError(f"Unknown minibatch draw {minibatch!r}; choose one of "
+                             f"{', '.join(MINIBATCHES)}.")
+        self.minibatch = minibatch
         self.task = task
         self.paths = task.edit_paths
         self.leaf_shapes = task.leaf_shapes
@@ -165,7 +189,8 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         self.observation = observation
         self.summary_size = (len(self.shapes) * (3 + 2 * obs_bins)
                              + len(task.objective.metric_names) + 1)
-        self.unit_features = 2 * rank + 2 if observation == "gradient" else 0
+        self.unit_features = {"summary": 0, "gradient": 2 * rank + 2,
+                              "controller": 3 * rank + 2}[observation]
         self.obs_size = self.summary_size + sum((m + n) * self.unit_features
                                                 for m, n in self.shapes)
 
@@ -183,7 +208,7 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         fields = {**self.env_defaults, **dict(self.task.objective.env_defaults), **overrides}
         check_env_params(fields)
         params = EnvParams(task=self.task.arrays(), **fields)
-        if self.observation == "gradient":
+        if self.observation != "summary":
             edit = tuple(self.initial_edit(w0) for w0 in params.task.originals)
             obj = self.task.objective
             units = jax.jit(lambda e, batch, p, t: self._unit_block(
@@ -275,9 +300,18 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
     def _unit_block(self, edit: tuple, grads: tuple, params: EnvParams) -> Array:
         """The flat per-unit features of every edited matrix (see the module docstring)."""
         feats = []
-        for e, g, w0 in zip(edit, grads, params.task.originals, strict=True):
+        if self.observation == "controller":
+            # the greedy gradient controller's direction (maskshift.control.gradient_direction)
+            # on this minibatch: each term's gradient normalised over every edited matrix
+            norms = [jnp.sqrt(sum(jnp.sum(g[i] ** 2) for g in grads)) for i in (0, 1)]
+            w = self.task.objective.control_utility_weight
+            combined = [g[1] / jnp.maximum(norms[1], 1e-30) + w * g[0] / jnp.maximum(norms[0],
+                                                                                     1e-30)
+                        for g in grads]
+        for k, (e, g, w0) in enumerate(zip(edit, grads, params.task.originals, strict=True)):
             rows, cols = [], []
-            for term in g:  # utility, edit
+            terms = [*g, combined[k]] if self.observation == "controller" else list(g)
+            for term in terms:  # utility, edit (, the controller's direction)
                 u, v = _gradient_factors(term, _probes(term.shape[1], self.rank))
                 rows.append(u)
                 cols.append(v)
@@ -288,12 +322,27 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
             feats += [jnp.concatenate(rows, 1).ravel(), jnp.concatenate(cols, 1).ravel()]
         return jnp.concatenate(feats)
 
+    def step_params(self, params: EnvParams, key: PRNGKey) -> EnvParams:
+        """``params`` for one batched step: with ``minibatch="shared"``, ``key`` draws the step's
+        one minibatch for every environment (pass ``params`` unbatched to the ``vmap``); with
+        ``"per_env"``, ``params`` unchanged."""
+        return params.replace(batch_key=key) if self.minibatch == "shared" else params
+
+    def _sample(self, key: PRNGKey, params: EnvParams, target: Array) -> dict:
+        """This step's train minibatch for ``target``: the environment's own draw (``key``), or
+        the step's shared draw (``params.batch_key``) weighted for ``target``."""
+        obj = self.task.objective
+        if self.minibatch == "shared" and params.batch_key is not None:
+            return obj.for_target(obj.sample_shared(params.batch_key, params.task.train), target)
+        return obj.sample(key, params.task.train, target)
+
     def _measure(self, key: PRNGKey, edit: tuple, params: EnvParams, target: Array):
         """The metrics of ``edit`` on a fresh train minibatch for ``target``, and the unit block
         (``None`` with the summary observation)."""
-        batch = self.task.objective.sample(key, params.task.train, target)
+        batch = self._sample(key, params, target)
         if self.observation == "summary":
             return self.metrics_on(edit, batch, params), None
+        # "gradient" and "controller" read the reward terms' gradients
         metrics, grads = self._metrics_and_grads(edit, batch, params, target)
         return metrics, self._unit_block(edit, grads, params)
 
@@ -330,7 +379,7 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         # computes a reset on every step to auto-reset).
         structure = jnp.zeros(self.summary_size - len(self.task.objective.metric_names) - 1)
         parts = [structure, jnp.tanh(state.metrics), jnp.zeros(1)]
-        if self.observation == "gradient":
+        if self.observation != "summary":
             parts.append(params.reset_units[target])
         return jnp.concatenate(parts), state
 
@@ -360,7 +409,8 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         return spaces.Box(-1.0, 1.0, (self.obs_size,), jnp.float32)
 
 
-OBSERVATIONS = ("summary", "gradient")
+OBSERVATIONS = ("summary", "gradient", "controller")
+MINIBATCHES = ("per_env", "shared")
 
 
 @functools.cache

@@ -25,6 +25,11 @@ def _logits(apply_fn: ApplyFn, params: Params, x: np.ndarray) -> jax.Array:
     return jax.jit(apply_fn)(params, jnp.asarray(x))
 
 
+# compiled once per split shape: op by op, its Newton fit took 0.25 s of a 0.27 s report (the
+# scores are bit-identical on the digits' 10 classes, original and edited models)
+_membership_inference = jax.jit(U.membership_inference)
+
+
 def unlearning_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, forget_classes,
                       split: str = "test", with_mia: bool = True) -> dict:
     """Unlearning figures of one model on ``split``.
@@ -52,7 +57,7 @@ def unlearning_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, forge
         train_logits = _logits(apply_fn, params, dataset.train.x)
         train_forget = U.forget_mask(jnp.asarray(dataset.train.y), forget_classes)
         test_logits = logits if split == "test" else _logits(apply_fn, params, dataset.test.x)
-        out["mia"] = float(U.membership_inference(train_logits, test_logits, train_logits,
+        out["mia"] = float(_membership_inference(train_logits, test_logits, train_logits,
                                                   w_members=1.0 - train_forget,
                                                   w_target=train_forget))
     return out

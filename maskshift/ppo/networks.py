@@ -104,10 +104,12 @@ class UnitActorCritic(nn.Module):
     unit_features: int
     hidden: int = 64
     init_log_std: float = -0.5
+    follow: int | None = None  # the features the skip path starts on; None: the edit term's
 
     @nn.compact
     def __call__(self, obs):
         r, f = self.rank, self.unit_features
+        follow = r if self.follow is None else self.follow
         summary = obs[..., : self.summary_size]
         ctx = _mlp(summary, self.hidden)
         means, stds, pooled = [], [], []
@@ -118,8 +120,9 @@ class UnitActorCritic(nn.Module):
             for j, units in enumerate((m, n)):
                 feats = obs[..., i : i + units * f].reshape(obs.shape[:-1] + (units, f))
                 i += units * f
-                # features: utility factors [0, r), edit factors [r, 2r), deviation stats
-                head = UnitHead(r, self.hidden, follow=r, name=f"{'UV'[j]}_units_{k}")
+                # features: utility factors [0, r), edit factors [r, 2r), (the controller's
+                # [2r, 3r),) deviation stats
+                head = UnitHead(r, self.hidden, follow=follow, name=f"{'UV'[j]}_units_{k}")
                 means.append(head(feats, ctx).reshape(obs.shape[:-1] + (units * r,)))
                 stds.append(jnp.broadcast_to(jnp.exp(log_std[2 * k + j]), (units * r,)))
                 pooled.append(jnp.abs(feats).mean(-2))

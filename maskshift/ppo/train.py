@@ -72,12 +72,16 @@ class Trainer(NamedTuple):
 def make_network(config, env: EditWorld) -> ActorCritic | UnitActorCritic:
     """The policy network ``config.heads`` names (PPO's and APG's configs both carry it)."""
     if config.heads == "units":
-        if env.observation != "gradient":
+        if env.observation == "summary":
             raise ValueError("Unit heads read per-unit features: they need the gradient "
-                             "observation (--observation gradient).")
+                             "observation (--observation gradient or controller).")
+        # the skip path starts on the controller's factors where the observation has them,
+        # else on the edit term's
+        follow = 2 * env.rank if env.observation == "controller" else env.rank
         return UnitActorCritic(shapes=tuple(env.shapes), rank=env.rank,
                                summary_size=env.summary_size, unit_features=env.unit_features,
-                               hidden=config.hidden, init_log_std=config.init_log_std)
+                               hidden=config.hidden, init_log_std=config.init_log_std,
+                               follow=follow)
     return ActorCritic(shapes=tuple(env.shapes), rank=env.rank, hidden=config.hidden,
                        init_log_std=config.init_log_std, u_init_scale=config.u_init_scale)
 
@@ -124,9 +128,13 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
         pi, value = network.apply(params, obs)
         action = constrain_envs(pi.sample(seed=k_act), mesh)
         log_prob = pi.log_prob(action)
+        step_params = env_params
+        if env.minibatch == "shared":  # one train minibatch for every environment this step
+            k_env, k_batch = jax.random.split(k_env)
+            step_params = env.step_params(env_params, k_batch)
         next_obs, env_state, reward, terminated, truncated, info = v_step(
             constrain_envs(jax.random.split(k_env, config.num_envs), mesh), env_state, action,
-            env_params)
+            step_params)
         next_obs, env_state = constrain_envs((next_obs, env_state), mesh)
         # the value of the state the step reached, before auto-reset: bootstraps truncation
         _, next_value = network.apply(params, info["final_observation"])

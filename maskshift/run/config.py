@@ -83,6 +83,9 @@ class RunConfig:
     # amortized editing: each of forget_classes is its own target, one drawn per episode, and the
     # trained policy is evaluated on each (maskshift.tasks.pool_task)
     amortized: bool = False
+    # how each step's train minibatch is drawn: "per_env" or "shared" (one per step for every
+    # environment; see maskshift.envs.worlds)
+    minibatch: str = "per_env"
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -195,4 +198,4 @@ def build_env(cfg: RunConfig, task: Task | None = None):
     if cfg.lambda_edit is not None:
         overrides["lambda_edit"] = cfg.lambda_edit
     return make(ENV_ALIASES[cfg.env], task=task, rank=cfg.rank, observation=cfg.observation,
-                **overrides)
+                minibatch=cfg.minibatch, **overrides)
