@@ -40,11 +40,15 @@ from maskshift.run import (
 from maskshift.tasks import bias_task, unlearning_task
 
 # method name -> (env, algo, policy): every maskshift.train editor in the environments' action
-# space; policy "units" is PPO with the gradient observation and unit heads
+# space; a policy is the PPO network's (heads, observation): "units" reads the gradient
+# observation, "residual" the controller observation (unit heads that start on the gradient
+# controller's direction)
+POLICIES = {"flat": ("flat", "summary"), "units": ("units", "gradient"),
+            "residual": ("units", "controller")}
 RL_METHODS = {f"{world}{'' if algo == 'ppo' else '-' + algo}": (env, algo, "flat")
               for algo in ALGOS for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))}
-RL_METHODS.update({"MaskWorld-units": ("mask", "ppo", "units"),
-                   "ShiftWorld-units": ("shift", "ppo", "units")})
+RL_METHODS.update({f"{world}-{policy}": (env, "ppo", policy) for policy in ("units", "residual")
+                   for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))})
 
 
 def _rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
@@ -55,20 +59,19 @@ def _rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
     from maskshift.ppo import PPOConfig
 
     env, algo, policy = RL_METHODS[method]
-    budget, units = {}, {}
-    if policy == "units":
-        units = {"observation": "gradient"}
+    heads, observation = POLICIES[policy]
+    budget = {}
     if algo in DEFAULT_TOTAL_STEPS:
         total = total_steps or DEFAULT_TOTAL_STEPS[algo][task]
-        budget = {"ppo": {"ppo": PPOConfig(total_timesteps=total, heads=policy)},
+        budget = {"ppo": {"ppo": PPOConfig(total_timesteps=total, heads=heads)},
                   "apg": {"apg": APGConfig(total_timesteps=total)}}[algo]
     return RunConfig(env=env, task=task, dataset=dataset, data_dir=data_dir, seed=seed,
-                     forget_classes=tuple(forget), algo=algo, **budget, **units)
+                     forget_classes=tuple(forget), algo=algo, observation=observation, **budget)
 
 
 def _run_dir(out: Path, method: str, seed: int) -> Path:
     env, algo, policy = RL_METHODS[method]
-    suffix = "-units" if policy == "units" else ("" if algo == "ppo" else "-" + algo)
+    suffix = f"-{policy}" if policy != "flat" else ("" if algo == "ppo" else "-" + algo)
     return out / "rl" / f"{env}{suffix}-s{seed}"
 
 
