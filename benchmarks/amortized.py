@@ -3,19 +3,21 @@ edits each held-out class in one rollout, beside the greedy gradient controller,
 gradient ascent on the same classes.
 
     python benchmarks/amortized.py --out runs/amortized                  # digits, 2 envs, seed 0
-    python benchmarks/amortized.py --seeds 0 1 2 --out runs/amortized    # the README's table
+    python benchmarks/amortized.py --seeds 0 1 2 --untrained --fresh-process --out runs/amortized
 
 For each env, seed and pool (default ``0 1 2 3 4`` and ``5 6 7 8 9``): ``maskshift.train --amortized
---forget-class POOL`` (gradient observation, unit heads; reused when finished), then one
+--forget-class POOL`` (controller observation, unit heads; reused when finished), then one
 :class:`maskshift.policy.PolicyEditor` over the held-out classes (one compilation; each edit's
 seconds cover the rollout, the selection on val and the test reports), and on each held-out class
 ``--algo gradient`` (same env, episode length, rank and selection), a retrained model and
 gradient ascent (their MIA is the reference: a model that never saw the class). The controller
 and the baselines do not depend on the policy's seed: they run once per class and are listed
 beside every seed. Targets (test split): forget <= 0.05 and retain >= the original's - 0.03 (the
-zero-shot target), and forget <= 0.02 likewise (the single-task one). Also timed: one edit as a
-fresh process (``python -m maskshift.edit``), start to exit. Writes ``OUT/amortized.md`` and
-``OUT/amortized.json``.
+zero-shot target), and forget <= 0.02 likewise (the single-task one). ``--untrained``: also the
+same policy network before training (what its start on the controller's features gives with no
+RL). Also timed: the controller as an in-process editor compiled once over the same classes, and
+(``--fresh-process``) one edit as a fresh process (``python -m maskshift.edit``), start to exit.
+Writes ``OUT/amortized.md`` and ``OUT/amortized.json``.
 """
 
 from __future__ import annotations
@@ -105,6 +107,17 @@ def _controller_seconds(editor: PolicyEditor, held_out: list[int]) -> list[float
     return seconds
 
 
+def _untrained_editor(run_dir: Path, cfg: RunConfig, held_out: list[int]) -> PolicyEditor:
+    """The same policy network before training (PPO's own initialisation for the run's seed):
+    what the controller features alone give, with no RL."""
+    from maskshift import ppo
+
+    editor = PolicyEditor(load_policy(run_dir), targets=[(c,) for c in held_out])
+    editor.params = ppo.make_train(cfg.ppo, editor.env).init(
+        jax.random.key(cfg.seed), editor.env_params).params
+    return editor
+
+
 def _fresh_process_seconds(policy_dir: Path, cls: int) -> float:
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "maskshift.edit", "--policy", str(policy_dir),
@@ -135,17 +148,21 @@ def _pool_runs(args, env: str, seed: int, pool: list[int], cache: dict) -> list[
     print(f"{env} s{seed} pool {pool}: trained in {train_s:.0f} s; editor built in "
           f"{setup_s:.1f} s", flush=True)
     controller_s = _controller_seconds(editor, held_out)
+    untrained = _untrained_editor(run_dir, cfg, held_out) if args.untrained else None
     rows = []
     for i, cls in enumerate(held_out):
         res = editor.edit((cls,), log=lambda s: None)
-        rows.append({"env": env, "seed": seed, "pool": pool,
-                     **_row("policy", cls, res["before"], res["after"], res["seconds"],
-                            best_step=res["best_step"], first_edit=i == 0,
-                            policy_train_seconds=train_s, editor_setup_seconds=setup_s,
-                            controller_editor_seconds=round(controller_s[i], 3))})
-        for b in _baselines(env, cls, args, cache):
-            rows.append({"env": env, "seed": seed, "pool": pool, **b})
-        p, g = rows[-4], rows[-3]  # the policy's row, then the controller's
+        new = [_row("policy", cls, res["before"], res["after"], res["seconds"],
+                    best_step=res["best_step"], first_edit=i == 0, policy_train_seconds=train_s,
+                    editor_setup_seconds=setup_s,
+                    controller_editor_seconds=round(controller_s[i], 3))]
+        if untrained is not None:
+            u = untrained.edit((cls,), log=lambda s: None)
+            new.append(_row("untrained", cls, u["before"], u["after"], u["seconds"],
+                            best_step=u["best_step"]))
+        new += _baselines(env, cls, args, cache)
+        rows += [{"env": env, "seed": seed, "pool": pool, **r} for r in new]
+        p, g = new[0], next(r for r in new if r["editor"] == "gradient")
         print(f"  class {cls}: policy forget {p['forget']:.3f} retain {p['retain']:.3f} MIA "
               f"{p['mia']:.3f} ({p['seconds']:.2f} s) | gradient forget {g['forget']:.3f} retain "
               f"{g['retain']:.3f} MIA {g['mia']:.3f}", flush=True)
@@ -171,7 +188,7 @@ def _markdown(rows: list[dict], args) -> str:
     lines += ["", "| env | editor | zero-shot target | forget <= 0.02 | mean forget | mean retain "
               "drop | mean MIA | median s per edit |", "|---|---|---|---|---|---|---|---|"]
     for env in args.envs:
-        for kind in ("policy", "gradient", "retrain", "gradient_ascent"):
+        for kind in ("policy", "untrained", "gradient", "retrain", "gradient_ascent"):
             sel = [r for r in rows if r["env"] == env and r["editor"] == kind]
             if not sel:
                 continue
@@ -223,6 +240,8 @@ def main(argv=None) -> int:
                    help="the policy's observation (default: --amortized's)")
     p.add_argument("--env-chunk", type=int, default=None,
                    help="step the environments in groups of this many (faster on CPU)")
+    p.add_argument("--untrained", action="store_true",
+                   help="also edit with each policy's network before training (no RL)")
     p.add_argument("--fresh-process", action="store_true",
                    help="also time one edit as a fresh `python -m maskshift.edit` process")
     args = p.parse_args(argv)

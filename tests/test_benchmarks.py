@@ -75,6 +75,34 @@ def test_throughput_script_smallest_setting(tmp_path):
     assert "speed-up at each N" in proc.stdout
 
 
+def test_throughput_script_times_the_shared_draw_beside_the_per_env_one(tmp_path):
+    out = tmp_path / "tp.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
+                           "--envs", "mask", "--tasks", "bias", "--ns", "4", "--reps", "1",
+                           "--modes", "vmap", "loop", "--minibatches", "per_env", "shared",
+                           "--steps-per-call", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())["results"]
+    assert set(res) == {"mask-bias", "mask-bias-shared"}
+    assert res["mask-bias-shared"]["vmap"][0]["steps_per_s"] > 0
+    assert res["mask-bias-shared"]["loop"] == []    # one environment: the draws are the same
+
+
+def test_ppo_throughput_script_smallest_setting(tmp_path):
+    out = tmp_path / "ppo.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ppo_throughput.py"),
+                           "--envs", "shift", "--tasks", "bias", "--num-envs", "4", "--chunks",
+                           "none", "2", "--minibatches", "shared", "--updates", "1", "--reps",
+                           "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["env_chunk"], r["minibatch"]) for r in rows] == [(None, "shared"), (2, "shared")]
+    for r in rows:
+        assert r["env_steps_per_call"] == 4 * 8 and r["compile_s"] > 0
+        assert r["env_steps_per_s"] == pytest.approx(32 / r["median_s"])
+
+
 def test_throughput_script_rejects_a_bad_mode():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
                            "--modes", "warp"], capture_output=True, text=True, timeout=120)

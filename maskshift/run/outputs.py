@@ -102,7 +102,9 @@ def _amortized_table(results: dict) -> str:
     lines = [f"\nmaskshift: {results['env']} on {results['dataset']} (unlearn, amortized over "
              f"{len(results['targets'])} targets), seed {results['seed']}: held-out test split, "
              "each target's best step chosen on validation",
-             f"  {'forget':<8}{'forget acc':>16}{'retain acc':>16}{'MIA':>14}{'step':>6}"]
+             f"  {'':<8}{'forget acc':>16}{'retain acc':>16}{'MIA':>14}",
+             f"  {'class':<8}" + f"{'before':>8}{'after':>8}" * 2 + f"{'before':>7}{'after':>7}"
+             f"{'step':>6}"]
     for r in results["targets"]:
         b, a = r["before"], r["after"]
         lines.append(f"  {','.join(map(str, r['forget_classes'])):<8}"
