@@ -39,11 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"parallel environment counts (default {DEFAULT_NS})")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     p.add_argument("--observations", nargs="+", default=["summary"],
-                   choices=["summary", "gradient"],
-                   help="gradient: also the gradient observation (no NumPy mode)")
+                   choices=["summary", "gradient", "controller"],
+                   help="gradient, controller: also those observations (no NumPy mode)")
     p.add_argument("--minibatches", nargs="+", default=["per_env"], choices=["per_env", "shared"],
                    help="shared: also the shared minibatch draw (one per step for every "
                         "environment)")
+    p.add_argument("--pool", type=int, nargs="+", default=[],
+                   help="also the unlearning task as a pool of these forget classes, one per "
+                        "environment (--amortized's step)")
     p.add_argument("--reps", type=int, default=None, help="repetitions per figure (default 5)")
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
                    help="environments per group (on each device) in the chunked mode")
@@ -84,6 +87,7 @@ def main(argv=None) -> int:
                                  max_serial_n=args.max_serial_n, devices=args.devices,
                                  chunk=args.chunk, steps=args.steps_per_call,
                                  observations=args.observations, minibatches=args.minibatches,
+                                 pool=args.pool,
                                  log=lambda s: print(s, flush=True))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -382,14 +382,16 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                    ns: Sequence[int] = DEFAULT_NS, modes: Sequence[str] = MODES, reps: int = 5,
                    max_serial_n: int = 1024, devices=None, chunk: int = DEFAULT_CHUNK,
                    steps: int = STEPS_PER_CALL, observations: Sequence[str] = ("summary",),
-                   minibatches: Sequence[str] = ("per_env",), log=print) -> dict:
+                   minibatches: Sequence[str] = ("per_env",), pool: Sequence[int] = (),
+                   log=print) -> dict:
     """Steps/s of every mode for every (env, task, observation) and environment count ``n``.
 
     ``observations``: ``"gradient"`` measures the gradient observation too (label suffix
     ``-gradient``; the NumPy reference implements the summary observation only, so its mode is
     skipped there). ``minibatches``: ``"shared"`` measures the shared minibatch draw too (label
     suffix ``-shared``; the serial modes step one environment, where the draws are the same, so
-    they run for ``per_env`` only).
+    they run for ``per_env`` only). ``pool``: also the unlearning task as a pool of these forget
+    classes, one drawn per environment (label suffix ``-pool``).
 
     The serial modes (``loop``, ``numpy``) scale linearly in ``n`` and run only up to
     ``max_serial_n``; ``chunked`` runs where each device's share of ``n`` is a multiple of
@@ -404,11 +406,15 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
     shards = mesh_size(env_mesh(devices))
     out = {"machine": machine(), "reps": reps, "ns": list(ns), "chunk": chunk,
            "steps_per_call": steps, "results": {}}
-    for env_name, task, observation, draw in itertools.product(envs, tasks, observations,
-                                                               minibatches):
-        env, p = build_env(env_name, task, observation, draw)
+    pools = [None] + ([tuple(pool)] if pool else [])
+    for env_name, task, observation, draw, classes in itertools.product(
+            envs, tasks, observations, minibatches, pools):
+        if classes is not None and task != "unlearn":
+            continue
+        kwargs = {} if classes is None else {"forget_classes": classes, "amortized": True}
+        env, p = build_env(env_name, task, observation, draw, **kwargs)
         label = (f"{env_name}-{task}" + ("" if observation == "summary" else f"-{observation}")
-                 + ("" if draw == "per_env" else f"-{draw}"))
+                 + ("" if draw == "per_env" else f"-{draw}") + ("" if classes is None else "-pool"))
         res: dict = {m: [] for m in modes}
         res["action_size"] = env.action_size
         for n in ns:
@@ -438,7 +444,8 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                 line.append(f"matmul {mm['gflops']:.1f} GFLOP/s "
                             f"(vmap at {vm['roofline_fraction']:.0%} of it)")
             for mode, fn in (("loop", bench_loop), ("numpy", bench_numpy)):
-                if (mode == "numpy" and observation != "summary") or draw != "per_env":
+                if ((mode == "numpy" and (observation != "summary" or classes is not None))
+                        or draw != "per_env"):
                     continue
                 if mode in modes and n <= max_serial_n:
                     r = fn(env, p, n, reps)
