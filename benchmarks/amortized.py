@@ -39,7 +39,7 @@ from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.baselines.unlearning import gradient_ascent, retrain
 from maskshift.control import gradient_act
 from maskshift.policy import PolicyEditor, load_policy
-from maskshift.rollout import report, rollout_fn, select_best_step
+from maskshift.rollout import rollout_fn, select_and_report
 from maskshift.run import finished_run
 from maskshift.run.config import build_env, select_tolerance
 from maskshift.train import build_parser, config_from_args
@@ -100,9 +100,7 @@ def _controller_seconds(editor: PolicyEditor, held_out: list[int]) -> list[float
     for t in range(len(held_out)):
         t0 = time.perf_counter()
         edits = run(None, p, jax.random.key(0), jnp.int32(t))
-        _, edited, _ = select_best_step(env, p, edits, select_tolerance(cfg), t)
-        report(env, p.task.params, "test", True, t)
-        report(env, edited, "test", True, t)
+        select_and_report(env, p, edits, select_tolerance(cfg), t)
         seconds.append(time.perf_counter() - t0)
     return seconds
 

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from maskshift.envs import EditWorld, EnvParams, EnvState
+from maskshift.envs.worlds import controller_direction
 from maskshift.rollout import ActFn, rollout_edits
 
 
@@ -71,10 +72,8 @@ def gradient_direction(env: EditWorld, edit: tuple, env_params: EnvParams,
                        utility_weight: float, target: jax.Array = 0) -> tuple:
     """``g_edit / |g_edit| + w * g_utility / |g_utility|`` per edited matrix (an ascent
     direction of the reward for ``target``)."""
-    g_u, g_e = term_gradients(env, edit, env_params, target=target)
-    nu, ne = optax.tree.norm(g_u), optax.tree.norm(g_e)
-    return tuple(e / jnp.maximum(ne, 1e-30) + utility_weight * u / jnp.maximum(nu, 1e-30)
-                 for u, e in zip(g_u, g_e, strict=True))
+    return controller_direction(*term_gradients(env, edit, env_params, target=target),
+                                utility_weight)
 
 
 def low_rank_action(env: EditWorld, directions: tuple, saturation: float) -> jax.Array:

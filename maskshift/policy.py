@@ -35,7 +35,7 @@ from maskshift._io import (
 from maskshift.checkpoint import save_edited
 from maskshift.data import check_forget_classes
 from maskshift.ppo import make_network
-from maskshift.rollout import policy_act, report, rollout_fn, select_best_step, to_host
+from maskshift.rollout import policy_act, rollout_fn, select_and_report, to_host
 from maskshift.run.config import RunConfig, build_env, resolve_task, select_tolerance
 
 POLICY_FORMAT = "maskshift-policy-v1"
@@ -174,10 +174,8 @@ class PolicyEditor:
         env, env_params = self.env, self.env_params
         t0 = time.perf_counter()
         edits = self._run(self.params, env_params, jax.random.key(0), jnp.int32(t))
-        best, edited, _ = select_best_step(env, env_params, edits,
-                                           select_tolerance(self.config), t)
-        before = report(env, env_params.task.params, "test", True, t)
-        after = report(env, edited, "test", True, t)
+        ep = select_and_report(env, env_params, edits, select_tolerance(self.config), t)
+        best, edited, before, after = ep["best_step"], ep["edited"], ep["before"], ep["after"]
         seconds = time.perf_counter() - t0
         result = {"policy": str(self.policy.path), "env": env.name, "task": "unlearn",
                   "dataset": self.task.dataset.name, "forget_classes": list(classes),

@@ -118,5 +118,18 @@ def select_best_step(env: EditWorld, env_params: EnvParams, edits, tolerance: fl
     return best, edited_params_at(env, env_params, edits, best), vals
 
 
+def select_and_report(env: EditWorld, env_params: EnvParams, edits, tolerance: float,
+                      target: int = 0) -> dict:
+    """The product of one episode for ``target``: its best step on val
+    (:func:`select_best_step`) and the test report of the original and of that step.
+
+    Returns ``{"best_step", "edited", "val_per_step", "before", "after"}``.
+    """
+    best, edited, vals = select_best_step(env, env_params, edits, tolerance, target)
+    return {"best_step": best, "edited": edited, "val_per_step": vals,
+            "before": report(env, env_params.task.params, "test", True, target),
+            "after": report(env, edited, "test", True, target)}
+
+
 def to_host(tree):
     return jax.tree.map(np.asarray, tree)

@@ -74,6 +74,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import struct
 from gymnax.environments import environment, spaces
 
@@ -300,14 +301,9 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
     def _unit_block(self, edit: tuple, grads: tuple, params: EnvParams) -> Array:
         """The flat per-unit features of every edited matrix (see the module docstring)."""
         feats = []
-        if self.observation == "controller":
-            # the greedy gradient controller's direction (maskshift.control.gradient_direction)
-            # on this minibatch: each term's gradient normalised over every edited matrix
-            norms = [jnp.sqrt(sum(jnp.sum(g[i] ** 2) for g in grads)) for i in (0, 1)]
-            w = self.task.objective.control_utility_weight
-            combined = [g[1] / jnp.maximum(norms[1], 1e-30) + w * g[0] / jnp.maximum(norms[0],
-                                                                                     1e-30)
-                        for g in grads]
+        if self.observation == "controller":  # the controller's direction on this minibatch
+            combined = controller_direction(tuple(g[0] for g in grads), tuple(g[1] for g in grads),
+                                            self.task.objective.control_utility_weight)
         for k, (e, g, w0) in enumerate(zip(edit, grads, params.task.originals, strict=True)):
             rows, cols = [], []
             terms = [*g, combined[k]] if self.observation == "controller" else list(g)
@@ -410,6 +406,15 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
 
 
 OBSERVATIONS = ("summary", "gradient", "controller")
+
+
+def controller_direction(g_utility: tuple, g_edit: tuple, utility_weight: float) -> tuple:
+    """``g_edit / |g_edit| + w * g_utility / |g_utility|`` per edited matrix, each norm over every
+    edited matrix: the greedy gradient controller's step direction (:mod:`maskshift.control`),
+    which the controller observation also factors."""
+    nu, ne = optax.tree.norm(g_utility), optax.tree.norm(g_edit)
+    return tuple(e / jnp.maximum(ne, 1e-30) + utility_weight * u / jnp.maximum(nu, 1e-30)
+                 for u, e in zip(g_utility, g_edit, strict=True))
 MINIBATCHES = ("per_env", "shared")
 
 

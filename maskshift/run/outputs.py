@@ -12,7 +12,7 @@ from maskshift._io import atomic_write_json, save_figure
 from maskshift.checkpoint import save_edited
 from maskshift.envs import EnvParams
 from maskshift.evaluate import SUMMARY_KEYS
-from maskshift.rollout import report, select_best_step, to_host
+from maskshift.rollout import select_and_report, to_host
 from maskshift.run.config import RunConfig, select_tolerance
 from maskshift.run.loop import _shown
 
@@ -34,20 +34,19 @@ def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, hist
     if cfg.amortized:
         return write_amortized_run(out, cfg, env, env_params, edits, history, stats, log)
     tolerance = select_tolerance(cfg)
-    best, edited, val_steps = select_best_step(env, env_params, edits, tolerance)
-    before = report(env, env_params.task.params, "test")
-    after = report(env, edited, "test")
+    ep = select_and_report(env, env_params, edits, tolerance)
     meta = {"task": cfg.task, "dataset": env.task.dataset.name, "env": env.name,
             "seed": cfg.seed, "algo": cfg.algo,
             "edit_paths": ["/".join(p) for p in env.task.edit_paths]}
     if cfg.task == "unlearn":
         meta["forget_classes"] = list(env.task.objective.forget_classes)
-    save_edited(out, to_host(edited), meta)
+    save_edited(out, to_host(ep["edited"]), meta)
     results = {
         "env": env.name, "task": cfg.task, "algo": cfg.algo, "dataset": env.task.dataset.name,
         "seed": cfg.seed, "config": {**cfg.to_json(), "env_params": _env_params_json(env_params)},
-        "before": before, "after": after, "best_step": best, "select_tolerance": tolerance,
-        "val_per_step": val_steps, "train": stats, "history": history,
+        "before": ep["before"], "after": ep["after"], "best_step": ep["best_step"],
+        "select_tolerance": tolerance, "val_per_step": ep["val_per_step"], "train": stats,
+        "history": history,
     }
     atomic_write_json(out / "results.json", results)
     plots(out, results, env)
@@ -63,10 +62,10 @@ def write_amortized_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, e
     tolerance = select_tolerance(cfg)
     targets = []
     for t, (classes, edits) in enumerate(zip(env.task.objective.targets, episodes, strict=True)):
-        best, edited, val_steps = select_best_step(env, env_params, edits, tolerance, t)
-        targets.append({"forget_classes": list(classes), "best_step": best,
-                        "before": report(env, env_params.task.params, "test", True, t),
-                        "after": report(env, edited, "test", True, t), "val_per_step": val_steps})
+        ep = select_and_report(env, env_params, edits, tolerance, t)
+        targets.append({"forget_classes": list(classes), "best_step": ep["best_step"],
+                        "before": ep["before"], "after": ep["after"],
+                        "val_per_step": ep["val_per_step"]})
     results = {
         "env": env.name, "task": cfg.task, "algo": cfg.algo, "dataset": env.task.dataset.name,
         "seed": cfg.seed, "amortized": True,
