@@ -22,15 +22,17 @@ from maskshift.rollout import deterministic_rollout, report, select_best_step
 from maskshift.run.config import RunConfig, build_env, resolve_task, select_tolerance
 
 
-def untrained_report(cfg: RunConfig) -> dict:
-    """The test report of ``cfg``'s PPO network at its initialisation for ``cfg.seed``."""
-    cfg, task = resolve_task(cfg)
+def untrained_report(cfg: RunConfig, task=None) -> dict:
+    """The test report of ``cfg``'s PPO network at its initialisation for ``cfg.seed`` (on
+    ``task``, default ``cfg``'s built-in one)."""
+    cfg, task = resolve_task(cfg, task)
     env, p = build_env(cfg, task)
     trainer = ppo.make_train(cfg.ppo, env)
     params = jax.jit(trainer.init)(jax.random.key(cfg.seed), p).params
     edits = deterministic_rollout(env, p, trainer.network, params)
     best, edited, _ = select_best_step(env, p, edits, select_tolerance(cfg))
-    return {"best_step": best, "after": report(env, edited, "test")}
+    return {"best_step": best, "before": report(env, p.task.params, "test"),
+            "after": report(env, edited, "test")}
 
 
 def main(argv=None) -> int:

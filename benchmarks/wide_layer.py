@@ -29,7 +29,13 @@ from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.data import load_dataset
 from maskshift.run import finished_run
 
+sys.path.insert(0, str(Path(__file__).parent))
+from untrained import untrained_report  # noqa: E402
+
 WIDTHS = (1024, 256, 10)
+# PPO editors: name -> (observation, heads)
+PPO_VARIANTS = {"ppo": ("summary", "flat"), "units": ("gradient", "units"),
+                "residual": ("controller", "units")}
 
 
 class WideMLP(nn.Module):
@@ -87,14 +93,24 @@ def _run(cfg: RunConfig, run_dir: Path, task=None) -> dict:
     return res
 
 
+def _untrained(cfg: RunConfig, task) -> dict:
+    """The residual policy network at its initialisation, rolled out, selected and reported."""
+    t0 = time.perf_counter()
+    res = untrained_report(cfg, task)
+    return {**res, "train": {"wall_seconds": time.perf_counter() - t0, "env_steps": 0}}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/wide-layer")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--envs", nargs="+", default=["mask", "shift"])
     p.add_argument("--algos", nargs="+", default=["ppo", "gradient"],
-                   choices=["ppo", "units", "apg", "gradient", "oracle"],
-                   help="editors; units: PPO with --observation gradient --heads units")
+                   choices=["ppo", "units", "residual", "untrained", "apg", "gradient",
+                            "oracle"],
+                   help="editors; units: PPO with --observation gradient --heads units; "
+                        "residual: PPO with --observation controller --heads units; "
+                        "untrained: the residual policy network before training")
     p.add_argument("--total-steps", type=int, default=None,
                    help="PPO env steps on the wide layer (default: maskshift.train's)")
     args = p.parse_args(argv)
@@ -110,17 +126,23 @@ def main(argv=None) -> int:
     for algo in args.algos:
         for env in args.envs:
             for seed in args.seeds:
-                cfg = RunConfig(env=env, algo="ppo" if algo == "units" else algo, seed=seed)
-                if algo in ("ppo", "units"):  # "units": PPO with the unit heads
-                    heads = "units" if algo == "units" else "flat"
+                cfg = RunConfig(env=env, algo="ppo" if algo in PPO_VARIANTS else algo, seed=seed)
+                if algo in PPO_VARIANTS:
+                    observation, heads = PPO_VARIANTS[algo]
                     cfg = dataclasses.replace(
-                        cfg, observation="gradient" if heads == "units" else "summary",
+                        cfg, observation=observation,
                         ppo=PPOConfig(total_timesteps=args.total_steps or cfg.ppo.total_timesteps,
                                       heads=heads))
-                res = _run(cfg, out / f"{env}-{algo}-s{seed}", task)
+                if algo == "untrained":
+                    res = _untrained(dataclasses.replace(
+                        cfg, algo="ppo", observation=PPO_VARIANTS["residual"][0],
+                        ppo=PPOConfig(heads=PPO_VARIANTS["residual"][1])), task)
+                else:
+                    res = _run(cfg, out / f"{env}-{algo}-s{seed}", task)
                 wall = res["train"]["wall_seconds"]
                 rows.append({"env": env, "algo": algo, "seed": seed, "before": res["before"],
                              "after": res["after"], "wall_seconds": wall,
+                             "env_steps": res["train"].get("env_steps", 0),
                              "ratio_to_default": wall / ref_wall, "best_step": res["best_step"],
                              "meets_target": meets_target(res["before"], res["after"])})
                 r = rows[-1]
@@ -132,14 +154,15 @@ def main(argv=None) -> int:
              f"{list(task.matrix_shapes[0])} edited, forget class 7; the default run "
              f"(`python -m maskshift.train --env mask`, the CNN's `[512, 64]`) trained in "
              f"{ref_wall:.1f} s.", "",
-             "| editor | env | seed | forget | retain | MIA | target | wall s | × default |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| editor | env | seed | forget | retain | MIA | target | wall s | × default | "
+             "env steps |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         a = r["after"]
         lines.append(f"| {r['algo']} | {r['env']} | {r['seed']} | {a['forget_acc']:.3f} | "
                      f"{a['retain_acc']:.3f} | {a['mia']:.3f} | "
                      f"{'met' if r['meets_target'] else 'missed'} | {r['wall_seconds']:.1f} | "
-                     f"{r['ratio_to_default']:.2f} |")
+                     f"{r['ratio_to_default']:.2f} | {r['env_steps']:,} |")
     md = "\n".join(lines) + "\n"
     atomic_write_text(out / "wide_layer.md", md)
     atomic_write_json(out / "wide_layer.json", {"test_accuracy": acc, "default_wall": ref_wall,

@@ -100,6 +100,9 @@ def build_parser() -> Parser:
                    help="policy action heads, ppo: flat (default; one vector for all of U "
                         "and V) or units (one network shared over units; needs --observation "
                         "gradient)")
+    p.add_argument("--skip-gain", type=positive_float, default=None,
+                   help=f"--heads units: the initial gain of the skip path on the factors the "
+                        f"heads start on (default {PPOConfig.skip_gain})")
     p.add_argument("--minibatch", default=None, choices=MINIBATCHES,
                    help="each step's train minibatch, ppo: per_env (default; every environment "
                         "draws its own) or shared (one draw per step for all environments, "
@@ -155,6 +158,7 @@ def check_combinations(args, parser: Parser) -> None:
     if args.algo != "ppo":
         unused["env_chunk"] = "applies to --algo ppo only"
         unused["heads"] = "applies to --algo ppo only"
+        unused["skip_gain"] = "applies to --algo ppo --heads units only"
         unused["observation"] = "applies to --algo ppo only (the policy reads it)"
         unused["minibatch"] = "applies to --algo ppo only (the controllers run one environment)"
     if args.task_factory is not None:
@@ -168,6 +172,8 @@ def check_combinations(args, parser: Parser) -> None:
     if args.heads == "units" and observation_of(args) == "summary":
         parser.error("argument --heads: units heads read per-unit features; add --observation "
                      "gradient (or controller)")
+    if args.skip_gain is not None and heads_of(args) != "units":
+        parser.error("argument --skip-gain: applies to --heads units only; drop it")
     if args.lambda_utility == 0 and args.lambda_edit == 0:
         parser.error("argument --lambda-edit: with --lambda-utility 0 too the reward is always 0; "
                      "give one of them a value > 0")
@@ -178,6 +184,12 @@ def observation_of(args) -> str:
     policy over many classes must read each class's gradients; its unit heads start on the
     gradient controller's direction), else summary."""
     return args.observation or (AMORTIZED_OBSERVATION if args.amortized else "summary")
+
+
+def heads_of(args) -> str:
+    """The policy's heads: ``--heads``, else units with ``--amortized``, else flat."""
+    return args.heads or ("units" if args.amortized and observation_of(args) != "summary"
+                          else "flat")
 
 
 def check_amortized_args(args, parser: Parser) -> None:
@@ -200,10 +212,11 @@ def config_from_args(args) -> RunConfig:
     lr = args.lr if args.lr is not None else DEFAULT_LR.get(algo, PPOConfig.learning_rate)
     amortized = args.amortized
     observation = observation_of(args)
-    heads = args.heads or ("units" if amortized and observation != "summary" else "flat")
+    heads = heads_of(args)
     ppo = PPOConfig(num_envs=num_envs, num_steps=num_steps, total_timesteps=total,
                     learning_rate=lr if algo == "ppo" else PPOConfig.learning_rate,
-                    num_minibatches=math.gcd(4, num_envs * num_steps), heads=heads)
+                    num_minibatches=math.gcd(4, num_envs * num_steps), heads=heads,
+                    skip_gain=args.skip_gain or PPOConfig.skip_gain)
     apg = APGConfig(num_envs=num_envs, num_steps=num_steps,
                     total_timesteps=total if algo == "apg" else APGConfig.total_timesteps,
                     learning_rate=lr if algo == "apg" else APGConfig.learning_rate)

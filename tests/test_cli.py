@@ -61,6 +61,11 @@ TRAIN = [
     (["--algo", "gradient", "--observation", "gradient"], "argument --observation: applies to "
                                                           "--algo ppo only"),
     (["--algo", "apg", "--heads", "flat"], "argument --heads: applies to --algo ppo only"),
+    (["--skip-gain", "0.5"], "argument --skip-gain: applies to --heads units only"),
+    (["--heads", "units", "--observation", "controller", "--skip-gain", "0"],
+     "argument --skip-gain: expected a finite number > 0, got '0'"),
+    (["--algo", "gradient", "--skip-gain", "1"], "argument --skip-gain: applies to --algo ppo "
+                                                 "--heads units only"),
 ]
 
 EVALUATE = [

@@ -84,6 +84,16 @@ def test_the_controller_observation_holds_the_controllers_direction(gradient_env
     pi, _ = net.apply(params, obs[None])
     mean_u = np.asarray(pi.mean()[0, : m * r]).reshape(m, r)
     assert np.corrcoef(mean_u.ravel(), rows[:, 2 * r:3 * r].ravel())[0, 1] > 0.99
+    # at PPOConfig.skip_gain times their size; the same network at gain 1.0 takes twice the step
+    gain = PPOConfig().skip_gain
+    np.testing.assert_allclose(np.linalg.norm(mean_u) / np.linalg.norm(rows[:, 2 * r:3 * r]),
+                               gain, rtol=0.05)
+    net1 = make_network(PPOConfig(heads="units", skip_gain=1.0), ctl)
+    params1 = net1.init(jax.random.key(0), obs[None])  # the gain sets the initial weights only
+    mean1 = np.asarray(net1.apply(params1, obs[None])[0].mean()[0, : m * r])
+    np.testing.assert_allclose(np.linalg.norm(mean1), np.linalg.norm(mean_u) / gain, rtol=0.05)
+    with pytest.raises(ValueError, match="skip_gain must be a positive number"):
+        PPOConfig(heads="units", skip_gain=0.0).validate()
 
 
 def _mlp_task(width: int):

@@ -34,6 +34,11 @@ class PPOConfig:
     # "flat": one vector for all of U and V (ActorCritic); "units": heads shared over units
     # (UnitActorCritic; needs the environment's gradient observation)
     heads: str = "flat"
+    # unit heads: the skip path's initial gain on the factors it follows. The observation's
+    # factors have unit-RMS columns that are nearly collinear (one step of subspace iteration),
+    # so at gain g the first step's U V^T / sqrt(r) has RMS about g^2 sqrt(r): at 1.0 its tanh
+    # saturates almost everywhere (a sign step). 0.5 was chosen on validation (docs/training.md)
+    skip_gain: float = 0.5
 
     @property
     def num_updates(self) -> int:
@@ -53,6 +58,8 @@ class PPOConfig:
                              f"divisible by num_minibatches = {self.num_minibatches}.")
         if self.heads not in HEADS:
             raise ValueError(f"Unknown heads {self.heads!r}; choose one of {', '.join(HEADS)}.")
+        if not self.skip_gain > 0 or self.skip_gain == float("inf"):
+            raise ValueError(f"skip_gain must be a positive number, got {self.skip_gain}.")
         if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ValueError("gamma must lie in (0, 1] and gae_lambda in [0, 1].")
         return self

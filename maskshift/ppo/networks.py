@@ -72,13 +72,14 @@ class UnitHead(nn.Module):
     rank: int
     hidden: int
     follow: int
+    skip_gain: float = 1.0
 
     @nn.compact
     def __call__(self, feats, ctx):
         r = self.rank
 
         def skip_init(key, shape, dtype=jnp.float32):
-            eye = jnp.eye(r, dtype=dtype)
+            eye = self.skip_gain * jnp.eye(r, dtype=dtype)
             return jnp.zeros(shape, dtype).at[self.follow:self.follow + r].set(eye)
 
         h = nn.Dense(self.hidden)(feats) + nn.Dense(self.hidden, use_bias=False)(ctx)[..., None, :]
@@ -105,6 +106,7 @@ class UnitActorCritic(nn.Module):
     hidden: int = 64
     init_log_std: float = -0.5
     follow: int | None = None  # the features the skip path starts on; None: the edit term's
+    skip_gain: float = 1.0  # the skip path's initial gain on them
 
     @nn.compact
     def __call__(self, obs):
@@ -122,7 +124,8 @@ class UnitActorCritic(nn.Module):
                 i += units * f
                 # features: utility factors [0, r), edit factors [r, 2r), (the controller's
                 # [2r, 3r),) deviation stats
-                head = UnitHead(r, self.hidden, follow=follow, name=f"{'UV'[j]}_units_{k}")
+                head = UnitHead(r, self.hidden, follow=follow, skip_gain=self.skip_gain,
+                                name=f"{'UV'[j]}_units_{k}")
                 means.append(head(feats, ctx).reshape(obs.shape[:-1] + (units * r,)))
                 stds.append(jnp.broadcast_to(jnp.exp(log_std[2 * k + j]), (units * r,)))
                 pooled.append(jnp.abs(feats).mean(-2))

@@ -81,7 +81,7 @@ def make_network(config, env: EditWorld) -> ActorCritic | UnitActorCritic:
         return UnitActorCritic(shapes=tuple(env.shapes), rank=env.rank,
                                summary_size=env.summary_size, unit_features=env.unit_features,
                                hidden=config.hidden, init_log_std=config.init_log_std,
-                               follow=follow)
+                               follow=follow, skip_gain=config.skip_gain)
     return ActorCritic(shapes=tuple(env.shapes), rank=env.rank, hidden=config.hidden,
                        init_log_std=config.init_log_std, u_init_scale=config.u_init_scale)
 
