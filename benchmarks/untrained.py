@@ -3,15 +3,21 @@ like the trained one (the same env, selection and test report).
 
     python benchmarks/untrained.py --task bias --envs mask shift --seeds 0 1 2 \
         --observation controller --heads units --json benchmarks/results/untrained-bias.json
+    python benchmarks/untrained.py --classes 0 1 2 3 4 5 6 7 8 9 --skip-gains 1.0 0.5 0.3 \
+        --json benchmarks/results/skip-gain.json       # how the default skip gain was chosen
 
 Unit heads over the controller observation start out following the gradient controller's
 direction on each step's minibatch; this measures that start, so that a trained policy's figures
-can be read as what training added to it.
+can be read as what training added to it. With several ``--skip-gains`` it counts, per env and
+gain, the (class, seed) pairs whose selected step meets the unlearning target (forget <= 0.05,
+retain >= the original's - 0.03) on the validation split, which is how ``PPOConfig.skip_gain``
+was chosen, and on the test split beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import jax
@@ -22,17 +28,34 @@ from maskshift.rollout import deterministic_rollout, report, select_best_step
 from maskshift.run.config import RunConfig, build_env, resolve_task, select_tolerance
 
 
+def meets_zero_shot_target(before: dict, after: dict) -> bool:
+    return after["forget_acc"] <= 0.05 and after["retain_acc"] >= before["retain_acc"] - 0.03
+
+
+def untrained_reports(cfg: RunConfig, seeds, gains, task=None) -> list[dict]:
+    """For each skip gain and seed, ``cfg``'s PPO network at its initialisation on ``task``
+    (default ``cfg``'s built-in one): best step on val, val figures, test before and after."""
+    cfg, task = resolve_task(cfg, task)
+    env, p = build_env(cfg, task)
+    before = report(env, p.task.params, "test")
+    rows = []
+    for gain in gains:
+        trainer = ppo.make_train(dataclasses.replace(cfg.ppo, skip_gain=gain), env)
+        init = jax.jit(trainer.init)
+        for seed in seeds:
+            params = init(jax.random.key(seed), p).params
+            edits = deterministic_rollout(env, p, trainer.network, params)
+            best, edited, vals = select_best_step(env, p, edits, select_tolerance(cfg))
+            rows.append({"skip_gain": gain, "seed": seed, "best_step": best,
+                         "val_before": vals[0], "val": vals[best], "before": before,
+                         "after": report(env, edited, "test")})
+    return rows
+
+
 def untrained_report(cfg: RunConfig, task=None) -> dict:
     """The test report of ``cfg``'s PPO network at its initialisation for ``cfg.seed`` (on
     ``task``, default ``cfg``'s built-in one)."""
-    cfg, task = resolve_task(cfg, task)
-    env, p = build_env(cfg, task)
-    trainer = ppo.make_train(cfg.ppo, env)
-    params = jax.jit(trainer.init)(jax.random.key(cfg.seed), p).params
-    edits = deterministic_rollout(env, p, trainer.network, params)
-    best, edited, _ = select_best_step(env, p, edits, select_tolerance(cfg))
-    return {"best_step": best, "before": report(env, p.task.params, "test"),
-            "after": report(env, edited, "test")}
+    return untrained_reports(cfg, [cfg.seed], [cfg.ppo.skip_gain], task)[0]
 
 
 def main(argv=None) -> int:
@@ -40,24 +63,44 @@ def main(argv=None) -> int:
     ap.add_argument("--task", default="unlearn", choices=["unlearn", "bias"])
     ap.add_argument("--envs", nargs="+", default=["mask", "shift"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--classes", type=int, nargs="+", default=[7],
+                    help="forget classes, one task each (--task unlearn)")
+    ap.add_argument("--skip-gains", type=float, nargs="+", default=[ppo.PPOConfig.skip_gain])
     ap.add_argument("--observation", default="controller")
     ap.add_argument("--heads", default="units")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    unlearn = args.task == "unlearn"
+    figures = ("forget_acc", "retain_acc", "mia") if unlearn else ("accuracy", "worst_group_acc")
     rows = []
     for env in args.envs:
-        for seed in args.seeds:
-            cfg = RunConfig(env=env, task=args.task, seed=seed, observation=args.observation,
-                            ppo=ppo.PPOConfig(heads=args.heads))
-            r = untrained_report(cfg)
-            rows.append({"env": env, "seed": seed, **r})
-            a = r["after"]
-            figures = ("accuracy", "worst_group_acc") if args.task == "bias" else (
-                "forget_acc", "retain_acc", "mia")
-            print(f"{env} seed {seed}: step {r['best_step']} "
-                  + "  ".join(f"{k} {a[k]:.3f}" for k in figures), flush=True)
+        for cls in args.classes if unlearn else [None]:
+            cfg = RunConfig(env=env, task=args.task, observation=args.observation,
+                            ppo=ppo.PPOConfig(heads=args.heads),
+                            **({"forget_classes": (cls,)} if unlearn else {}))
+            for r in untrained_reports(cfg, args.seeds, args.skip_gains):
+                r = {"env": env, "class": cls, **r}
+                if unlearn:
+                    r["val_target"] = meets_zero_shot_target(r["val_before"], r["val"])
+                    r["test_target"] = meets_zero_shot_target(r["before"], r["after"])
+                rows.append(r)
+                a = r["after"]
+                print(f"{env} {'' if cls is None else f'class {cls} '}gain {r['skip_gain']} "
+                      f"seed {r['seed']}: step {r['best_step']} "
+                      + "  ".join(f"{k} {a[k]:.3f}" for k in figures), flush=True)
+    summary = []
+    if unlearn:
+        for env in args.envs:
+            for gain in args.skip_gains:
+                sel = [r for r in rows if r["env"] == env and r["skip_gain"] == gain]
+                summary.append({"env": env, "skip_gain": gain, "pairs": len(sel),
+                                "val_target": sum(r["val_target"] for r in sel),
+                                "test_target": sum(r["test_target"] for r in sel)})
+                s = summary[-1]
+                print(f"{env} gain {gain}: target met on val {s['val_target']}/{s['pairs']}, "
+                      f"on test {s['test_target']}/{s['pairs']}", flush=True)
     if args.json:
-        atomic_write_json(args.json, {"args": vars(args), "rows": rows})
+        atomic_write_json(args.json, {"args": vars(args), "summary": summary, "rows": rows})
     return 0
 
 

@@ -125,3 +125,22 @@ def test_time_to_edit_script_smallest_setting(tmp_path):
         assert r["pretrained_from_cache"]  # the warm-up filled the cache
         assert r["meets_target"] == (r["forget_acc"] <= 0.02 and r["retain_acc"] >= 0.90)
     assert rows["MaskWorld"]["env_steps"] == 512
+
+
+def test_untrained_script_counts_pairs_per_skip_gain(tmp_path):
+    """Two gains, one class and seed: a row per gain, each scored against its own original on
+    val and test, and the per-gain counts add those up."""
+    out = tmp_path / "untrained.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "untrained.py"),
+                           "--envs", "shift", "--classes", "3", "--seeds", "0", "--skip-gains",
+                           "1.0", "0.5", "--json", str(out)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    rows = res["rows"]
+    assert [(r["class"], r["skip_gain"]) for r in rows] == [(3, 1.0), (3, 0.5)]
+    for r in rows:
+        want = (r["val"]["forget_acc"] <= 0.05
+                and r["val"]["retain_acc"] >= r["val_before"]["retain_acc"] - 0.03)
+        assert r["val_target"] == want and r["val_before"]["forget_acc"] > 0.5
+    assert [s["val_target"] for s in res["summary"]] == [int(r["val_target"]) for r in rows]
