@@ -184,7 +184,13 @@ def _markdown(rows: list[dict], args) -> str:
                      f"{r['mia']:.3f} | {r.get('best_step', '—')} | {r['seconds']:.2f} | "
                      f"{'yes' if r['zero_shot_target'] else 'no'} |")
     lines += ["", "| env | editor | zero-shot target | forget <= 0.02 | mean forget | mean retain "
-              "drop | mean MIA | median s per edit |", "|---|---|---|---|---|---|---|---|"]
+              "drop | mean MIA | mean MIA gap to retrain | median s per edit |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    # per (env, seed, class): |MIA - the retrained model's MIA| on the same class
+    def key(r):
+        return r["env"], r["seed"], r["class"]
+
+    retrained = {key(r): r["mia"] for r in rows if r["editor"] == "retrain"}
     for env in args.envs:
         for kind in ("policy", "untrained", "gradient", "retrain", "gradient_ascent"):
             sel = [r for r in rows if r["env"] == env and r["editor"] == kind]
@@ -197,7 +203,9 @@ def _markdown(rows: list[dict], args) -> str:
                 f"{sum(r['target'] for r in sel)}/{len(sel)} | "
                 f"{np.mean([r['forget'] for r in sel]):.3f} | "
                 f"{np.mean([r['retain_before'] - r['retain'] for r in sel]):+.3f} | "
-                f"{np.mean([r['mia'] for r in sel]):.3f} | {np.median(steady):.2f} |")
+                f"{np.mean([r['mia'] for r in sel]):.3f} | "
+                f"{np.mean([abs(r['mia'] - retrained[key(r)]) for r in sel]):.3f} | "
+                f"{np.median(steady):.2f} |")
     policy = [r for r in rows if r["editor"] == "policy"]
     firsts = [r for r in policy if r.get("first_edit")]
     if firsts:
@@ -242,8 +250,17 @@ def main(argv=None) -> int:
                    help="also edit with each policy's network before training (no RL)")
     p.add_argument("--fresh-process", action="store_true",
                    help="also time one edit as a fresh `python -m maskshift.edit` process")
+    p.add_argument("--tabulate", action="store_true",
+                   help="only rewrite OUT/amortized.md from OUT/amortized.json (no run)")
     args = p.parse_args(argv)
     out = Path(args.out)
+    if args.tabulate:
+        saved = json.loads((out / "amortized.json").read_text())
+        args = argparse.Namespace(**{**saved["args"], "tabulate": True})
+        md = _markdown(saved["rows"], args)
+        atomic_write_text(out / "amortized.md", md)
+        print(md)
+        return 0
     pools = [[int(c) for c in s.split()] for s in args.pools]
     rows, cache = [], {}
     for env in args.envs:
