@@ -65,9 +65,10 @@ class UnitHead(nn.Module):
     ``row_i = skip(f_i) + out(tanh(in(f_i) + ctx_proj))`` (``[..., k, r]``), the same weights for
     every unit, so the head serves any layer width.
 
-    ``skip`` starts as the identity on the features ``follow`` .. ``follow + r``: pointed at the
-    gradient observation's edit-term factors, the initial mean edit follows the edit term's
-    gradient, and PPO learns from there."""
+    ``skip`` starts as ``skip_gain`` times the identity on the features ``follow`` ..
+    ``follow + r``: pointed at the gradient observation's edit-term factors (or the controller
+    direction's), the initial mean edit follows that direction, and PPO learns from there. The
+    gain sets the size of the first edit (see :class:`~maskshift.ppo.PPOConfig`)."""
 
     rank: int
     hidden: int
