@@ -1,18 +1,18 @@
 """Unlearning on real Fashion-MNIST: every forget class, every method, the retrained model beside.
 
-    apt-get install dataset-fashion-mnist                # once: the IDX files, no download later
-    python benchmarks/real_data.py --out runs/real-data  # every class x seeds 0 1, every method
+    apt-get install dataset-fashion-mnist  # once: the IDX files, no download later
+    python benchmarks/real_data.py --rl-total-steps 5120 --out runs/real-data
     python benchmarks/real_data.py --classes 7 --seeds 0 \\
-        --methods retrain MaskWorld-gradient MaskWorld-units --out runs/real-data-7
+        --methods retrain MaskWorld-gradient MaskWorld-residual --out runs/real-data-7
 
 For each forget class this is ``python -m maskshift.compare --task unlearn --dataset
-fashion_mnist --forget-class C --seeds ...`` into ``OUT/class-C`` (an interrupted run restarted
-with the same command reuses every finished class and every finished editor run), on the full
-training set (54,000 train / 6,000 val / 10,000 test images) and the built-in 28x28 CNN (edited
-layer ``[1568, 128]``). It then writes ``OUT/real_data.md`` and ``OUT/real_data.json``: per class
-and method the test forget, retain and overall accuracy, the MIA with the retrained model's beside
-it, and the wall time; and, per method, how many (class, seed) runs meet forget <= 0.02 with
-retain >= the original's - 0.03. Every method runs at its documented defaults
+fashion_mnist --forget-class C --seeds ...`` into ``OUT/class-C``, on the full training set
+(54,000 train / 6,000 val / 10,000 test images) and the built-in 28x28 CNN (edited layer
+``[1568, 128]``). A restarted run, with the same or more seeds or methods, reuses every finished
+class, editor run and baseline. It writes ``OUT/real_data.md`` and ``OUT/real_data.json``: per
+class and method the test forget, retain and overall accuracy, the MIA with the retrained model's
+beside it, and the wall time; and, per method, how many (class, seed) runs meet forget <= 0.02
+with retain >= the original's - 0.03. Every method runs at its documented defaults
 (``--rl-total-steps`` changes the trained editors' budget for all of them alike).
 """
 
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     methods = [*BASELINES["unlearn"], *RL_METHODS]
     default = ["retrain", *[m for m in BASELINES["unlearn"] if m != "retrain"],
                "MaskWorld", "ShiftWorld", "MaskWorld-gradient", "ShiftWorld-gradient",
-               "MaskWorld-units", "ShiftWorld-units"]
+               "MaskWorld-residual", "ShiftWorld-residual"]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/real-data")
     p.add_argument("--classes", type=int, nargs="+", default=list(range(10)))

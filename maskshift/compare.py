@@ -13,10 +13,12 @@ Beside the baselines (which act on all weights or on representations) it runs ev
 open-loop gradient oracle (``MaskWorld-oracle``...), each at its documented defaults. Those runs
 live in ``DIR/rl/<env>[-<algo>]-s<seed>`` as ordinary ``maskshift.train`` runs; a finished one is
 reused, so an interrupted comparison restarted with the same command picks up where it was.
+Each baseline's report is kept likewise in ``DIR/baselines/<method>-s<seed>.json``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -113,8 +115,11 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
                 rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"],
                        "env_steps": res["train"]["env_steps"]}
             else:
-                params = BASELINES[task_name][m](task, jax.random.key(seed))
-                rep = task.report(params)
+                rep = _baseline_report(task, task_name, m, seed, out / "baselines",
+                                       {"task": task_name, "dataset": name,
+                                        "data_dir": data_dir and str(data_dir),
+                                        "forget_classes": list(forget_classes)
+                                        if task_name == "unlearn" else None}, log)
             wall = rep.pop("_train_wall", None) or time.perf_counter() - t0
             rep["wall_seconds"] = wall
             runs[m].append(rep)
@@ -132,6 +137,24 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
     atomic_write_text(out / "comparison.md", md)
     log("\n" + md)
     return result
+
+
+def _baseline_report(task, task_name: str, method: str, seed: int, cache: Path, ident: dict,
+                     log) -> dict:
+    """``method``'s test report for ``seed``, kept in ``cache/<method>-s<seed>.json`` (with the
+    task it was made for) so a restarted comparison reuses it instead of training it again."""
+    path = cache / f"{method}-s{seed}.json"
+    ident = {**ident, "method": method, "seed": seed}
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("identity") == ident:
+            log(f"  reusing {path}")
+            return {**saved["report"], "_train_wall": saved["wall_seconds"]}
+    t0 = time.perf_counter()
+    rep = task.report(BASELINES[task_name][method](task, jax.random.key(seed)))
+    wall = time.perf_counter() - t0
+    atomic_write_json(path, {"identity": ident, "report": rep, "wall_seconds": wall})
+    return {**rep, "_train_wall": wall}
 
 
 def _summarise(runs: dict, task_name: str) -> dict:

@@ -25,7 +25,7 @@ def test_unlearning_comparison_puts_the_retrained_mia_beside_every_method(tmp_pa
         C.compare("unlearn", (0,), out=out, methods=["original"], log=lambda s: None)
 
 
-def test_bias_comparison_runs_rl_editors_and_reuses_finished_runs(tmp_path, toxic_model):
+def test_bias_comparison_reuses_finished_rl_runs_and_baselines(tmp_path, toxic_model):
     out = tmp_path / "cmp"
     lines = []
     res = C.compare("bias", (0, 1), out=out, methods=["original", "leace", "MaskWorld"],
@@ -34,10 +34,21 @@ def test_bias_comparison_runs_rl_editors_and_reuses_finished_runs(tmp_path, toxi
     assert res["summary"]["original"]["accuracy"]["std"] == 0.0  # same model every seed
     assert len(res["runs"]["MaskWorld"]) == 2
     assert (out / "rl" / "mask-s1" / "results.json").exists()
-    again = C.compare("bias", (0, 1), out=out, methods=["MaskWorld"], overwrite=True,
+    # a baseline made for another task is not reused: it runs again
+    stale = out / "baselines" / "leace-s1.json"
+    saved = json.loads(stale.read_text())
+    stale.write_text(json.dumps({**saved, "identity": {**saved["identity"], "dataset": "x"}}))
+    again = C.compare("bias", (0, 1), out=out, methods=["leace", "MaskWorld"], overwrite=True,
                       rl_total_steps=512, log=lines.append)
-    assert any("reusing" in line for line in lines)
+    assert any("reusing" in line and "mask-s1" in line for line in lines)
+    assert any("reusing" in line and "leace-s0.json" in line for line in lines)
+    assert not any("reusing" in line and "leace-s1.json" in line for line in lines)
+    assert json.loads(stale.read_text())["identity"]["dataset"] == saved["identity"]["dataset"]
     assert again["runs"]["MaskWorld"] == res["runs"]["MaskWorld"]
+    assert again["runs"]["leace"][0] == res["runs"]["leace"][0]  # reused, wall time included
+    def drop_wall(rep):
+        return {k: v for k, v in rep.items() if k != "wall_seconds"}
+    assert drop_wall(again["runs"]["leace"][1]) == drop_wall(res["runs"]["leace"][1])
 
 
 def test_unknown_method_is_named(tmp_path, toxic_model):
