@@ -38,15 +38,12 @@ from maskshift import RunConfig, train_and_evaluate
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.baselines.unlearning import gradient_ascent, retrain
 from maskshift.control import gradient_act
+from maskshift.metrics import meets_unlearning_target
 from maskshift.policy import PolicyEditor, load_policy
 from maskshift.rollout import rollout_fn, select_and_report
 from maskshift.run import finished_run
 from maskshift.run.config import build_env, select_tolerance
 from maskshift.train import build_parser, config_from_args
-
-
-def meets(before: dict, after: dict, forget: float) -> bool:
-    return after["forget_acc"] <= forget and after["retain_acc"] >= before["retain_acc"] - 0.03
 
 
 def _run(cfg: RunConfig, out: Path, env_chunk: int | None = None) -> dict:
@@ -62,7 +59,8 @@ def _row(editor: str, cls: int, before: dict, after: dict, seconds: float, **ext
     return {"editor": editor, "class": cls, "forget": after["forget_acc"],
             "retain": after["retain_acc"], "retain_before": before["retain_acc"],
             "mia": after["mia"], "seconds": round(seconds, 3),
-            "zero_shot_target": meets(before, after, 0.05), "target": meets(before, after, 0.02),
+            "zero_shot_target": meets_unlearning_target(before, after, forget=0.05),
+            "target": meets_unlearning_target(before, after),
             **extra}
 
 

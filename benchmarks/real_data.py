@@ -29,14 +29,10 @@ from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.baselines import BASELINES
 from maskshift.compare import RL_METHODS, compare
 from maskshift.data import load_dataset
+from maskshift.metrics import meets_unlearning_target
 
 DATASET = "fashion_mnist"
 KEYS = ("forget_acc", "retain_acc", "test_acc", "mia", "wall_seconds")
-
-
-def meets(original: dict, edited: dict) -> bool:
-    return (edited["forget_acc"] <= 0.02
-            and edited["retain_acc"] >= original["retain_acc"] - 0.03)
 
 
 def class_result(out: Path, cls: int, args) -> dict:
@@ -66,7 +62,8 @@ def tabulate(results: dict[int, dict], methods: list[str]) -> dict:
                    **{k: float(np.mean([r[k] for r in reps])) for k in KEYS if k in reps[0]},
                    "retrain_mia": float(np.mean(retrain_mia)) if retrain_mia else None}
             if m in hits:
-                ok = [meets(o, r) for o, r in zip(runs["original"], reps, strict=True)]
+                ok = [meets_unlearning_target(o, r)
+                      for o, r in zip(runs["original"], reps, strict=True)]
                 row["meets"] = int(sum(ok))
                 hits[m] += [{"class": cls, "seed": s, "meets": k, **{x: r[x] for x in KEYS}}
                             for s, k, r in zip(res["seeds"], ok, reps, strict=True)]

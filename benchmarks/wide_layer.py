@@ -13,7 +13,6 @@ ratio. Writes ``OUT/wide_layer.md`` and ``OUT/wide_layer.json``; a finished run 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import optax
 from maskshift import PPOConfig, RunConfig, task_from_model, train_and_evaluate
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.data import load_dataset
+from maskshift.metrics import meets_unlearning_target
 from maskshift.run import finished_run
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -80,11 +80,6 @@ def wide_task(forget: int = 7, steps: int = 400):
     return task, acc
 
 
-def meets_target(before: dict, after: dict) -> bool:
-    return (after["forget_acc"] <= 0.02 and after["retain_acc"] >= 0.90
-            and after["retain_acc"] >= before["retain_acc"] - 0.03)
-
-
 def _run(cfg: RunConfig, run_dir: Path, task=None) -> dict:
     res = finished_run(run_dir, cfg) if task is None else None
     if res is None:
@@ -98,6 +93,17 @@ def _untrained(cfg: RunConfig, task) -> dict:
     t0 = time.perf_counter()
     res = untrained_report(cfg, task)
     return {**res, "train": {"wall_seconds": time.perf_counter() - t0, "env_steps": 0}}
+
+
+def editor_config(algo: str, env: str, seed: int, total_steps: int | None) -> RunConfig:
+    """``maskshift.train``'s config for ``algo`` (``untrained``: the residual PPO network's)."""
+    variant = "residual" if algo == "untrained" else algo
+    if variant not in PPO_VARIANTS:
+        return RunConfig(env=env, algo=algo, seed=seed)
+    observation, heads = PPO_VARIANTS[variant]
+    return RunConfig(env=env, algo="ppo", seed=seed, observation=observation,
+                     ppo=PPOConfig(heads=heads, **({"total_timesteps": total_steps}
+                                                   if total_steps else {})))
 
 
 def main(argv=None) -> int:
@@ -126,25 +132,16 @@ def main(argv=None) -> int:
     for algo in args.algos:
         for env in args.envs:
             for seed in args.seeds:
-                cfg = RunConfig(env=env, algo="ppo" if algo in PPO_VARIANTS else algo, seed=seed)
-                if algo in PPO_VARIANTS:
-                    observation, heads = PPO_VARIANTS[algo]
-                    cfg = dataclasses.replace(
-                        cfg, observation=observation,
-                        ppo=PPOConfig(total_timesteps=args.total_steps or cfg.ppo.total_timesteps,
-                                      heads=heads))
-                if algo == "untrained":
-                    res = _untrained(dataclasses.replace(
-                        cfg, algo="ppo", observation=PPO_VARIANTS["residual"][0],
-                        ppo=PPOConfig(heads=PPO_VARIANTS["residual"][1])), task)
-                else:
-                    res = _run(cfg, out / f"{env}-{algo}-s{seed}", task)
+                cfg = editor_config(algo, env, seed, args.total_steps)
+                res = (_untrained(cfg, task) if algo == "untrained"
+                       else _run(cfg, out / f"{env}-{algo}-s{seed}", task))
                 wall = res["train"]["wall_seconds"]
                 rows.append({"env": env, "algo": algo, "seed": seed, "before": res["before"],
                              "after": res["after"], "wall_seconds": wall,
                              "env_steps": res["train"].get("env_steps", 0),
                              "ratio_to_default": wall / ref_wall, "best_step": res["best_step"],
-                             "meets_target": meets_target(res["before"], res["after"])})
+                             "meets_target": meets_unlearning_target(res["before"], res["after"],
+                                                                     retain_floor=0.90)})
                 r = rows[-1]
                 print(f"{algo:>8} {env:>5} seed {seed}: forget {r['after']['forget_acc']:.3f} "
                       f"retain {r['after']['retain_acc']:.3f} target "

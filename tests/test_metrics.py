@@ -133,3 +133,16 @@ def test_borkan_aucs_by_definition():
     batched = M.bias_aucs(jnp.stack([jnp.asarray(scores)] * 2), jnp.asarray(y),
                           jnp.asarray(groups), 3)
     np.testing.assert_allclose(batched["bpsn_auc"][1], out["bpsn_auc"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("after, kw, expected", [
+    ({"forget_acc": 0.02, "retain_acc": 0.92}, {}, True),            # both bounds inclusive
+    ({"forget_acc": 0.021, "retain_acc": 0.95}, {}, False),          # forget too high
+    ({"forget_acc": 0.0, "retain_acc": 0.919}, {}, False),           # retain 3.1 points down
+    ({"forget_acc": 0.04, "retain_acc": 0.95}, {"forget": 0.05}, True),   # zero-shot bound
+    ({"forget_acc": 0.0, "retain_acc": 0.89}, {"retain_drop": 0.1}, True),
+    ({"forget_acc": 0.0, "retain_acc": 0.89}, {"retain_drop": 0.1, "retain_floor": 0.90}, False),
+])
+def test_meets_unlearning_target_reads_each_bound(after, kw, expected):
+    assert M.meets_unlearning_target({"forget_acc": 0.97, "retain_acc": 0.95}, after,
+                                     **kw) is expected

@@ -9,7 +9,7 @@ from maskshift.metrics.bias import (
     positive_score,
     worst_group_accuracy,
 )
-from maskshift.metrics.reports import bias_report, unlearning_report
+from maskshift.metrics.reports import bias_report, meets_unlearning_target, unlearning_report
 from maskshift.metrics.unlearning import (
     accuracy,
     fit_logistic_1d,
@@ -31,6 +31,7 @@ __all__ = [
     "fpr_gap",
     "group_accuracies",
     "masked_auc",
+    "meets_unlearning_target",
     "membership_inference",
     "per_class_accuracy",
     "positive_score",

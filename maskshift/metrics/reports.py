@@ -87,3 +87,17 @@ def bias_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, split: str 
         "group_acc": {names[i]: [float(a) for a in gacc[i]] for i in range(num_groups)},
         **{k: {names[i + 1]: float(v[i]) for i in range(num_groups - 1)} for k, v in aucs.items()},
     }
+
+
+def meets_unlearning_target(before: dict, after: dict, *, forget: float = 0.02,
+                            retain_drop: float = 0.03, retain_floor: float = 0.0) -> bool:
+    """Whether an unlearning edit reached the target, from two :func:`unlearning_report`
+    dicts of one split: ``after``'s forget accuracy at most ``forget`` and its retain accuracy at
+    most ``retain_drop`` below ``before``'s and at least ``retain_floor``.
+
+    The project's targets: a single edit ``forget=0.02`` (the digits' acceptance table adds
+    ``retain_floor=0.90``); a zero-shot edit by an amortized policy ``forget=0.05``.
+    """
+    return bool(after["forget_acc"] <= forget
+                and after["retain_acc"] >= before["retain_acc"] - retain_drop
+                and after["retain_acc"] >= retain_floor)

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from maskshift.ppo.config import PPOConfig
+
 
 def _mlp(x, hidden: int, layers: int = 2):
     """``layers`` tanh Dense layers (orthogonal sqrt(2) init), created in the caller's scope."""
@@ -73,7 +75,7 @@ class UnitHead(nn.Module):
     rank: int
     hidden: int
     follow: int
-    skip_gain: float = 1.0
+    skip_gain: float = PPOConfig.skip_gain
 
     @nn.compact
     def __call__(self, feats, ctx):
@@ -107,7 +109,7 @@ class UnitActorCritic(nn.Module):
     hidden: int = 64
     init_log_std: float = -0.5
     follow: int | None = None  # the features the skip path starts on; None: the edit term's
-    skip_gain: float = 1.0  # the skip path's initial gain on them
+    skip_gain: float = PPOConfig.skip_gain  # the skip path's initial gain on them
 
     @nn.compact
     def __call__(self, obs):
