@@ -138,7 +138,14 @@ def test_real_data_benchmark_on_a_small_idx_directory(tmp_path):
     assert rows["MaskWorld-gradient"]["retrain_mia"] == rows["retrain"]["mia"]
     k, n = saved["meets"]["MaskWorld-gradient"]
     assert n == 1 and k == rows["MaskWorld-gradient"]["meets"]
-    assert "| 3 | MaskWorld-gradient |" in (out / "real_data.md").read_text()
+    md = (out / "real_data.md").read_text()
+    assert "| 3 | MaskWorld-gradient |" in md
+    sm = saved["summary"]["MaskWorld-gradient"]
+    assert sm["mia_gap_to_retrain"] == pytest.approx(abs(rows["MaskWorld-gradient"]["mia"]
+                                                         - rows["retrain"]["mia"]))
+    assert sm["retain_change"] == pytest.approx(rows["MaskWorld-gradient"]["retain_acc"]
+                                                - rows["original"]["retain_acc"])
+    assert f"| MaskWorld-gradient | {k}/1 | " in md
     # a class outside the labels is one line and exit 2
     proc = subprocess.run([*cmd[:4], "--classes", "10"], capture_output=True, text=True,
                           cwd=root, timeout=300)
