@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 
 import jax
 
@@ -28,8 +27,6 @@ from maskshift._io import atomic_write_json
 from maskshift.metrics import meets_unlearning_target
 from maskshift.rollout import deterministic_rollout, report, select_best_step
 from maskshift.run.config import RunConfig, build_env, resolve_task, select_tolerance
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 ZERO_SHOT_FORGET = 0.05
 

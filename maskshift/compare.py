@@ -98,6 +98,9 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
         methods.insert(1, "retrain")  # the gold reference every MIA is compared with
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict]] = {m: [] for m in methods}
+    # what a cached baseline report must have been made for to be reused
+    made_for = {"task": task_name, "dataset": name, "data_dir": data_dir and str(data_dir),
+                "forget_classes": list(forget_classes) if task_name == "unlearn" else None}
     for seed in seeds:
         for m in methods:
             t0 = time.perf_counter()
@@ -116,10 +119,7 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
                        "env_steps": res["train"]["env_steps"]}
             else:
                 rep = _baseline_report(task, task_name, m, seed, out / "baselines",
-                                       {"task": task_name, "dataset": name,
-                                        "data_dir": data_dir and str(data_dir),
-                                        "forget_classes": list(forget_classes)
-                                        if task_name == "unlearn" else None}, log)
+                                       made_for, log)
             wall = rep.pop("_train_wall", None) or time.perf_counter() - t0
             rep["wall_seconds"] = wall
             runs[m].append(rep)
