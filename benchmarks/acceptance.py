@@ -23,7 +23,8 @@ from pathlib import Path
 
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.metrics import meets_unlearning_target
-from maskshift.train import build_parser, config_from_args, finished_run, train_and_evaluate
+from maskshift.run import reuse_or_run
+from maskshift.train import build_parser, config_from_args
 
 
 def meets_target(task: str, before: dict, after: dict) -> bool:
@@ -51,10 +52,7 @@ def _run(out: Path, algo, task, cls, env, seed) -> dict:
     name += ("" if algo == "ppo" else f"-{algo}") + f"-s{seed}"
     cfg = config_from_args(build_parser().parse_args(argv))
     run_dir = out / name
-    res = finished_run(run_dir, cfg)
-    if res is None:
-        print(f"running {run_dir}", flush=True)
-        res = train_and_evaluate(cfg, run_dir, overwrite=True, log=lambda s: None)
+    res = reuse_or_run(cfg, run_dir, log=lambda s: print(s, flush=True))
     return {"algo": algo, "env": env, "task": task, "forget_class": cls, "seed": seed,
             "before": res["before"], "after": res["after"], "best_step": res["best_step"],
             "train": res["train"], "meets_target": meets_target(task, res["before"],

@@ -41,18 +41,16 @@ from maskshift.control import gradient_act
 from maskshift.metrics import meets_unlearning_target
 from maskshift.policy import PolicyEditor, load_policy
 from maskshift.rollout import rollout_fn, select_and_report
-from maskshift.run import finished_run
+from maskshift.run import reuse_or_run
 from maskshift.run.config import build_env, select_tolerance
 from maskshift.train import build_parser, config_from_args
 
 
 def _run(cfg: RunConfig, out: Path, env_chunk: int | None = None) -> dict:
-    res = finished_run(out, cfg)
-    if res is None or (cfg.algo == "ppo" and not (out / "policy.json").exists()):
-        print(f"running {out}", flush=True)
-        res = train_and_evaluate(cfg, out, overwrite=True, log=lambda s: None,
-                                 env_chunk=env_chunk)
-    return res
+    if cfg.algo == "ppo" and not (out / "policy.json").exists():  # made before policies were kept
+        return train_and_evaluate(cfg, out, overwrite=True, log=lambda s: None,
+                                  env_chunk=env_chunk)
+    return reuse_or_run(cfg, out, log=lambda s: print(s, flush=True), env_chunk=env_chunk)
 
 
 def _row(editor: str, cls: int, before: dict, after: dict, seconds: float, **extra) -> dict:

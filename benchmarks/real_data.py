@@ -14,7 +14,10 @@ class and method the test forget, retain and overall accuracy, the MIA with the 
 beside it, and the wall time; and, per method, how many (class, seed) runs meet forget <= 0.02
 with retain >= the original's - 0.03, with the mean forget, retain change, distance of the MIA
 from the retrained model's and wall time over those runs. Every method runs at its documented
-defaults (``--rl-total-steps`` changes the trained editors' budget for all of them alike).
+defaults (``--rl-total-steps`` changes the trained editors' budget for all of them alike). The
+gradient controls in the RL editors' own action space (same env, 8 steps, rank 4, selection on
+val) run beside them by default: the greedy controller (``-gradient``) and the open-loop oracle
+(``-oracle``).
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
     methods = [*BASELINES["unlearn"], *RL_METHODS]
     default = ["retrain", *[m for m in BASELINES["unlearn"] if m != "retrain"],
                "MaskWorld", "ShiftWorld", "MaskWorld-gradient", "ShiftWorld-gradient",
-               "MaskWorld-residual", "ShiftWorld-residual"]
+               "MaskWorld-oracle", "ShiftWorld-oracle", "MaskWorld-residual", "ShiftWorld-residual"]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/real-data")
     p.add_argument("--classes", type=int, nargs="+", default=list(range(10)))

@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from maskshift import PPOConfig, RunConfig, task_from_model, train_and_evaluate
+from maskshift import PPOConfig, RunConfig, task_from_model
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.data import load_dataset
 from maskshift.metrics import meets_unlearning_target
-from maskshift.run import finished_run
+from maskshift.run import reuse_or_run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from untrained import untrained_report  # noqa: E402
@@ -81,11 +81,7 @@ def wide_task(forget: int = 7, steps: int = 400):
 
 
 def _run(cfg: RunConfig, run_dir: Path, task=None) -> dict:
-    res = finished_run(run_dir, cfg) if task is None else None
-    if res is None:
-        print(f"running {run_dir}", flush=True)
-        res = train_and_evaluate(cfg, run_dir, task=task, overwrite=True, log=lambda s: None)
-    return res
+    return reuse_or_run(cfg, run_dir, task=task, log=lambda s: print(s, flush=True))
 
 
 def _untrained(cfg: RunConfig, task) -> dict:

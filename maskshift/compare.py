@@ -36,8 +36,7 @@ from maskshift.run import (
     DEFAULT_TOTAL_STEPS,
     RunConfig,
     TrainingError,
-    finished_run,
-    train_and_evaluate,
+    reuse_or_run,
 )
 from maskshift.tasks import bias_task, unlearning_task
 
@@ -110,11 +109,7 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
                 run_dir = _run_dir(out, m, seed)
                 cfg = _rl_config(task_name, m, seed, forget_classes, dataset, rl_total_steps,
                                  data_dir)
-                res = finished_run(run_dir, cfg)
-                if res is not None:
-                    log(f"  reusing {run_dir}")
-                else:
-                    res = train_and_evaluate(cfg, run_dir, overwrite=True, log=lambda s: None)
+                res = reuse_or_run(cfg, run_dir, log=lambda s: log("  " + s))
                 rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"],
                        "env_steps": res["train"]["env_steps"]}
             else:

@@ -243,6 +243,24 @@ def test_selection_prefers_the_step_forgotten_with_margin():
     assert max(range(len(steps)), key=lambda t: keys[t]) == 2
 
 
+def test_selection_stops_racing_confidence_past_the_reward_cap(envs):
+    from maskshift.rollout import confidence_floor, selection_key
+
+    env, _ = envs[("MaskWorld-v0", "unlearn")]
+    assert confidence_floor(envs[("MaskWorld-v0", "bias")][0]) == 0.0
+    floor = confidence_floor(env)
+    assert floor == pytest.approx(np.exp(-env.task.objective.ce_cap))
+    original = {"retain_acc": 0.97, "forget_acc": 1.0, "forget_confidence": 0.95}
+    steps = [original,
+             {"retain_acc": 0.945, "forget_acc": 0.0, "forget_confidence": 1e-6},  # at the edge
+             {"retain_acc": 0.968, "forget_acc": 0.0, "forget_confidence": 1e-4},
+             {"retain_acc": 0.990, "forget_acc": 0.0, "forget_confidence": 0.05}]  # boundary
+    best = max(range(4), key=lambda t: selection_key(steps[t], original, True, 0.03, floor))
+    assert best == 2  # both past the floor: the retain accuracy decides
+    unfloored = max(range(4), key=lambda t: selection_key(steps[t], original, True, 0.03))
+    assert unfloored == 1
+
+
 def test_the_unlearning_report_measures_forget_confidence(digits_model):
     from maskshift.tasks import unlearning_task
 

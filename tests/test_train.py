@@ -120,3 +120,38 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pa
         tr.train_and_evaluate(SMALL, out, log=lambda s: None)
     assert json.loads((out / "ckpt" / "meta.json").read_text())["update"] == 2
     assert not (out / "results.json").exists()
+
+
+def test_a_finished_run_is_reselected_not_retrained(tmp_path, finished):
+    import dataclasses
+    import shutil
+
+    from maskshift.rollout import selection_key
+    from maskshift.run import reselect, reuse_or_run
+
+    ref_out, ref, _ = finished
+    out = tmp_path / "run"
+    shutil.copytree(ref_out, out)
+    assert reuse_or_run(SMALL, out, log=lambda s: None)["train"] == ref["train"]  # reused as is
+    strict = dataclasses.replace(SMALL, select_tolerance=0.0)
+    assert reselect(dataclasses.replace(strict, seed=4), out) is None  # training differs
+    lines = []
+    res = reuse_or_run(strict, out, log=lines.append)
+    assert lines[0].startswith(f"re-selected {out}") and "without training" in lines[0]
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["config"]["select_tolerance"] == 0.0 and saved["select_tolerance"] == 0.0
+    # the same episode, its training figures kept, the best step chosen under the new setting
+    assert saved["train"] == ref["train"] and saved["history"] == ref["history"]
+    assert jax.tree.structure(saved["val_per_step"]) == jax.tree.structure(ref["val_per_step"])
+    np.testing.assert_allclose(jax.tree.leaves(saved["val_per_step"]),
+                               jax.tree.leaves(ref["val_per_step"]), atol=1e-6)
+    vals = saved["val_per_step"]
+    keys = [selection_key(v, vals[0], False, 0.0) for v in vals]
+    assert res["best_step"] == max(range(len(vals)), key=lambda t: keys[t])
+    reported = ev.evaluate_model("bias", checkpoint=out)
+    assert reported["accuracy"] == pytest.approx(saved["after"]["accuracy"])
+    # an episode that does not repeat the recorded one is not re-selected, and nothing changes
+    saved["val_per_step"][1]["accuracy"] += 0.1
+    (out / "results.json").write_text(json.dumps(saved))
+    assert reselect(SMALL, out) is None
+    assert json.loads((out / "results.json").read_text())["select_tolerance"] == 0.0

@@ -9,10 +9,15 @@
 - ``edited/`` + ``edited.json``: the edited params (``maskshift.evaluate --checkpoint DIR``);
 - ``ckpt/`` (trained editors only): policy, optimizer state and runner state;
 - ``learning_curve.png`` and ``before_after.png``.
+
+:func:`reuse_or_run` is how the benchmarks and ``maskshift.compare`` get a run: a finished one
+is reused, one that differs only in how its best step is chosen is re-selected from its
+checkpoint (:func:`reselect`), anything else is made afresh.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -22,6 +27,7 @@ from maskshift.run.config import (
     DEFAULT_LR,
     DEFAULT_TOLERANCE,
     DEFAULT_TOTAL_STEPS,
+    SELECTION_FIELDS,
     TRAINED_ALGOS,
     OutputDirError,
     RunConfig,
@@ -29,9 +35,10 @@ from maskshift.run.config import (
     build_env,
     check_algo,
     resolve_task,
+    training_fields,
 )
 from maskshift.run.editors import EDITORS
-from maskshift.run.outputs import finished_run, summary_table, write_run
+from maskshift.run.outputs import EpisodeMismatch, finished_run, summary_table, write_run
 from maskshift.sharding import check_chunk, check_divisible, env_mesh, mesh_size
 from maskshift.tasks import Task
 
@@ -110,6 +117,66 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
     return write_run(out, cfg, env, env_params, edits, history, stats, log)
 
 
+def reselect(cfg: RunConfig, out, *, task: Task | None = None, log=print) -> dict | None:
+    """Re-select a finished trained run in ``out`` under ``cfg``'s selection settings
+    (:data:`~maskshift.run.config.SELECTION_FIELDS`), with no training; returns its new results,
+    or ``None`` where that cannot be done (then nothing is written).
+
+    It can where ``out`` holds a finished PPO or APG run whose config equals ``cfg`` in every
+    other field, with its checkpoint at the last update: the policy is restored from it, rolled
+    out as at the end of training, checked to repeat the recorded episode (every step's
+    validation figures), and the run's files are rewritten with the best step chosen under
+    ``cfg``. The training figures (``train``, ``history``) are the original run's.
+    """
+    out = Path(out)
+    if cfg.algo not in TRAINED_ALGOS:
+        return None
+    try:
+        saved = json.loads((out / "results.json").read_text())
+        meta = json.loads((out / "ckpt" / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    want = training_fields(cfg.to_json())
+    if (training_fields(saved.get("config") or {}) != want
+            or training_fields(meta.get("config") or {}) != want
+            or meta.get("update") != cfg.trainer_config.num_updates):
+        return None
+    cfg, task = resolve_task(cfg, task)
+    env, env_params = build_env(cfg, task)
+    # the checkpoint is at the last update: the loop restores it and trains nothing
+    done = EDITORS[cfg.algo](cfg, env, env_params, out, mesh=env_mesh(None), env_chunk=None,
+                             log=lambda s: None, stop_after_chunks=0)
+    if isinstance(done, dict):
+        return None
+    edits, history, _ = done
+    expected = ([t["val_per_step"] for t in saved["targets"]] if cfg.amortized
+                else saved["val_per_step"])
+    was = {k: saved["config"].get(k) for k in SELECTION_FIELDS}
+    try:
+        res = write_run(out, cfg, env, env_params, edits, history, saved["train"],
+                        log=lambda s: None, expected_val=expected)
+    except EpisodeMismatch:
+        return None
+    log(f"re-selected {out} (was {was}) without training")
+    return res
+
+
+def reuse_or_run(cfg: RunConfig, out, *, task: Task | None = None, log=print,
+                 **kwargs) -> dict:
+    """The run of ``cfg`` in ``out``: reused if finished with exactly ``cfg``; re-selected
+    (:func:`reselect`) if it differs only in its selection settings; else made afresh with
+    :func:`train_and_evaluate` (``kwargs``), replacing whatever ``out`` holds."""
+    res = finished_run(out, cfg) if task is None else None
+    if res is not None:
+        log(f"reusing {out}")
+        return res
+    res = reselect(cfg, out, task=task, log=log)
+    if res is not None:
+        return res
+    log(f"running {out}")
+    return train_and_evaluate(cfg, out, task=task, overwrite=True, log=lambda s: None, **kwargs)
+
+
 __all__ = ["ALGOS", "DEFAULT_LR", "DEFAULT_TOLERANCE", "DEFAULT_TOTAL_STEPS", "OutputDirError",
            "RunConfig", "TrainingError", "build_env", "check_out_dir", "finished_run",
-           "summary_table", "train_and_evaluate"]
+           "reselect", "reuse_or_run", "summary_table", "train_and_evaluate"]

@@ -23,6 +23,15 @@ DEFAULT_TOTAL_STEPS = {"ppo": {"unlearn": 64 * 8 * 160, "bias": 64 * 8 * 640},
                        "apg": {"unlearn": 64 * 8 * 40, "bias": 64 * 8 * 80}}
 DEFAULT_LR = {"ppo": PPOConfig.learning_rate, "apg": APGConfig.learning_rate}
 DEFAULT_TOLERANCE = {"unlearn": 0.03, "bias": 0.02}
+# The fields that only choose the best step of an episode: a finished trained run that differs
+# from a config in these alone is re-selected, not retrained (maskshift.run.reselect).
+SELECTION_FIELDS = ("select_tolerance", "select_rule")
+
+
+def training_fields(config_json: dict) -> dict:
+    """A run config's JSON without :data:`SELECTION_FIELDS` (and the recorded env params): what
+    the edit itself depends on."""
+    return {k: v for k, v in config_json.items() if k not in (*SELECTION_FIELDS, "env_params")}
 
 
 def select_tolerance(cfg: RunConfig) -> float:
@@ -71,7 +80,7 @@ class RunConfig:
     oracle: OracleConfig = OracleConfig()
     # how the best step is chosen on validation (maskshift.rollout.selection_key); recorded so
     # that a finished run selected by an older rule is not reused as if it were current
-    select_rule: str = "forget-confidence"
+    select_rule: str = "forget-confidence-floor"
     # built-in models: the layers to edit; your own model: the task factory ("module:function")
     # and a fingerprint of the Task it gave (a run resumes only onto the same task)
     edit: tuple[str, ...] = ("Dense_0",)

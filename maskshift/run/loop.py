@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskshift._io import atomic_write_json, replace_dir, restore_pytree, save_pytree
-from maskshift.run.config import RunConfig, TrainingError
+from maskshift.run.config import RunConfig, TrainingError, training_fields
 from maskshift.sharding import num_shards
 
 CKPT_FORMAT = "maskshift-train-v1"
@@ -52,7 +52,8 @@ def load_runner(out: Path, like, cfg: RunConfig):
     if meta.get("format") != CKPT_FORMAT:
         raise TrainingError(f"{meta_path} has format {meta.get('format')!r}, not {CKPT_FORMAT!r}; "
                             "pass --overwrite to start the run again.")
-    if meta.get("config") != cfg.to_json():
+    # the selection settings do not touch training: a run may finish under other ones
+    if training_fields(meta.get("config") or {}) != training_fields(cfg.to_json()):
         raise TrainingError(f"{out} holds an unfinished run with a different config; rerun it "
                             "with the same flags to resume, or pass --overwrite to replace it.")
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from maskshift._io import atomic_write_json, save_figure
@@ -27,14 +28,34 @@ def finished_run(run_dir, cfg: RunConfig) -> dict | None:
     return res if saved == cfg.to_json() else None
 
 
+class EpisodeMismatch(RuntimeError):
+    """A re-rolled episode is not the one a run recorded (checked before anything is written)."""
+
+
+def _check_episode(val_per_step: list, expected: list | None) -> None:
+    """``expected``: the validation figures a run recorded for this episode; raise
+    :class:`EpisodeMismatch` unless ``val_per_step`` repeats them."""
+    if expected is None:
+        return
+    got, want = (json.loads(json.dumps(v)) for v in (val_per_step, expected))
+    same = (jax.tree.structure(got) == jax.tree.structure(want)
+            and np.allclose(jax.tree.leaves(got), jax.tree.leaves(want), rtol=0, atol=1e-6))
+    if not same:
+        raise EpisodeMismatch("the re-rolled episode differs from the recorded one")
+
+
 def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, history: dict,
-              stats: dict, log=print) -> dict:
+              stats: dict, log=print, expected_val: list | None = None) -> dict:
     """Select the best step of ``edits`` on validation, report it on test and write the run
-    (an amortized run: :func:`write_amortized_run`)."""
+    (an amortized run: :func:`write_amortized_run`). ``expected_val``: the per-step validation
+    figures (per target, for an amortized run) the episode must repeat, else
+    :class:`EpisodeMismatch` and nothing is written."""
     if cfg.amortized:
-        return write_amortized_run(out, cfg, env, env_params, edits, history, stats, log)
+        return write_amortized_run(out, cfg, env, env_params, edits, history, stats, log,
+                                   expected_val)
     tolerance = select_tolerance(cfg)
     ep = select_and_report(env, env_params, edits, tolerance)
+    _check_episode(ep["val_per_step"], expected_val)
     meta = {"task": cfg.task, "dataset": env.task.dataset.name, "env": env.name,
             "seed": cfg.seed, "algo": cfg.algo,
             "edit_paths": ["/".join(p) for p in env.task.edit_paths]}
@@ -55,7 +76,8 @@ def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, hist
 
 
 def write_amortized_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, episodes: list,
-                        history: dict, stats: dict, log=print) -> dict:
+                        history: dict, stats: dict, log=print,
+                        expected_val: list | None = None) -> dict:
     """An amortized policy's run: each target's episode selected on validation and reported on
     test (``results.json`` holds ``targets``, one entry per forget set of the pool). No
     ``edited/``: ``maskshift.edit --policy OUT --forget-class C --out DIR`` writes any class's."""
@@ -63,6 +85,7 @@ def write_amortized_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, e
     targets = []
     for t, (classes, edits) in enumerate(zip(env.task.objective.targets, episodes, strict=True)):
         ep = select_and_report(env, env_params, edits, tolerance, t)
+        _check_episode(ep["val_per_step"], None if expected_val is None else expected_val[t])
         targets.append({"forget_classes": list(classes), "best_step": ep["best_step"],
                         "before": ep["before"], "after": ep["after"],
                         "val_per_step": ep["val_per_step"]})
