@@ -19,6 +19,7 @@ from pathlib import Path
 from maskshift._io import atomic_write_json
 from maskshift.bench import (
     DEFAULT_CHUNK,
+    DEFAULT_MODES,
     DEFAULT_NS,
     MODES,
     STEPS_PER_CALL,
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", default=["unlearn", "bias"])
     p.add_argument("--ns", nargs="+", type=int, default=None,
                    help=f"parallel environment counts (default {DEFAULT_NS})")
-    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    p.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES), choices=MODES,
+                   help="parts (not run by default): the step's edit update and observation "
+                        "timed apart, and the roofline bound they set (with matmul)")
     p.add_argument("--observations", nargs="+", default=["summary"],
                    choices=["summary", "gradient", "controller"],
                    help="gradient, controller: also those observations (no NumPy mode)")

@@ -5,13 +5,16 @@ like the trained one (the same env, selection and test report).
         --observation controller --heads units --json benchmarks/results/untrained-bias.json
     python benchmarks/untrained.py --classes 0 1 2 3 4 5 6 7 8 9 --skip-gains 1.0 0.5 0.3 \
         --json benchmarks/results/skip-gain.json       # how the default skip gain was chosen
+    python benchmarks/untrained.py --dataset fashion_mnist --classes 0 1 2 3 4 5 6 7 8 9 \
+        --seeds 0 1 --forget 0.02 --json benchmarks/results/untrained-fashion.json
 
 Unit heads over the controller observation start out following the gradient controller's
 direction on each step's minibatch; this measures that start, so that a trained policy's figures
 can be read as what training added to it. With several ``--skip-gains`` it counts, per env and
 gain, the (class, seed) pairs whose selected step meets the unlearning target (forget <= 0.05,
-retain >= the original's - 0.03) on the validation split, which is how ``PPOConfig.skip_gain``
-was chosen, and on the test split beside it.
+``--forget`` to change it; retain >= the original's - 0.03) on the validation split, which is
+how ``PPOConfig.skip_gain`` was chosen, and on the test split beside it. ``--dataset`` runs it on
+a real dataset (Fashion-MNIST: beside ``benchmarks/real_data.py``'s trained residual policies).
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-gains", type=float, nargs="+", default=[ppo.PPOConfig.skip_gain])
     ap.add_argument("--observation", default="controller")
     ap.add_argument("--heads", default="units")
+    ap.add_argument("--dataset", default=None,
+                    help="a dataset name (e.g. fashion_mnist); default: the task's embedded one")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--forget", type=float, default=ZERO_SHOT_FORGET,
+                    help="the target's largest forget accuracy (real_data.py's table: 0.02)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     unlearn = args.task == "unlearn"
@@ -75,15 +83,16 @@ def main(argv=None) -> int:
     for env in args.envs:
         for cls in args.classes if unlearn else [None]:
             cfg = RunConfig(env=env, task=args.task, observation=args.observation,
+                            dataset=args.dataset, data_dir=args.data_dir,
                             ppo=ppo.PPOConfig(heads=args.heads),
                             **({"forget_classes": (cls,)} if unlearn else {}))
             for r in untrained_reports(cfg, args.seeds, args.skip_gains):
                 r = {"env": env, "class": cls, **r}
                 if unlearn:
                     r["val_target"] = meets_unlearning_target(r["val_before"], r["val"],
-                                                              forget=ZERO_SHOT_FORGET)
+                                                              forget=args.forget)
                     r["test_target"] = meets_unlearning_target(r["before"], r["after"],
-                                                               forget=ZERO_SHOT_FORGET)
+                                                               forget=args.forget)
                 rows.append(r)
                 a = r["after"]
                 print(f"{env} {'' if cls is None else f'class {cls} '}gain {r['skip_gain']} "

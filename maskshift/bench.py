@@ -1,4 +1,5 @@
-"""Throughput of the editing environments, measured five ways on the same step.
+"""Throughput of the editing environments, measured five ways on the same step,
+and where its time goes.
 
 - ``vmap``: ``jax.jit(jax.vmap(env.step))`` over ``N`` environments (the environment batch split
   over a device mesh when there are several devices), ``steps`` batched steps per call under
@@ -12,7 +13,13 @@
   update, same reward, same observation), environment by environment;
 - ``matmul``: one dense ``[k, k] @ [k, k]`` matmul with the FLOPs of one batched step (as XLA
   counts them): the roofline this process reaches on this machine. Each mode's
-  ``roofline_fraction`` is ``matmul time / its time`` for the same FLOPs.
+  ``roofline_fraction`` is ``matmul time / its time`` for the same FLOPs;
+- ``parts`` (not in the default sweep): where the ``vmap`` step's time goes. The same program
+  with the step cut down to the edit update (``update``: action to new mask or shift, and
+  gymnax's auto-reset select) and to the update and the summary observation (``observe``), no
+  minibatch and no forward pass. With ``matmul`` it gives ``roofline_bound``: the fraction of the
+  roofline the whole step would reach if everything but the update and observation ran at the
+  roofline (:func:`roofline_bound`).
 
 Every clock read follows ``block_until_ready``; compile time is measured apart from run time;
 each figure is the median of ``reps`` repetitions, with the min and max as its spread.
@@ -34,10 +41,11 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from gymnax.environments import environment
 
 from maskshift._io import save_figure
 from maskshift.envs import ENV_ALIASES, EditWorld, EnvParams, make
-from maskshift.envs.worlds import pool_matrix
+from maskshift.envs.worlds import EnvState, pool_matrix
 from maskshift.sharding import (
     check_chunk,
     check_divisible,
@@ -50,7 +58,9 @@ from maskshift.sharding import (
 )
 from maskshift.tasks import BiasObjective, UnlearnObjective, get_leaf, make_task
 
-MODES = ("vmap", "chunked", "loop", "numpy", "matmul")
+DEFAULT_MODES = ("vmap", "chunked", "loop", "numpy", "matmul")
+MODES = (*DEFAULT_MODES, "parts")
+PARTS = ("update", "observe")
 STEPS_PER_CALL = 8  # batched steps per jitted call (a rollout under lax.scan)
 DEFAULT_CHUNK = 8  # environments per group (per device) in the chunked mode
 DEFAULT_NS = (1, 16, 256, 1024, 4096, 16384)
@@ -309,6 +319,46 @@ def bench_vmap(env, env_params, n: int, reps: int, devices=None, chunk: int | No
                     devices=shards, chunk=chunk)
 
 
+class _PartialStep:
+    """``env`` with ``step_env`` cut down to ``part`` of its work (:data:`PARTS`); gymnax's
+    ``step`` (auto-reset and all) and every other attribute are ``env``'s."""
+
+    step = environment.Environment.step
+
+    def __init__(self, env: EditWorld, part: str):
+        self.env, self.part = env, part
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def step_env(self, key, state: EnvState, action, params: EnvParams):
+        edit = self.env.next_edit(state.edit, action, params)
+        time = state.time + 1
+        obs = (jnp.zeros(self.env.obs_size) if self.part == "update"
+               else self.env._obs(edit, state.metrics, time, params))
+        return (obs, state.replace(edit=edit, time=time), jnp.float32(0.0), jnp.asarray(False),
+                {})
+
+
+def bench_parts(env, env_params, n: int, reps: int, steps: int = STEPS_PER_CALL) -> dict:
+    """The ``vmap`` mode's figures for each of :data:`PARTS` of the step (summary observation
+    only: the gradient observations' unit block needs the forward and backward passes)."""
+    if env.observation != "summary":
+        raise ValueError("The parts mode measures the summary observation's step only.")
+    return {part: bench_vmap(_PartialStep(env, part), env_params, n, reps, steps=steps)
+            for part in PARTS}
+
+
+def roofline_bound(step: dict, observe: dict, mm: dict) -> float:
+    """The roofline fraction the whole step (``vmap`` entry ``step``) would reach if its edit
+    update and observation kept their measured time (``observe``) and the rest of its FLOPs (the
+    minibatch's forward pass and the reward) ran at the matmul's rate (``mm``)."""
+    rate = mm["flops"] / mm["median_s"]
+    n = step["n"]
+    at_roofline = step["flops"] / rate
+    return at_roofline / (n / observe["steps_per_s"] + (step["flops"] - observe["flops"]) / rate)
+
+
 def bench_loop(env, env_params, n: int, reps: int) -> dict:
     """A Python loop over ``n`` environments, one jitted single-environment step each."""
     keys, state, actions = _inputs(env, env_params, n)
@@ -379,7 +429,8 @@ def build_env(env: str, task: str, observation: str = "summary", minibatch: str 
 
 def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                    tasks: Sequence[str] = ("unlearn", "bias"),
-                   ns: Sequence[int] = DEFAULT_NS, modes: Sequence[str] = MODES, reps: int = 5,
+                   ns: Sequence[int] = DEFAULT_NS, modes: Sequence[str] = DEFAULT_MODES,
+                   reps: int = 5,
                    max_serial_n: int = 1024, devices=None, chunk: int = DEFAULT_CHUNK,
                    steps: int = STEPS_PER_CALL, observations: Sequence[str] = ("summary",),
                    minibatches: Sequence[str] = ("per_env",), pool: Sequence[int] = (),
@@ -443,6 +494,17 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                 _set_roofline(ch, mm)
                 line.append(f"matmul {mm['gflops']:.1f} GFLOP/s "
                             f"(vmap at {vm['roofline_fraction']:.0%} of it)")
+            if "parts" in modes and observation == "summary" and vm and "skipped" not in vm:
+                parts = {"n": n, **bench_parts(env, p, n, reps, steps)}
+                res["parts"].append(parts)
+                if not any("skipped" in parts[k] for k in PARTS):
+                    ms = {k: 1e3 * n / parts[k]["steps_per_s"] for k in PARTS}
+                    line.append(f"update {ms['update']:.1f} ms, +observe "
+                                f"{ms['observe'] - ms['update']:.1f} ms of "
+                                f"{1e3 * n / vm['steps_per_s']:.1f} ms per batched step")
+                    if mm is not None:
+                        parts["roofline_bound"] = roofline_bound(vm, parts["observe"], mm)
+                        line.append(f"(roofline bound {parts['roofline_bound']:.0%})")
             for mode, fn in (("loop", bench_loop), ("numpy", bench_numpy)):
                 if ((mode == "numpy" and (observation != "summary" or classes is not None))
                         or draw != "per_env"):

@@ -104,6 +104,38 @@ def test_ppo_throughput_script_smallest_setting(tmp_path):
         assert r["env_steps_per_s"] == pytest.approx(32 / r["median_s"])
 
 
+def test_throughput_parts_split_the_step_and_bound_its_roofline_fraction(tmp_path):
+    out = tmp_path / "tp.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
+                           "--envs", "shift", "--tasks", "bias", "--ns", "4", "--reps", "1",
+                           "--modes", "vmap", "matmul", "parts", "--steps-per-call", "2",
+                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out.read_text())["results"]["shift-bias"]
+    parts, step = r["parts"][0], r["vmap"][0]
+    # the parts are nested subsets of the step's work: XLA's FLOP counts say so exactly
+    assert 0 < parts["update"]["flops"] < parts["observe"]["flops"] < step["flops"]
+    assert parts["update"]["steps_per_s"] > 0 and parts["observe"]["steps_per_s"] > 0
+    assert 0 < parts["roofline_bound"] and "roofline bound" in proc.stdout
+
+
+@pytest.mark.parametrize("env_id", ["MaskWorld-v0", "ShiftWorld-v0"])
+def test_partial_step_keeps_the_edit_and_observation_of_the_real_step(envs, env_id):
+    from maskshift.bench import _PartialStep
+
+    env, p = envs[(env_id, "bias")]
+    _, state = env.reset(jax.random.key(0), p)
+    action = 0.3 * jax.random.normal(jax.random.key(1), (env.action_size,))
+    obs, new, *_ = env.step(jax.random.key(2), state, action, p)
+    part_obs, part_new, *_ = _PartialStep(env, "observe").step(jax.random.key(2), state, action, p)
+    for a, b in zip(new.edit, part_new.edit, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the observation's structure features and time agree; its metrics are the old state's
+    k = env.summary_size - len(env.task.objective.metric_names) - 1
+    np.testing.assert_allclose(np.asarray(obs[:k]), np.asarray(part_obs[:k]), atol=1e-6)
+    assert float(part_obs[env.summary_size - 1]) == float(obs[env.summary_size - 1])
+
+
 def test_throughput_script_rejects_a_bad_mode():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
                            "--modes", "warp"], capture_output=True, text=True, timeout=120)

@@ -379,11 +379,14 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
             parts.append(params.reset_units[target])
         return jnp.concatenate(parts), state
 
-    def step_env(self, key: PRNGKey, state: EnvState, action: Array, params: EnvParams):
+    def next_edit(self, edit: tuple, action: Array, params: EnvParams) -> tuple:
+        """The edit after one step's ``action`` (no minibatch, reward or observation)."""
         factors = self.unflatten_action(action)
-        edit = tuple(self.update_edit(e, self.direction(u, v), w0, params)
-                     for e, (u, v), w0 in zip(state.edit, factors, params.task.originals,
-                                              strict=True))
+        return tuple(self.update_edit(e, self.direction(u, v), w0, params)
+                     for e, (u, v), w0 in zip(edit, factors, params.task.originals, strict=True))
+
+    def step_env(self, key: PRNGKey, state: EnvState, action: Array, params: EnvParams):
+        edit = self.next_edit(state.edit, action, params)
         metrics, units = self._measure(key, edit, params, state.target)
         utility, edit_term = self.task.objective.terms(metrics,
                                                        params.task.base_metrics[state.target])
