@@ -17,9 +17,10 @@ and where its time goes.
 - ``parts`` (not in the default sweep): where the ``vmap`` step's time goes. The same program
   with the step cut down to the edit update (``update``: action to new mask or shift, and
   gymnax's auto-reset select) and to the update and the summary observation (``observe``), no
-  minibatch and no forward pass. With ``matmul`` it gives ``roofline_bound``: the fraction of the
-  roofline the whole step would reach if everything but the update and observation ran at the
-  roofline (:func:`roofline_bound`).
+  minibatch and no forward pass; for ``vmap`` and, where it runs, ``chunked``. With ``matmul``
+  it gives ``roofline_bound`` per mode: the fraction of the roofline that mode's whole step would
+  reach if everything but the update and observation ran at the roofline
+  (:func:`roofline_bound`).
 
 Every clock read follows ``block_until_ready``; compile time is measured apart from run time;
 each figure is the median of ``reps`` repetitions, with the min and max as its spread.
@@ -340,12 +341,14 @@ class _PartialStep:
                 {})
 
 
-def bench_parts(env, env_params, n: int, reps: int, steps: int = STEPS_PER_CALL) -> dict:
-    """The ``vmap`` mode's figures for each of :data:`PARTS` of the step (summary observation
-    only: the gradient observations' unit block needs the forward and backward passes)."""
+def bench_parts(env, env_params, n: int, reps: int, devices=None, chunk: int | None = None,
+                steps: int = STEPS_PER_CALL) -> dict:
+    """:func:`bench_vmap`'s figures (``chunk``: the chunked mode's) for each of :data:`PARTS` of
+    the step (summary observation only: the gradient observations' unit block needs the forward
+    and backward passes)."""
     if env.observation != "summary":
         raise ValueError("The parts mode measures the summary observation's step only.")
-    return {part: bench_vmap(_PartialStep(env, part), env_params, n, reps, steps=steps)
+    return {part: bench_vmap(_PartialStep(env, part), env_params, n, reps, devices, chunk, steps)
             for part in PARTS}
 
 
@@ -494,17 +497,23 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                 _set_roofline(ch, mm)
                 line.append(f"matmul {mm['gflops']:.1f} GFLOP/s "
                             f"(vmap at {vm['roofline_fraction']:.0%} of it)")
-            if "parts" in modes and observation == "summary" and vm and "skipped" not in vm:
-                parts = {"n": n, **bench_parts(env, p, n, reps, steps)}
-                res["parts"].append(parts)
-                if not any("skipped" in parts[k] for k in PARTS):
-                    ms = {k: 1e3 * n / parts[k]["steps_per_s"] for k in PARTS}
-                    line.append(f"update {ms['update']:.1f} ms, +observe "
+            if "parts" in modes and observation == "summary":
+                parts = {"n": n}
+                for mode, whole, group in (("vmap", vm, None), ("chunked", ch, chunk)):
+                    if whole is None or "skipped" in whole:
+                        continue
+                    parts[mode] = bench_parts(env, p, n, reps, devices, group, steps)
+                    if any("skipped" in parts[mode][k] for k in PARTS):
+                        continue
+                    ms = {k: 1e3 * n / parts[mode][k]["steps_per_s"] for k in PARTS}
+                    line.append(f"{mode} parts: update {ms['update']:.1f} ms, +observe "
                                 f"{ms['observe'] - ms['update']:.1f} ms of "
-                                f"{1e3 * n / vm['steps_per_s']:.1f} ms per batched step")
+                                f"{1e3 * n / whole['steps_per_s']:.1f} ms")
                     if mm is not None:
-                        parts["roofline_bound"] = roofline_bound(vm, parts["observe"], mm)
-                        line.append(f"(roofline bound {parts['roofline_bound']:.0%})")
+                        bound = roofline_bound(whole, parts[mode]["observe"], mm)
+                        parts.setdefault("roofline_bound", {})[mode] = bound
+                        line.append(f"(roofline bound {bound:.0%})")
+                res["parts"].append(parts)
             for mode, fn in (("loop", bench_loop), ("numpy", bench_numpy)):
                 if ((mode == "numpy" and (observation != "summary" or classes is not None))
                         or draw != "per_env"):

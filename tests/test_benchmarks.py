@@ -108,15 +108,20 @@ def test_throughput_parts_split_the_step_and_bound_its_roofline_fraction(tmp_pat
     out = tmp_path / "tp.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
                            "--envs", "shift", "--tasks", "bias", "--ns", "4", "--reps", "1",
-                           "--modes", "vmap", "matmul", "parts", "--steps-per-call", "2",
-                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+                           "--modes", "vmap", "chunked", "matmul", "parts", "--chunk", "2",
+                           "--steps-per-call", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out.read_text())["results"]["shift-bias"]
-    parts, step = r["parts"][0], r["vmap"][0]
-    # the parts are nested subsets of the step's work: XLA's FLOP counts say so exactly
-    assert 0 < parts["update"]["flops"] < parts["observe"]["flops"] < step["flops"]
-    assert parts["update"]["steps_per_s"] > 0 and parts["observe"]["steps_per_s"] > 0
-    assert 0 < parts["roofline_bound"] and "roofline bound" in proc.stdout
+    parts = r["parts"][0]
+    assert set(parts["roofline_bound"]) == {"vmap", "chunked"}
+    for mode in ("vmap", "chunked"):
+        # the parts are nested subsets of the step's work: XLA's FLOP counts say so exactly
+        update, observe = parts[mode]["update"], parts[mode]["observe"]
+        assert 0 < update["flops"] < observe["flops"] < r["vmap"][0]["flops"]
+        assert update["steps_per_s"] > 0 and observe["steps_per_s"] > 0
+        assert 0 < parts["roofline_bound"][mode]
+    assert "chunked parts: update" in proc.stdout and "roofline bound" in proc.stdout
 
 
 @pytest.mark.parametrize("env_id", ["MaskWorld-v0", "ShiftWorld-v0"])
