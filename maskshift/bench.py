@@ -14,7 +14,7 @@ and where its time goes.
 - ``matmul``: one dense ``[k, k] @ [k, k]`` matmul with the FLOPs of one batched step (as XLA
   counts them): the roofline this process reaches on this machine. Each mode's
   ``roofline_fraction`` is ``matmul time / its time`` for the same FLOPs;
-- ``parts`` (not in the default sweep): where the ``vmap`` step's time goes. The same program
+- ``parts`` (not in the default sweep): where the step's time goes. The same program
   with the step cut down to the edit update (``update``: action to new mask or shift, and
   gymnax's auto-reset select) and to the update and the summary observation (``observe``), no
   minibatch and no forward pass; for ``vmap`` and, where it runs, ``chunked``. With ``matmul``
@@ -353,9 +353,9 @@ def bench_parts(env, env_params, n: int, reps: int, devices=None, chunk: int | N
 
 
 def roofline_bound(step: dict, observe: dict, mm: dict) -> float:
-    """The roofline fraction the whole step (``vmap`` entry ``step``) would reach if its edit
-    update and observation kept their measured time (``observe``) and the rest of its FLOPs (the
-    minibatch's forward pass and the reward) ran at the matmul's rate (``mm``)."""
+    """The roofline fraction the whole step (a ``vmap`` or ``chunked`` entry) would reach if
+    its edit update and observation kept their measured time (``observe``) and the rest of its
+    FLOPs (the minibatch's forward pass and the reward) ran at the matmul's rate (``mm``)."""
     rate = mm["flops"] / mm["median_s"]
     n = step["n"]
     at_roofline = step["flops"] / rate
