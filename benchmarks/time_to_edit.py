@@ -23,7 +23,10 @@ import time
 from pathlib import Path
 
 TARGET = {"forget_acc": 0.02, "retain_acc": 0.90}
-RL = {"MaskWorld": "mask", "ShiftWorld": "shift"}
+# maskshift.compare's names: PPO, and the gradient controls in its action space (same env, steps,
+# rank and selection)
+RL = ("MaskWorld", "ShiftWorld", "MaskWorld-gradient", "ShiftWorld-gradient", "MaskWorld-oracle",
+      "ShiftWorld-oracle")
 
 
 def one(method: str, out: str, rl_total_steps: int | None, forget: int) -> dict:
@@ -39,12 +42,10 @@ def one(method: str, out: str, rl_total_steps: int | None, forget: int) -> dict:
     from_cache = is_cached(load_dataset("digits"))  # before the method loads or trains it
 
     if method in RL:
-        from maskshift.ppo import PPOConfig
-        from maskshift.train import DEFAULT_TOTAL_STEPS, RunConfig, train_and_evaluate
+        from maskshift.compare import rl_config
+        from maskshift.train import train_and_evaluate
 
-        total = rl_total_steps or DEFAULT_TOTAL_STEPS["ppo"]["unlearn"]
-        cfg = RunConfig(env=RL[method], task="unlearn", forget_classes=(forget,),
-                        ppo=PPOConfig(total_timesteps=total))
+        cfg = rl_config("unlearn", method, 0, (forget,), None, rl_total_steps)
         res = train_and_evaluate(cfg, out, overwrite=True, log=lambda s: None)
         rep, extra = res["after"], {"compile_seconds": res["train"]["compile_seconds"],
                                     "train_seconds": res["train"]["wall_seconds"],
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=[*RL, *UNLEARNING_BASELINES])
     p.add_argument("--forget-class", type=int, default=7)
     p.add_argument("--rl-total-steps", type=int, default=None,
-                   help="env steps for the RL editors (default: the trainer's default budget)")
+                   help="env steps for the trained editors (default: the trainer's default "
+                        "budget)")
     p.add_argument("--cold", action="store_true", help="an empty pretraining cache per method")
     p.add_argument("--json", default=None)
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)

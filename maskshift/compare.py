@@ -52,7 +52,7 @@ RL_METHODS.update({f"{world}-{policy}": (env, "ppo", policy) for policy in ("uni
                    for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))})
 
 
-def _rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
+def rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
                data_dir=None) -> RunConfig:
     """The config ``python -m maskshift.train --env ENV --algo ALGO`` uses for ``method``;
     ``total_steps`` overrides a trained editor's budget."""
@@ -107,7 +107,7 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
                 rep = task.report(task.params)
             elif m in RL_METHODS:
                 run_dir = _run_dir(out, m, seed)
-                cfg = _rl_config(task_name, m, seed, forget_classes, dataset, rl_total_steps,
+                cfg = rl_config(task_name, m, seed, forget_classes, dataset, rl_total_steps,
                                  data_dir)
                 res = reuse_or_run(cfg, run_dir, log=lambda s: log("  " + s))
                 rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"],
