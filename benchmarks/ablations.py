@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 
 from maskshift._io import atomic_write_json, atomic_write_text
-from maskshift.ppo import make_train
-from maskshift.rollout import deterministic_rollout, report, select_best_step
-from maskshift.train import DEFAULT_TOLERANCE, RunConfig, build_env, config_from_args
-from maskshift.train import build_parser as train_parser
+from maskshift.agents.common import deterministic_rollout
+from maskshift.agents.ppo import make_train
+from maskshift.run import DEFAULT_TOLERANCE, RunConfig, build_env, make_run_config
+from maskshift.run.select import select_best_step
 
 SWEEPS = {
     "max_steps_in_episode": [2, 4, 8],
@@ -40,13 +40,13 @@ EVAL_BATCHES = [16, 64, 256]
 def evaluate_policy(env, env_params, network, policy_params, tolerance):
     edits = deterministic_rollout(env, env_params, network, policy_params)
     best, edited, _ = select_best_step(env, env_params, edits, tolerance)
-    return best, report(env, edited, "test")
+    return best, env.task.report(edited, "test")
 
 
 def sweep_leaf(cfg: RunConfig, leaf: str, values, log) -> list[dict]:
     """Train one policy per value of an EnvParams leaf, all in one vmapped program."""
     env, env_params = build_env(cfg)
-    trainer = make_train(cfg.ppo, env)
+    trainer = make_train(cfg.editor, env)
     dtype = jnp.int32 if leaf == "max_steps_in_episode" else jnp.float32
     stacked = env_params.replace(**{leaf: jnp.asarray(values, dtype)})
     axes = jax.tree.map(lambda _: None, env_params).replace(**{leaf: 0})
@@ -73,7 +73,7 @@ def sweep_eval_batch(cfg: RunConfig, values, log) -> list[dict]:
     for v in values:
         c = dataclasses.replace(cfg, eval_batch=v)
         env, env_params = build_env(c)
-        trainer = make_train(c.ppo, env)
+        trainer = make_train(c.editor, env)
         t0 = time.perf_counter()
         rs, metrics = jax.jit(trainer.train)(jax.random.key(c.seed), env_params)
         jax.block_until_ready(metrics)
@@ -109,26 +109,24 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny budget and two values per sweep")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
-    targs = ["--env", args.env, "--task", args.task, "--seed", str(args.seed)]
+    settings = {"env": args.env, "task": args.task, "seed": args.seed,
+                "total_steps": args.total_steps}
     sweeps, batches = SWEEPS, EVAL_BATCHES
     if args.quick:
-        targs += ["--total-steps", str(args.total_steps or 16 * 8 * 4), "--num-envs", "16",
-                  "--rank", "2"]
+        settings.update(total_steps=args.total_steps or 16 * 8 * 4, num_envs=16, rank=2)
         sweeps = {k: v[:2] for k, v in SWEEPS.items()}
         batches = EVAL_BATCHES[:1]
-    elif args.total_steps:
-        targs += ["--total-steps", str(args.total_steps)]
-    cfg = config_from_args(train_parser().parse_args(targs))
+    cfg = make_run_config(**settings)
     log = lambda s: print(s, flush=True)  # noqa: E731
-    log(f"ablations: env={args.env} task={args.task} updates/policy={cfg.ppo.num_updates}")
+    log(f"ablations: env={args.env} task={args.task} updates/policy={cfg.editor.num_updates}")
     t0 = time.perf_counter()
     rows = []
     for leaf, values in sweeps.items():
         rows += sweep_leaf(cfg, leaf, values, log)
     rows += sweep_eval_batch(cfg, batches, log)
     md = (f"# Ablations: {args.env} / {args.task}, seed {args.seed}\n\n"
-          f"Test-split figures of the validation-selected step; {cfg.ppo.num_updates} PPO updates "
-          f"of {cfg.ppo.num_envs}x{cfg.ppo.num_steps} env steps per policy. Command: "
+          f"Test-split figures of the validation-selected step; {cfg.editor.num_updates} PPO "
+          f"updates of {cfg.editor.num_envs}x{cfg.editor.num_steps} env steps per policy. Command: "
           f"`python benchmarks/ablations.py {' '.join(argv or sys.argv[1:])}`\n\n"
           + table(rows, args.task) + f"\n\nTotal {time.perf_counter() - t0:.0f} s.\n")
     out = Path(args.out)

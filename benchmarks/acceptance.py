@@ -23,8 +23,7 @@ from pathlib import Path
 
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.metrics import meets_unlearning_target
-from maskshift.run import reuse_or_run
-from maskshift.train import build_parser, config_from_args
+from maskshift.run import make_run_config, reuse_or_run
 
 
 def meets_target(task: str, before: dict, after: dict) -> bool:
@@ -44,13 +43,10 @@ def _settings(args):
 
 
 def _run(out: Path, algo, task, cls, env, seed) -> dict:
-    argv = ["--env", env, "--task", task, "--seed", str(seed), "--algo", algo]
-    name = f"{env}-{task}"
-    if cls is not None:
-        argv += ["--forget-class", str(cls)]
-        name += f"-c{cls}"
+    name = f"{env}-{task}" + ("" if cls is None else f"-c{cls}")
     name += ("" if algo == "ppo" else f"-{algo}") + f"-s{seed}"
-    cfg = config_from_args(build_parser().parse_args(argv))
+    cfg = make_run_config(env=env, task=task, seed=seed, algo=algo,
+                          forget_classes=(7,) if cls is None else (cls,))
     run_dir = out / name
     res = reuse_or_run(cfg, run_dir, log=lambda s: print(s, flush=True))
     return {"algo": algo, "env": env, "task": task, "forget_class": cls, "seed": seed,

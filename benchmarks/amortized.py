@@ -7,7 +7,7 @@ gradient ascent on the same classes.
 
 For each env, seed and pool (default ``0 1 2 3 4`` and ``5 6 7 8 9``): ``maskshift.train --amortized
 --forget-class POOL`` (controller observation, unit heads; reused when finished), then one
-:class:`maskshift.policy.PolicyEditor` over the held-out classes (one compilation; each edit's
+:class:`maskshift.run.policy.PolicyEditor` over the held-out classes (one compilation; each edit's
 seconds cover the rollout, the selection on val and the test reports), and on each held-out class
 ``--algo gradient`` (same env, episode length, rank and selection), a retrained model and
 gradient ascent (their MIA is the reference: a model that never saw the class). The controller
@@ -34,16 +34,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskshift import RunConfig, train_and_evaluate
+from maskshift import RunConfig, make_run_config, train_and_evaluate
 from maskshift._io import atomic_write_json, atomic_write_text
+from maskshift.agents import ppo
+from maskshift.agents.common import rollout_fn
 from maskshift.baselines.unlearning import gradient_ascent, retrain
-from maskshift.control import gradient_act
+from maskshift.controls import gradient_act
 from maskshift.metrics import meets_unlearning_target
-from maskshift.policy import PolicyEditor, load_policy
-from maskshift.rollout import rollout_fn, select_and_report
 from maskshift.run import reuse_or_run
-from maskshift.run.config import build_env, select_tolerance
-from maskshift.train import build_parser, config_from_args
+from maskshift.run.build import build_env, resolve_task
+from maskshift.run.config import select_tolerance
+from maskshift.run.policy import PolicyEditor, load_policy
+from maskshift.run.select import select_and_report
 
 
 def _run(cfg: RunConfig, out: Path, env_chunk: int | None = None) -> dict:
@@ -71,8 +73,6 @@ def _baselines(env: str, cls: int, args, cache: dict) -> list[dict]:
     rows = [_row("gradient", cls, g["before"], g["after"], g["train"]["wall_seconds"],
                  best_step=g["best_step"])]
     if ("baselines", cls) not in cache:
-        from maskshift.run.config import resolve_task
-
         _, task = resolve_task(cfg)
         for name, fn in (("retrain", retrain), ("gradient_ascent", gradient_ascent)):
             t0 = time.perf_counter()
@@ -104,10 +104,8 @@ def _controller_seconds(editor: PolicyEditor, held_out: list[int]) -> list[float
 def _untrained_editor(run_dir: Path, cfg: RunConfig, held_out: list[int]) -> PolicyEditor:
     """The same policy network before training (PPO's own initialisation for the run's seed):
     what the controller features alone give, with no RL."""
-    from maskshift import ppo
-
     editor = PolicyEditor(load_policy(run_dir), targets=[(c,) for c in held_out])
-    editor.params = ppo.make_train(cfg.ppo, editor.env).init(
+    editor.params = ppo.make_train(cfg.editor, editor.env).init(
         jax.random.key(cfg.seed), editor.env_params).params
     return editor
 
@@ -123,15 +121,9 @@ def _fresh_process_seconds(policy_dir: Path, cls: int) -> float:
 
 
 def _pool_runs(args, env: str, seed: int, pool: list[int], cache: dict) -> list[dict]:
-    argv = ["--env", env, "--seed", str(seed), "--amortized", "--forget-class",
-            *map(str, pool)] + (["--dataset", args.dataset] if args.dataset else [])
-    if args.total_steps:
-        argv += ["--total-steps", str(args.total_steps)]
-    if args.num_envs:
-        argv += ["--num-envs", str(args.num_envs)]
-    if args.observation:
-        argv += ["--observation", args.observation]
-    cfg = config_from_args(build_parser().parse_args(argv))
+    cfg = make_run_config(env=env, seed=seed, amortized=True, forget_classes=tuple(pool),
+                          dataset=args.dataset, total_steps=args.total_steps,
+                          num_envs=args.num_envs, observation=args.observation)
     run_dir = Path(args.out) / f"{env}-pool{''.join(map(str, pool))}-s{seed}"
     trained = _run(cfg, run_dir, args.env_chunk)
     train_s = trained["train"]["wall_seconds"]

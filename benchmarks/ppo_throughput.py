@@ -20,8 +20,8 @@ import time
 
 import jax
 
-from maskshift import ppo
 from maskshift._io import atomic_write_json
+from maskshift.agents import ppo
 from maskshift.bench import machine
 from maskshift.envs import ENV_ALIASES, make
 from maskshift.tasks import make_task

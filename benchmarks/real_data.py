@@ -31,9 +31,9 @@ import numpy as np
 
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.baselines import BASELINES
-from maskshift.compare import RL_METHODS, compare
 from maskshift.data import load_dataset
 from maskshift.metrics import meets_unlearning_target
+from maskshift.run.compare import RL_METHODS, compare
 
 DATASET = "fashion_mnist"
 KEYS = ("forget_acc", "retain_acc", "test_acc", "mia", "wall_seconds")

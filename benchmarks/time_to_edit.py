@@ -42,8 +42,8 @@ def one(method: str, out: str, rl_total_steps: int | None, forget: int) -> dict:
     from_cache = is_cached(load_dataset("digits"))  # before the method loads or trains it
 
     if method in RL:
-        from maskshift.compare import rl_config
-        from maskshift.train import train_and_evaluate
+        from maskshift.run import train_and_evaluate
+        from maskshift.run.compare import rl_config
 
         cfg = rl_config("unlearn", method, 0, (forget,), None, rl_total_steps)
         res = train_and_evaluate(cfg, out, overwrite=True, log=lambda s: None)

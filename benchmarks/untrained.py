@@ -25,11 +25,13 @@ import sys
 
 import jax
 
-from maskshift import ppo
 from maskshift._io import atomic_write_json
+from maskshift.agents import ppo
+from maskshift.agents.common import deterministic_rollout
 from maskshift.metrics import meets_unlearning_target
-from maskshift.rollout import deterministic_rollout, report, select_best_step
-from maskshift.run.config import RunConfig, build_env, resolve_task, select_tolerance
+from maskshift.run.build import build_env, resolve_task
+from maskshift.run.config import RunConfig, make_run_config, select_tolerance
+from maskshift.run.select import select_best_step
 
 ZERO_SHOT_FORGET = 0.05
 
@@ -39,10 +41,10 @@ def untrained_reports(cfg: RunConfig, seeds, gains, task=None) -> list[dict]:
     (default ``cfg``'s built-in one): best step on val, val figures, test before and after."""
     cfg, task = resolve_task(cfg, task)
     env, p = build_env(cfg, task)
-    before = report(env, p.task.params, "test")
+    before = env.task.report(p.task.params, "test")
     rows = []
     for gain in gains:
-        trainer = ppo.make_train(dataclasses.replace(cfg.ppo, skip_gain=gain), env)
+        trainer = ppo.make_train(dataclasses.replace(cfg.editor, skip_gain=gain), env)
         init = jax.jit(trainer.init)
         for seed in seeds:
             params = init(jax.random.key(seed), p).params
@@ -50,14 +52,14 @@ def untrained_reports(cfg: RunConfig, seeds, gains, task=None) -> list[dict]:
             best, edited, vals = select_best_step(env, p, edits, select_tolerance(cfg))
             rows.append({"skip_gain": gain, "seed": seed, "best_step": best,
                          "val_before": vals[0], "val": vals[best], "before": before,
-                         "after": report(env, edited, "test")})
+                         "after": env.task.report(edited, "test")})
     return rows
 
 
 def untrained_report(cfg: RunConfig, task=None) -> dict:
     """The test report of ``cfg``'s PPO network at its initialisation for ``cfg.seed`` (on
     ``task``, default ``cfg``'s built-in one)."""
-    return untrained_reports(cfg, [cfg.seed], [cfg.ppo.skip_gain], task)[0]
+    return untrained_reports(cfg, [cfg.seed], [cfg.editor.skip_gain], task)[0]
 
 
 def main(argv=None) -> int:
@@ -82,10 +84,9 @@ def main(argv=None) -> int:
     rows = []
     for env in args.envs:
         for cls in args.classes if unlearn else [None]:
-            cfg = RunConfig(env=env, task=args.task, observation=args.observation,
-                            dataset=args.dataset, data_dir=args.data_dir,
-                            ppo=ppo.PPOConfig(heads=args.heads),
-                            **({"forget_classes": (cls,)} if unlearn else {}))
+            cfg = make_run_config(env=env, task=args.task, observation=args.observation,
+                                  dataset=args.dataset, data_dir=args.data_dir, heads=args.heads,
+                                  forget_classes=(cls,) if unlearn else (7,))
             for r in untrained_reports(cfg, args.seeds, args.skip_gains):
                 r = {"env": env, "class": cls, **r}
                 if unlearn:

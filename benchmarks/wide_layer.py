@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from maskshift import PPOConfig, RunConfig, task_from_model
+from maskshift import RunConfig, make_run_config, task_from_model
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.data import load_dataset
 from maskshift.metrics import meets_unlearning_target
@@ -95,11 +95,10 @@ def editor_config(algo: str, env: str, seed: int, total_steps: int | None) -> Ru
     """``maskshift.train``'s config for ``algo`` (``untrained``: the residual PPO network's)."""
     variant = "residual" if algo == "untrained" else algo
     if variant not in PPO_VARIANTS:
-        return RunConfig(env=env, algo=algo, seed=seed)
+        return make_run_config(env=env, algo=algo, seed=seed)
     observation, heads = PPO_VARIANTS[variant]
-    return RunConfig(env=env, algo="ppo", seed=seed, observation=observation,
-                     ppo=PPOConfig(heads=heads, **({"total_timesteps": total_steps}
-                                                   if total_steps else {})))
+    return make_run_config(env=env, algo="ppo", seed=seed, observation=observation, heads=heads,
+                           total_steps=total_steps)
 
 
 def main(argv=None) -> int:

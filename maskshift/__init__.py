@@ -3,33 +3,20 @@
 The public API is re-exported here; everything else may change.
 """
 
-from maskshift.apg import APGConfig
+from maskshift.agents.apg import APGConfig
+from maskshift.agents.ppo import PPOConfig
 from maskshift.checkpoint import CheckpointError, load_edited, save_edited
+from maskshift.controls import GradientConfig, OracleConfig
 from maskshift.data import Dataset, Split, load_dataset
 from maskshift.envs import REGISTERED_ENVS, EnvParams, EnvState, MaskWorld, ShiftWorld, make
 from maskshift.models import pretrained
-from maskshift.ppo import PPOConfig
+from maskshift.run import RunConfig, make_run_config, train_and_evaluate
+from maskshift.run.evaluate import evaluate_model
+from maskshift.run.policy import PolicyEditor, edit_with_policy, load_policy
 from maskshift.tasks import Task, bias_task, pool_task, task_from_model, unlearning_task
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name):
-    # The CLI modules load on first use, so `python -m maskshift.evaluate` / `.train` run them
-    # fresh instead of finding them half-imported by this package.
-    if name == "evaluate_model":
-        from maskshift.evaluate import evaluate_model
-
-        return evaluate_model
-    if name in ("PolicyEditor", "edit_with_policy", "load_policy"):
-        import maskshift.policy
-
-        return getattr(maskshift.policy, name)
-    if name in ("train_and_evaluate", "RunConfig"):
-        import maskshift.run
-
-        return getattr(maskshift.run, name)
-    raise AttributeError(f"module 'maskshift' has no attribute {name!r}")
 
 __all__ = [
     "REGISTERED_ENVS",
@@ -38,6 +25,8 @@ __all__ = [
     "PolicyEditor",
     "RunConfig",
     "CheckpointError",
+    "GradientConfig",
+    "OracleConfig",
     "Dataset",
     "EnvParams",
     "EnvState",
@@ -53,6 +42,7 @@ __all__ = [
     "load_edited",
     "load_policy",
     "make",
+    "make_run_config",
     "pool_task",
     "pretrained",
     "save_edited",

@@ -6,7 +6,7 @@ Layout of a run directory ``DIR``::
     DIR/edited.json      {"format", "task", "dataset", "dataset_options", "forget_classes",
                           "model", "checksum", ...}
 
-The trainer writes it; ``maskshift.evaluate --checkpoint DIR`` reads it.
+Every run writes it; :func:`maskshift.run.evaluate.evaluate_model` (``checkpoint``) reads it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def read_meta(directory) -> dict:
     directory = Path(directory)
     if not directory.exists():
         raise CheckpointError(f"Checkpoint directory {str(directory)!r} does not exist. Pass the "
-                              "--out directory of a finished `maskshift.train` run.")
+                              "`out` directory of a finished run.")
     meta_path = directory / "edited.json"
     if not meta_path.is_file() or not (directory / "edited").is_dir():
         raise CheckpointError(f"{str(directory)!r} holds no maskshift checkpoint (expected "

@@ -1,82 +1,8 @@
-"""``python -m maskshift.edit``: a trained policy makes a new unlearning edit, with no training.
+"""``python -m maskshift.edit``: see :mod:`maskshift.cli.edit`."""
 
-Examples::
-
-    python -m maskshift.train --env mask --observation gradient --heads units --out runs/units
-    python -m maskshift.edit --policy runs/units --forget-class 3
-    python -m maskshift.edit --policy runs/units --forget-class 3 --out runs/units-forget-3 --json
-
-One deterministic rollout of the policy's mean actions on the policy run's model with the new
-forget class, the best step chosen on the val split, the test report printed (``--json``: one
-object with ``before`` and ``after``, each with the keys of ``maskshift.evaluate --json``).
-``--out`` writes the edited params like a ``train`` run's ``edited/``, and ``edit.json``.
-"""
-
-from __future__ import annotations
-
-import json
 import sys
-from pathlib import Path
 
-from maskshift.cli import Parser, nonneg_int
-from maskshift.evaluate import SUMMARY_KEYS
-
-
-def build_parser() -> Parser:
-    p = Parser(prog="python -m maskshift.edit", description=__doc__.split("\n")[0])
-    p.add_argument("--policy", required=True, metavar="DIR",
-                   help="the --out directory of a finished `maskshift.train --algo ppo` run")
-    p.add_argument("--forget-class", type=nonneg_int, nargs="+", required=True,
-                   help="class(es) to forget")
-    p.add_argument("--out", default=None, help="write the edited params here (edited/)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    return p
-
-
-def _evaluate_form(result: dict, which: str, source: str) -> dict:
-    """``maskshift.evaluate --json``'s shape: task, dataset, source, split, classes, metrics."""
-    return {"task": "unlearn", "dataset": result["dataset"], "source": source, "split": "test",
-            "forget_classes": result["forget_classes"], **result[which]}
-
-
-def format_table(result: dict) -> str:
-    lines = [f"maskshift edit: {result['env']} on {result['dataset']}, forget "
-             f"{result['forget_classes']}, policy {result['policy']}: held-out test split, best "
-             f"step {result['best_step']} chosen on validation",
-             f"  {'metric':<16}{'before':>10}{'after':>10}{'change':>10}"]
-    b, a = result["before"], result["after"]
-    for k in SUMMARY_KEYS["unlearn"]:
-        lines.append(f"  {k:<16}{b[k]:>10.4f}{a[k]:>10.4f}{a[k] - b[k]:>+10.4f}")
-    lines.append(f"  one rollout, selection and report in {result['seconds']:.2f} s, no training")
-    return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    from maskshift.policy import edit_with_policy, load_policy
-    from maskshift.run import OutputDirError
-    from maskshift.run import check_out_dir as check_out
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    out = Path(args.out) if args.out else None
-    try:
-        if out is not None:  # an existing edit (edited/, edit.json) is not a run: refused
-            check_out(out, args.overwrite)
-        policy = load_policy(args.policy)
-        result = edit_with_policy(policy, args.forget_class, out=out,
-                                  log=(lambda s: None) if args.json else print)
-    except (ValueError, OutputDirError) as err:
-        parser.exit(2, f"error: {err}\n")
-    if args.json:
-        source = str(out) if out is not None else f"policy {args.policy}"
-        print(json.dumps({"before": _evaluate_form(result, "before", "pretrained"),
-                          "after": _evaluate_form(result, "after", source),
-                          "best_step": result["best_step"], "seconds": result["seconds"]}))
-    else:
-        print(format_table(result))
-    return 0
-
+from maskshift.cli.edit import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@ partitions the program over the mesh; no ``pmap``.
 
 On one device the mesh has one entry and the program is the unsharded one. For several hosts (a
 TPU pod slice, multi-node GPUs), call :func:`jax.distributed.initialize` in every process before
-anything else touches JAX (``python -m maskshift.train --distributed ...`` does); ``jax.devices()``
+anything else touches JAX (the train command's ``distributed`` option does); ``jax.devices()``
 then lists the devices of every host and the same mesh spans them all.
 """
 
@@ -52,8 +52,8 @@ def check_divisible(num_envs: int, mesh: Mesh) -> None:
     if num_envs % k:
         lo = max(k, num_envs // k * k)
         raise ValueError(f"{num_envs} environments cannot be split evenly over {k} devices; set "
-                         f"the environment count (--num-envs) to a multiple of {k} (e.g. {lo} or "
-                         f"{lo + k}), or use a device count that divides {num_envs} (--devices).")
+                         f"the environment count (`num_envs`) to a multiple of {k} (e.g. {lo} or "
+                         f"{lo + k}), or use a device count that divides {num_envs} (`devices`).")
 
 
 def check_chunk(num_envs: int, chunk: int | None, shards: int = 1) -> None:
@@ -66,7 +66,7 @@ def check_chunk(num_envs: int, chunk: int | None, shards: int = 1) -> None:
         where = f"the {per} environments on each of {shards} devices" if shards > 1 else \
             f"{num_envs} environments"
         raise ValueError(f"An environment chunk of {chunk} does not divide {where}; choose a "
-                         "divisor of that count (--env-chunk).")
+                         "divisor of that count (`env_chunk`).")
 
 
 def env_sharding(mesh: Mesh) -> NamedSharding:

@@ -35,8 +35,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import maskshift
-from maskshift.ppo import PPOConfig
-from maskshift.train import DEFAULT_TOTAL_STEPS, RunConfig, train_and_evaluate
+from maskshift.run import DEFAULT_TOTAL_STEPS, make_run_config, train_and_evaluate
 
 TOTAL_STEPS = DEFAULT_TOTAL_STEPS["ppo"]["unlearn"] if FULL else 64 * 8 * 4
 print("maskshift", maskshift.__version__, "on", jax.devices())
@@ -45,8 +44,8 @@ before = maskshift.evaluate_model("unlearn", dataset=DATASET, data_dir=DATA_DIR,
 print({k: round(before[k], 3) for k in ("test_acc", "forget_acc", "retain_acc", "mia")})"""),
     new_code_cell("""results = {}
 for env in ("mask", "shift"):
-    cfg = RunConfig(env=env, task="unlearn", dataset=DATASET, data_dir=DATA_DIR,
-                    forget_classes=(FORGET,), ppo=PPOConfig(total_timesteps=TOTAL_STEPS))
+    cfg = make_run_config(env=env, task="unlearn", dataset=DATASET, data_dir=DATA_DIR,
+                          forget_classes=(FORGET,), total_steps=TOTAL_STEPS)
     results[env] = train_and_evaluate(cfg, f"{OUT}/{env}", overwrite=OVERWRITE)"""),
     new_code_cell("""fig, ax = plt.subplots(figsize=(9, 3.5))
 classes = np.arange(len(before["per_class_acc"]))
@@ -89,12 +88,11 @@ import numpy as np
 from maskshift.checkpoint import load_edited
 from maskshift.data import Tokenizer, load_dataset, resolve_dataset
 from maskshift.models import pretrained
-from maskshift.ppo import PPOConfig
-from maskshift.train import DEFAULT_TOTAL_STEPS, RunConfig, train_and_evaluate
+from maskshift.run import DEFAULT_TOTAL_STEPS, make_run_config, train_and_evaluate
 
 TOTAL_STEPS = DEFAULT_TOTAL_STEPS["ppo"]["bias"] if FULL else 64 * 8 * 4
-cfg = RunConfig(env=ENV, task="bias", dataset=DATASET, data_dir=DATA_DIR,
-                ppo=PPOConfig(total_timesteps=TOTAL_STEPS))
+cfg = make_run_config(env=ENV, task="bias", dataset=DATASET, data_dir=DATA_DIR,
+                      total_steps=TOTAL_STEPS)
 res = train_and_evaluate(cfg, OUT, overwrite=OVERWRITE)"""),
     new_code_cell("""b, a = res["before"], res["after"]
 cells = [(g, lab) for g in b["group_acc"] for lab in (0, 1)]
@@ -169,8 +167,8 @@ display(Image(f"{OUT}/throughput.png"))
 for label, r in res["results"].items():
     print(label, {k: {n: round(x, 1) for n, x in v.items()} for k, v in r["ratios"].items()})"""),
     new_code_cell("""# PPO with the environment batch sharded over every device: one jax.sharding.Mesh, no pmap.
+from maskshift.agents.ppo import PPOConfig, make_train
 from maskshift.envs import make
-from maskshift.ppo import PPOConfig, make_train
 from maskshift.sharding import env_mesh, num_shards
 from maskshift.tasks import bias_task
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from maskshift import make, pool_task, unlearning_task
-from maskshift import train as tr
-from maskshift.policy import PolicyEditor, edit_with_policy, load_policy
-from maskshift.rollout import rollout_edits
+from maskshift.agents.common import rollout_edits
+from maskshift.cli import train as cli_train
+from maskshift.run.policy import PolicyEditor, edit_with_policy, load_policy
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ def test_the_whole_split_batch_matches_the_target_sets(pool_env):
 
 
 def test_one_compiled_rollout_serves_every_target(pool_env):
-    from maskshift.control import gradient_act
-    from maskshift.rollout import rollout_fn
+    from maskshift.agents.common import rollout_fn
+    from maskshift.controls import gradient_act
 
     (env, p), _ = pool_env
     run = rollout_fn(env, gradient_act(env), 2)
@@ -97,7 +97,7 @@ TINY = ["--num-envs", "8", "--episode-length", "3", "--total-steps", "48"]
 @pytest.fixture(scope="module")
 def amortized_run(tmp_path_factory, digits_model):
     out = tmp_path_factory.mktemp("amortized") / "run"
-    assert tr.main(["--env", "shift", "--amortized", "--forget-class", "0", "1", "2", *TINY,
+    assert cli_train.main(["--env", "shift", "--amortized", "--forget-class", "0", "1", "2", *TINY,
                     "--out", str(out)]) == 0
     return out
 
@@ -109,7 +109,7 @@ def test_an_amortized_run_reports_every_target_and_saves_its_policy(amortized_ru
         assert t["before"]["forget_acc"] > 0.8 and 0 <= t["best_step"] <= 3
         assert {"mia", "retain_acc", "per_class_acc"} <= set(t["after"])
     cfg = res["config"]
-    assert cfg["observation"] == "controller" and cfg["ppo"]["heads"] == "units"
+    assert cfg["observation"] == "controller" and cfg["editor"]["heads"] == "units"
     assert (amortized_run / "policy.json").exists()
     assert (amortized_run / "before_after.png").exists()
     assert not (amortized_run / "edited").exists()
@@ -142,7 +142,7 @@ def test_an_editor_edits_held_out_classes_with_one_compilation(amortized_run):
 def test_bad_amortized_runs_are_one_line_exit_2_nothing_written(argv, message, tmp_path, capsys):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        tr.main([*argv, "--out", str(out)])
+        cli_train.main([*argv, "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()

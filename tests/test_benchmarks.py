@@ -37,7 +37,7 @@ def test_the_numpy_step_is_the_jax_step(envs, env_id, task):
     want = env.task.objective.measure(lambda h: env.task.suffix(params, h), batch)
     np.testing.assert_allclose(ref.metrics(w1, idx), want, rtol=1e-4, atol=1e-5)
     # the observation and the reward from the metrics JAX measured on its own batch
-    np.testing.assert_allclose(ref._obs(e1, np.asarray(info["metrics"]), 1), obs, atol=1e-5)
+    np.testing.assert_allclose(ref.observe(e1, np.asarray(info["metrics"]), 1), obs, atol=1e-5)
     u, e = env.task.objective.terms(np.asarray(info["metrics"]), np.asarray(p.task.base_metrics[0]))
     assert float(p.lambda_utility) * u + float(p.lambda_edit) * e == pytest.approx(float(reward),
                                                                                   abs=1e-5)
@@ -126,13 +126,13 @@ def test_throughput_parts_split_the_step_and_bound_its_roofline_fraction(tmp_pat
 
 @pytest.mark.parametrize("env_id", ["MaskWorld-v0", "ShiftWorld-v0"])
 def test_partial_step_keeps_the_edit_and_observation_of_the_real_step(envs, env_id):
-    from maskshift.bench import _PartialStep
+    from maskshift.bench import PartialStep
 
     env, p = envs[(env_id, "bias")]
     _, state = env.reset(jax.random.key(0), p)
     action = 0.3 * jax.random.normal(jax.random.key(1), (env.action_size,))
     obs, new, *_ = env.step(jax.random.key(2), state, action, p)
-    part_obs, part_new, *_ = _PartialStep(env, "observe").step(jax.random.key(2), state, action, p)
+    part_obs, part_new, *_ = PartialStep(env, "observe").step(jax.random.key(2), state, action, p)
     for a, b in zip(new.edit, part_new.edit, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # the observation's structure features and time agree; its metrics are the old state's

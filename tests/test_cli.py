@@ -5,9 +5,9 @@ import argparse
 
 import pytest
 
-from maskshift import compare as cmp
-from maskshift import evaluate as ev
-from maskshift import train as tr
+from maskshift.cli import compare as cmp
+from maskshift.cli import evaluate as cli_evaluate
+from maskshift.cli import train as cli_train
 
 TRAIN = [
     (["--env", "grid"], "argument --env: invalid choice: 'grid'"),
@@ -105,7 +105,7 @@ def _named(table) -> set[str]:
 
 
 @pytest.mark.parametrize("parser, table, given", [
-    (tr.build_parser(), TRAIN, {"--out"}), (ev.build_parser(), EVALUATE, set()),
+    (cli_train.build_parser(), TRAIN, {"--out"}), (cli_evaluate.build_parser(), EVALUATE, set()),
     (cmp.build_parser(), COMPARE, {"--out"}),
 ])
 def test_every_flag_has_a_bad_value_in_the_table(parser, table, given):
@@ -124,13 +124,13 @@ def _refused(main, argv, message, capsys):
 
 @pytest.mark.parametrize("argv, message", TRAIN)
 def test_train_refuses(argv, message, capsys, tmp_path, digits_model, toxic_model):
-    _refused(tr.main, [*argv, "--out", str(tmp_path / "o")], message, capsys)
+    _refused(cli_train.main, [*argv, "--out", str(tmp_path / "o")], message, capsys)
     assert not (tmp_path / "o").exists()  # nothing written
 
 
 @pytest.mark.parametrize("argv, message", EVALUATE)
 def test_evaluate_refuses(argv, message, capsys, digits_model):
-    _refused(ev.main, argv, message, capsys)
+    _refused(cli_evaluate.main, argv, message, capsys)
 
 
 @pytest.mark.parametrize("argv, message", COMPARE)
@@ -140,7 +140,7 @@ def test_compare_refuses(argv, message, capsys, tmp_path, digits_model):
 
 
 @pytest.mark.parametrize("main, argv", [
-    (tr.main, ["--algo", "gradient"]), (cmp.main, ["--task", "unlearn"]),
+    (cli_train.main, ["--algo", "gradient"]), (cmp.main, ["--task", "unlearn"]),
 ])
 def test_out_naming_a_file_is_refused(main, argv, capsys, tmp_path):
     target = tmp_path / "notes.txt"

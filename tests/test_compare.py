@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from maskshift import compare as C
+from maskshift.run import compare as C
 
 
 def test_unlearning_comparison_puts_the_retrained_mia_beside_every_method(tmp_path,

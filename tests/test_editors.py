@@ -10,16 +10,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from maskshift import train as tr
-from maskshift.apg import APGConfig
-from maskshift.apg import make_train as make_apg
-from maskshift.control import (
+from maskshift import run as tr
+from maskshift.agents.apg import APGConfig
+from maskshift.agents.apg import make_train as make_apg
+from maskshift.cli import train as cli_train
+from maskshift.controls import (
+    GradientConfig,
+    OracleConfig,
     check_differentiable,
     gradient_step,
     low_rank_action,
+    optimise_actions,
     term_gradients,
 )
-from maskshift.oracle import OracleConfig, optimise_actions
 from maskshift.tasks import UnlearnObjective
 
 
@@ -90,7 +93,7 @@ def test_a_reward_without_gradient_is_refused(unlearn_env):
     obj = _AccuracyReward(forget_classes=(7,), batch_size=32)
     env.task.__dict__["objective"] = obj  # frozen dataclass: swap on a throwaway copy only
     try:
-        with pytest.raises(ValueError, match="zero gradient with respect to the edit; --algo apg"):
+        with pytest.raises(ValueError, match="zero gradient with respect to the edit; the 'apg'"):
             check_differentiable(env, p, "apg")
     finally:
         env.task.__dict__["objective"] = UnlearnObjective(forget_classes=(7,), batch_size=32)
@@ -101,7 +104,7 @@ def test_cli_refuses_a_gradient_editor_on_a_reward_without_gradient(algo, capsys
                                                                      monkeypatch, digits_model):
     monkeypatch.setattr(UnlearnObjective, "terms", _AccuracyReward.terms)
     with pytest.raises(SystemExit) as exc:
-        tr.main(["--algo", algo, "--out", str(tmp_path / "o")])
+        cli_train.main(["--algo", algo, "--out", str(tmp_path / "o")])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "has a zero gradient" in err and "use --algo ppo" in err and "Traceback" not in err
@@ -136,16 +139,21 @@ def test_apg_learns_on_a_tiny_budget(unlearn_env8):
 
 
 SMALL = tr.RunConfig(env="mask", task="unlearn", seed=1, rank=2, episode_length=3, eval_batch=16,
-                     updates_per_chunk=2,
-                     apg=APGConfig(num_envs=4, num_steps=3, total_timesteps=4 * 3 * 4),
-                     oracle=OracleConfig(restarts=2, iterations=4, iterations_per_chunk=2))
+                     updates_per_chunk=2)
+SMALL_EDITORS = {"apg": APGConfig(num_envs=4, num_steps=3, total_timesteps=4 * 3 * 4),
+                 "oracle": OracleConfig(restarts=2, iterations=4, iterations_per_chunk=2),
+                 "gradient": GradientConfig()}
+
+
+def small(algo: str) -> tr.RunConfig:
+    return dataclasses.replace(SMALL, algo=algo, editor=SMALL_EDITORS[algo])
 
 
 @pytest.mark.parametrize("algo", ["gradient", "oracle"])
 def test_a_controller_run_writes_what_a_trained_run_writes(algo, tmp_path, digits_model):
     out = tmp_path / algo
     lines = []
-    res = tr.train_and_evaluate(dataclasses.replace(SMALL, algo=algo), out, log=lines.append)
+    res = tr.train_and_evaluate(small(algo), out, log=lines.append)
     saved = json.loads((out / "results.json").read_text())
     assert saved["algo"] == algo and saved["config"]["algo"] == algo
     assert _scalars(saved["after"]) == pytest.approx(_scalars(res["after"]))
@@ -155,11 +163,11 @@ def test_a_controller_run_writes_what_a_trained_run_writes(algo, tmp_path, digit
     for name in ("learning_curve.png", "before_after.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert "compilation included" in lines[-1] and f"{algo}, seed 1" in lines[-1]
-    assert tr.finished_run(out, dataclasses.replace(SMALL, algo=algo)) is not None
+    assert tr.finished_run(out, small(algo)) is not None
 
 
 def test_an_apg_run_resumes_after_a_kill(tmp_path, digits_model):
-    cfg = dataclasses.replace(SMALL, algo="apg")
+    cfg = small("apg")
     ref = tr.train_and_evaluate(cfg, tmp_path / "ref", log=lambda s: None)
     assert (tmp_path / "ref" / "ckpt").exists() and ref["train"]["updates"] == 4
     stopped = tr.train_and_evaluate(cfg, tmp_path / "k", stop_after_chunks=1, log=lambda s: None)
@@ -180,11 +188,11 @@ def _blob_task(blob_mlp, forget=1):
 
 
 def test_your_own_task_trains_resumes_and_refuses_another_task(tmp_path, blob_mlp):
-    from maskshift.ppo import PPOConfig
+    from maskshift.agents.ppo import PPOConfig
 
     cfg = tr.RunConfig(rank=2, episode_length=4, updates_per_chunk=2,
-                       ppo=PPOConfig(num_envs=8, num_steps=4, total_timesteps=8 * 4 * 4,
-                                     num_minibatches=2))
+                       editor=PPOConfig(num_envs=8, num_steps=4, total_timesteps=8 * 4 * 4,
+                                        num_minibatches=2))
     task = _blob_task(blob_mlp)
     ref = tr.train_and_evaluate(cfg, tmp_path / "ref", task=task, log=lambda s: None)
     assert ref["dataset"] == "blobs" and ref["config"]["task_fingerprint"]
@@ -219,46 +227,42 @@ def test_a_task_factory_trains_from_the_command_line(tmp_path, monkeypatch, caps
         "def not_a_task():\n"
         "    return 3\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    code = tr.main(["--task-factory", "my_blobs:make_task", "--algo", "gradient", "--rank", "2",
-                    "--out", str(tmp_path / "run")])
+    code = cli_train.main(["--task-factory", "my_blobs:make_task", "--algo", "gradient",
+                           "--rank", "2", "--out", str(tmp_path / "run")])
     assert code == 0
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["config"]["task_factory"] == "my_blobs:make_task" and saved["task"] == "unlearn"
     with pytest.raises(SystemExit) as exc:
-        tr.main(["--task-factory", "my_blobs:not_a_task", "--out", str(tmp_path / "bad")])
+        cli_train.main(["--task-factory", "my_blobs:not_a_task", "--out", str(tmp_path / "bad")])
     assert exc.value.code == 2 and "returned int, not a maskshift.Task" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
 
 def test_selection_prefers_the_step_forgotten_with_margin():
-    from maskshift.rollout import selection_key
-
     original = {"retain_acc": 0.97, "forget_acc": 1.0, "forget_confidence": 0.95}
     steps = [original,
              {"retain_acc": 0.975, "forget_acc": 0.0, "forget_confidence": 0.20},  # at the edge
              {"retain_acc": 0.960, "forget_acc": 0.0, "forget_confidence": 0.01},  # with margin
              {"retain_acc": 0.930, "forget_acc": 0.0, "forget_confidence": 0.00},  # utility lost
              {"retain_acc": 0.990, "forget_acc": 0.1, "forget_confidence": 0.05}]
-    keys = [selection_key(m, original, True, 0.03) for m in steps]
+    keys = [UnlearnObjective().selection_key(m, original, 0.03) for m in steps]
     assert max(range(len(steps)), key=lambda t: keys[t]) == 2
 
 
 def test_selection_stops_racing_confidence_past_the_reward_cap(envs):
-    from maskshift.rollout import confidence_floor, selection_key
-
     env, _ = envs[("MaskWorld-v0", "unlearn")]
-    assert confidence_floor(envs[("MaskWorld-v0", "bias")][0]) == 0.0
-    floor = confidence_floor(env)
-    assert floor == pytest.approx(np.exp(-env.task.objective.ce_cap))
+    objective = env.task.objective
+    assert objective.confidence_floor == pytest.approx(np.exp(-objective.ce_cap))
+    unfloored = dataclasses.replace(objective, ce_cap=np.inf)  # exp(-inf) = 0: no floor
+    assert unfloored.confidence_floor == 0.0
     original = {"retain_acc": 0.97, "forget_acc": 1.0, "forget_confidence": 0.95}
     steps = [original,
              {"retain_acc": 0.945, "forget_acc": 0.0, "forget_confidence": 1e-6},  # at the edge
              {"retain_acc": 0.968, "forget_acc": 0.0, "forget_confidence": 1e-4},
              {"retain_acc": 0.990, "forget_acc": 0.0, "forget_confidence": 0.05}]  # boundary
-    best = max(range(4), key=lambda t: selection_key(steps[t], original, True, 0.03, floor))
+    best = max(range(4), key=lambda t: objective.selection_key(steps[t], original, 0.03))
     assert best == 2  # both past the floor: the retain accuracy decides
-    unfloored = max(range(4), key=lambda t: selection_key(steps[t], original, True, 0.03))
-    assert unfloored == 1
+    assert max(range(4), key=lambda t: unfloored.selection_key(steps[t], original, 0.03)) == 1
 
 
 def test_the_unlearning_report_measures_forget_confidence(digits_model):

@@ -4,12 +4,13 @@ import jax
 import numpy as np
 import pytest
 
-from maskshift import evaluate as ev
 from maskshift.checkpoint import CheckpointError, save_edited
+from maskshift.cli import evaluate as cli_evaluate
+from maskshift.run import evaluate as ev
 
 
 def run_cli(capsys, *argv):
-    code = ev.main(list(argv))
+    code = cli_evaluate.main(list(argv))
     return code, capsys.readouterr()
 
 
@@ -40,7 +41,7 @@ def test_table_output_is_readable(capsys, digits_model):
 ])
 def test_bad_input_exits_with_a_clear_message(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
-        ev.main(argv)
+        cli_evaluate.main(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

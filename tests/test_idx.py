@@ -69,12 +69,12 @@ def test_fashion_mnist_from_an_idx_directory_uses_the_tfds_split_rules(tmp_path)
 
 
 def test_missing_dataset_names_the_debian_package(tmp_path, capsys):
-    from maskshift import train as tr
+    from maskshift.cli import train as cli_train
 
     with pytest.raises(ValueError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion_mnist", data_dir=str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
-        tr.main(["--dataset", "fashion_mnist", "--data-dir", str(tmp_path), "--out",
+        cli_train.main(["--dataset", "fashion_mnist", "--data-dir", str(tmp_path), "--out",
                  str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2

@@ -66,15 +66,15 @@ def test_a_pool_shared_draw_is_stratified_and_weighted_per_target(shared_envs):
 def test_ppo_trains_with_the_shared_draw(shared_envs, tmp_path):
     import json
 
-    from maskshift import train as tr
+    from maskshift.cli import train as cli_train
 
     out = tmp_path / "run"
     argv = ["--minibatch", "shared", "--num-envs", "8", "--episode-length", "3",
             "--total-steps", "48", "--out", str(out)]
-    assert tr.main(argv) == 0
+    assert cli_train.main(argv) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["minibatch"] == "shared" and np.isfinite(res["after"]["forget_acc"])
-    assert tr.main([*argv[:-1], str(tmp_path / "again")]) == 0       # same seed, same numbers
+    assert cli_train.main([*argv[:-1], str(tmp_path / "again")]) == 0  # same seed, same numbers
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["after"] == res["after"]
     assert again["history"]["episode_return"] == res["history"]["episode_return"]

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from maskshift import edit as ed
-from maskshift.ppo import PPOConfig
+from maskshift.agents.ppo import PPOConfig
+from maskshift.cli import edit as ed
 from maskshift.run import RunConfig, train_and_evaluate
 
 TINY = dict(num_envs=8, num_steps=3, total_timesteps=48, hidden=16)
@@ -17,7 +17,7 @@ TINY = dict(num_envs=8, num_steps=3, total_timesteps=48, hidden=16)
 def _train(out, **cfg):
     heads = cfg.pop("heads", "units")
     cfg = RunConfig(episode_length=3, observation="gradient" if heads == "units" else "summary",
-                    ppo=PPOConfig(heads=heads, **TINY), **cfg)
+                    editor=PPOConfig(heads=heads, **TINY), **cfg)
     train_and_evaluate(cfg, out, log=lambda *_: None)
     return out
 
@@ -29,10 +29,10 @@ def units_run(tmp_path_factory, digits_model):
 
 def test_a_ppo_run_saves_its_policy_and_it_edits_another_class(units_run, tmp_path):
     from maskshift.checkpoint import read_meta
-    from maskshift.policy import edit_with_policy, load_policy
+    from maskshift.run.policy import edit_with_policy, load_policy
 
     meta = json.loads((units_run / "policy.json").read_text())
-    assert meta["config"]["ppo"]["heads"] == "units" and meta["shapes"] == [[512, 64]]
+    assert meta["config"]["editor"]["heads"] == "units" and meta["shapes"] == [[512, 64]]
     policy = load_policy(units_run)
     res = edit_with_policy(policy, [3], out=tmp_path / "e3", log=lambda *_: None)
     assert res["forget_classes"] == [3] and 0 <= res["best_step"] <= 3
@@ -46,7 +46,7 @@ def test_a_ppo_run_saves_its_policy_and_it_edits_another_class(units_run, tmp_pa
 
 
 def test_edit_cli_json_has_evaluate_keys(units_run, capsys):
-    from maskshift import evaluate
+    from maskshift.cli import evaluate
 
     assert ed.main(["--policy", str(units_run), "--forget-class", "5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -61,7 +61,7 @@ def test_unit_heads_serve_another_model(units_run):
     a class with no train examples is refused."""
     import flax.linen as nn
 
-    from maskshift.policy import edit_with_policy, load_policy
+    from maskshift.run.policy import edit_with_policy, load_policy
     from maskshift.tasks import task_from_model
 
     class MLP(nn.Module):
@@ -104,7 +104,7 @@ def test_bad_policies_and_classes_are_one_line_exit_2_nothing_written(units_run,
     shutil.copytree(units_run, corrupt)
     (corrupt / "policy.json").write_text("{not json")
     bias = _policy_copy(units_run, tmp_path / "bias", **{"config.task": "bias"})
-    flat = _policy_copy(units_run, tmp_path / "flat", **{"config.ppo.heads": "flat",
+    flat = _policy_copy(units_run, tmp_path / "flat", **{"config.editor.heads": "flat",
                                                          "shapes": [[256, 64]]})
     broken = tmp_path / "broken"
     shutil.copytree(units_run, broken)
@@ -145,4 +145,4 @@ def test_edit_module_runs_in_a_fresh_interpreter(tmp_path):
                            str(tmp_path / "none"), "--forget-class", "3"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().endswith("a finished `maskshift.train --algo ppo` run.")
+    assert proc.stderr.strip().endswith("a finished PPO run (--algo ppo).")

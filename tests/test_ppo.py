@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import maskshift
-from maskshift.ppo import PPOConfig, compute_gae, make_train
-from maskshift.rollout import deterministic_rollout
+from maskshift.agents.common import deterministic_rollout
+from maskshift.agents.ppo import PPOConfig, compute_gae, make_train
 from maskshift.tasks import task_from_model
 
 

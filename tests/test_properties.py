@@ -11,13 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maskshift.apg import APGConfig
-from maskshift.cli import fraction, nonneg_float, positive_float, positive_int
-from maskshift.control import GradientConfig
-from maskshift.envs import make
-from maskshift.envs.worlds import check_env_params
-from maskshift.oracle import OracleConfig
-from maskshift.ppo import PPOConfig
+from maskshift.agents.apg import APGConfig
+from maskshift.agents.ppo import PPOConfig
+from maskshift.cli.args import fraction, nonneg_float, positive_float, positive_int
+from maskshift.controls import GradientConfig
+from maskshift.controls.oracle import OracleConfig
+from maskshift.envs import check_env_params, make
 from maskshift.tasks import task_from_model
 
 FAST = settings(max_examples=60, deadline=None)

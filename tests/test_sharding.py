@@ -17,14 +17,14 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     from jax.sharding import PartitionSpec as P
-    from maskshift import train as tr
+    from maskshift import run as tr
     from maskshift.checkpoint import load_edited
-    from maskshift.ppo import PPOConfig, make_train
+    from maskshift.agents.ppo import PPOConfig, make_train
     from maskshift.sharding import env_mesh, num_shards
 
     out = {"devices": len(jax.devices())}
     cfg = tr.RunConfig(env="shift", task="bias", seed=5, rank=2, episode_length=4, eval_batch=16,
-                       updates_per_chunk=2, ppo=PPOConfig(num_envs=8, num_steps=4,
+                       updates_per_chunk=2, editor=PPOConfig(num_envs=8, num_steps=4,
                        total_timesteps=8 * 4 * 4, num_minibatches=2))
     env, env_params = tr.build_env(cfg)
     edited = {}
@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent("""
                                                           jax.tree.leaves(edited[k])))
 
     # the arrays themselves: the env batch lives on 4 devices, the policy is replicated
-    trainer = make_train(cfg.ppo, env, env_mesh(4))
+    trainer = make_train(cfg.editor, env, env_mesh(4))
     rs = jax.jit(trainer.init)(jax.random.key(0), env_params)
     out["layout"] = {
         "obs_shards": num_shards(rs.obs),
@@ -182,7 +182,7 @@ def test_a_chunk_that_does_not_divide_each_devices_share_is_refused():
 
     check_chunk(16, 4, 4)  # 4 per device, chunk 4
     with pytest.raises(ValueError, match="does not divide the 4 environments on each of 4 "
-                                         "devices.*--env-chunk"):
+                                         "devices.*`env_chunk`"):
         check_chunk(16, 3, 4)
     with pytest.raises(ValueError, match="does not divide 10 environments"):
         check_chunk(10, 4)

@@ -7,7 +7,8 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from maskshift import train as tr  # noqa: E402
+
+from maskshift.cli import train as cli_train  # noqa: E402
 from maskshift.data import DatasetNotFoundError, load_dataset  # noqa: E402
 from maskshift.models import ImageCNN, default_model  # noqa: E402
 
@@ -85,7 +86,7 @@ def test_a_missing_dataset_says_how_to_prepare_it(tmp_path):
         load_dataset("mnist", data_dir=str(tmp_path))
     # the CLI turns it into one clear line and exit code 2, not a stack trace
     with pytest.raises(SystemExit) as exit_info:
-        tr.main(["--dataset", "mnist", "--data-dir", str(tmp_path), "--out",
+        cli_train.main(["--dataset", "mnist", "--data-dir", str(tmp_path), "--out",
                  str(tmp_path / "run")])
     assert exit_info.value.code == 2
     assert not (tmp_path / "run").exists()
@@ -99,9 +100,10 @@ def test_data_dir_is_refused_for_an_embedded_dataset():
 def test_train_cli_on_mnist_under_mock_data(tmp_path, capsys):
     out = tmp_path / "mnist-run"
     with tfds.testing.mock_data(num_examples=300):  # pretraining takes 128-example batches
-        code = tr.main(["--env", "mask", "--dataset", "mnist", "--data-dir", str(tmp_path / "tfds"),
-                        "--num-envs", "8", "--episode-length", "2", "--total-steps", "32",
-                        "--eval-batch", "8", "--rank", "2", "--out", str(out)])
+        code = cli_train.main(["--env", "mask", "--dataset", "mnist", "--data-dir",
+                               str(tmp_path / "tfds"), "--num-envs", "8", "--episode-length",
+                               "2", "--total-steps", "32", "--eval-batch", "8", "--rank", "2",
+                               "--out", str(out)])
     assert code == 0
     res = json.loads((out / "results.json").read_text())
     assert res["dataset"] == "mnist" and res["env"] == "MaskWorld-v0"

@@ -7,15 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from maskshift import evaluate as ev
-from maskshift import train as tr
+from maskshift import run as tr
+from maskshift.agents.ppo import PPOConfig
 from maskshift.checkpoint import load_edited
-from maskshift.ppo import PPOConfig
+from maskshift.run import evaluate as ev
 
 SMALL = tr.RunConfig(env="shift", task="bias", seed=3, rank=2, episode_length=4,
                      eval_batch=16, updates_per_chunk=2,
-                     ppo=PPOConfig(num_envs=8, num_steps=4, total_timesteps=8 * 4 * 4,
-                                   num_minibatches=2))
+                     editor=PPOConfig(num_envs=8, num_steps=4, total_timesteps=8 * 4 * 4,
+                                      num_minibatches=2))
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_a_run_writes_results_checkpoint_and_plots(finished):
         assert k in saved["before"] and k in saved["after"]
     assert saved["train"]["env_steps"] == 128 and saved["train"]["updates"] == 4
     assert saved["train"]["wall_seconds"] > 0 and saved["train"]["compile_seconds"] > 0
-    assert saved["config"]["ppo"]["num_envs"] == 8
+    assert saved["config"]["editor"]["num_envs"] == 8
     assert 0 <= saved["best_step"] <= 4 and len(saved["val_per_step"]) == 5
     for name in ("learning_curve.png", "before_after.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -100,7 +100,7 @@ def _like(out):
 
 
 def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import maskshift.ppo as ppo_pkg
+    import maskshift.agents.ppo as ppo_pkg
 
     real = ppo_pkg.make_train
 
@@ -126,8 +126,8 @@ def test_a_finished_run_is_reselected_not_retrained(tmp_path, finished):
     import dataclasses
     import shutil
 
-    from maskshift.rollout import selection_key
     from maskshift.run import reselect, reuse_or_run
+    from maskshift.tasks import BiasObjective
 
     ref_out, ref, _ = finished
     out = tmp_path / "run"
@@ -146,7 +146,7 @@ def test_a_finished_run_is_reselected_not_retrained(tmp_path, finished):
     np.testing.assert_allclose(jax.tree.leaves(saved["val_per_step"]),
                                jax.tree.leaves(ref["val_per_step"]), atol=1e-6)
     vals = saved["val_per_step"]
-    keys = [selection_key(v, vals[0], False, 0.0) for v in vals]
+    keys = [BiasObjective().selection_key(v, vals[0], 0.0) for v in vals]
     assert res["best_step"] == max(range(len(vals)), key=lambda t: keys[t])
     reported = ev.evaluate_model("bias", checkpoint=out)
     assert reported["accuracy"] == pytest.approx(saved["after"]["accuracy"])

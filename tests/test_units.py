@@ -6,16 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from maskshift.agents.ppo import PPOConfig, policy_network
 from maskshift.envs import make
-from maskshift.envs.worlds import _gradient_factors, _probes
-from maskshift.ppo import PPOConfig, make_network
+from maskshift.envs.observe import gradient_factors, probes
 from maskshift.tasks import task_from_model
 
 
 def test_gradient_factors_recover_a_rank_one_gradient():
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal(40), rng.standard_normal(12)
-    u, v = _gradient_factors(jnp.asarray(np.outer(a, b), jnp.float32), _probes(12, 3))
+    u, v = gradient_factors(jnp.asarray(np.outer(a, b), jnp.float32), probes(12, 3))
     for col in range(3):  # every probe column lands on the one direction (up to sign)
         cu = abs(np.dot(u[:, col], a)) / (np.linalg.norm(u[:, col]) * np.linalg.norm(a))
         cv = abs(np.dot(v[:, col], b)) / (np.linalg.norm(v[:, col]) * np.linalg.norm(b))
@@ -57,7 +57,7 @@ def test_gradient_observation_appends_a_unit_block_of_size_m_plus_n(gradient_env
 def test_the_controller_observation_holds_the_controllers_direction(gradient_envs):
     """Its extra r features per unit are the factors of gradient_direction on the step's
     minibatch, and a unit-head policy's initial mean follows them."""
-    from maskshift.control import term_gradients
+    from maskshift.controls import term_gradients
 
     (grad, gp), (ctl, cp) = gradient_envs["gradient"], gradient_envs["controller"]
     (m, n), = ctl.shapes
@@ -76,10 +76,10 @@ def test_the_controller_observation_holds_the_controllers_direction(gradient_env
     batch = ctl.task.objective.sample(key, cp.task.train, st0.target)
     g_u, g_e = term_gradients(ctl, st1.edit, cp, batch=batch)
     direction = g_e[0] / jnp.linalg.norm(g_e[0]) + g_u[0] / jnp.linalg.norm(g_u[0])
-    u, _ = _gradient_factors(direction, _probes(n, r))
+    u, _ = gradient_factors(direction, probes(n, r))
     np.testing.assert_allclose(rows[:, 2 * r:3 * r], u, atol=2e-3)
     # a fresh unit-head policy's mean U rows start on those factors
-    net = make_network(PPOConfig(heads="units"), ctl)
+    net = policy_network(PPOConfig(heads="units"), ctl)
     params = net.init(jax.random.key(0), obs[None])
     pi, _ = net.apply(params, obs[None])
     mean_u = np.asarray(pi.mean()[0, : m * r]).reshape(m, r)
@@ -88,7 +88,7 @@ def test_the_controller_observation_holds_the_controllers_direction(gradient_env
     gain = PPOConfig().skip_gain
     np.testing.assert_allclose(np.linalg.norm(mean_u) / np.linalg.norm(rows[:, 2 * r:3 * r]),
                                gain, rtol=0.05)
-    net1 = make_network(PPOConfig(heads="units", skip_gain=1.0), ctl)
+    net1 = policy_network(PPOConfig(heads="units", skip_gain=1.0), ctl)
     params1 = net1.init(jax.random.key(0), obs[None])  # the gain sets the initial weights only
     mean1 = np.asarray(net1.apply(params1, obs[None])[0].mean()[0, : m * r])
     np.testing.assert_allclose(np.linalg.norm(mean1), np.linalg.norm(mean_u) / gain, rtol=0.05)
@@ -119,7 +119,7 @@ def test_unit_heads_are_shape_free_and_start_on_the_edit_gradient():
     nets = {}
     for width in (8, 40):
         env, p = make("mask", task=_mlp_task(width), observation="gradient", rank=2)
-        net = make_network(cfg, env)
+        net = policy_network(cfg, env)
         obs, _ = env.reset(jax.random.key(0), p)
         nets[width] = (env, net, obs)
     env8, net8, obs8 = nets[8]
@@ -148,9 +148,10 @@ def test_a_units_run_trains_selects_and_records_its_policy(tmp_path, digits_mode
     from maskshift.run import RunConfig, train_and_evaluate
 
     cfg = RunConfig(env="mask", observation="gradient", episode_length=3,
-                    ppo=PPOConfig(heads="units", num_envs=8, num_steps=3, total_timesteps=48,
-                                  hidden=16))
+                    editor=PPOConfig(heads="units", num_envs=8, num_steps=3, total_timesteps=48,
+                                     hidden=16))
     train_and_evaluate(cfg, tmp_path / "run", log=lambda *_: None)
     res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert res["config"]["observation"] == "gradient" and res["config"]["ppo"]["heads"] == "units"
+    assert res["config"]["observation"] == "gradient"
+    assert res["config"]["editor"]["heads"] == "units"
     assert res["train"]["env_steps"] == 48 and 0 <= res["best_step"] <= 3

@@ -77,16 +77,3 @@ def check_forget_classes(forget_classes, num_classes: int) -> tuple[int, ...]:
     if len(set(classes)) == num_classes:
         raise ValueError("Forgetting every class leaves no retain set.")
     return classes
-
-
-def add_dataset_arguments(parser) -> None:
-    """``--dataset`` and ``--data-dir``, the same in every command."""
-    parser.add_argument("--dataset", default=None,
-                        help="default: digits (unlearn), toxic_templates (bias); TFDS: "
-                             + ", ".join(TFDS_DATASETS))
-    parser.add_argument("--data-dir", default=None,
-                        help="where TFDS datasets are prepared (passed to tfds.data_source; "
-                             "default $TFDS_DATA_DIR or ~/tensorflow_datasets), or a directory "
-                             "of MNIST-style IDX files for mnist/fashion_mnist (fashion_mnist "
-                             "without one: /usr/share/datasets/fashion-mnist, from apt-get "
-                             "install dataset-fashion-mnist)")

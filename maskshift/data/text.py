@@ -106,26 +106,7 @@ def load_toxic_templates(
     if not 0.0 <= bias_strength <= 1.0:
         raise ValueError(f"bias_strength must lie in [0, 1], got {bias_strength}.")
     wl = load_wordlists()
-    subjects = [(t, 0) for t in wl.neutral]
-    subjects += [(t, g + 1) for g, terms in enumerate(wl.group_terms) for t in terms]
-    identity_terms = [t for terms in wl.group_terms for t in terms]
-    adjectives = [(a, 1) for a in wl.toxic] + [(a, 0) for a in wl.nontoxic]
-
-    texts, twins, labels, groups = [], [], [], []
-    for template in wl.templates:
-        for s_i, (subject, group) in enumerate(subjects):
-            # Deterministic twin: identity <-> neutral, cycling through the other list.
-            if group == 0:
-                twin_subject = identity_terms[s_i % len(identity_terms)]
-            else:
-                twin_subject = wl.neutral[s_i % len(wl.neutral)]
-            for adj, label in adjectives:
-                texts.append(_fill(template, subject, adj))
-                twins.append(_fill(template, twin_subject, adj))
-                labels.append(label)
-                groups.append(group)
-    labels = np.asarray(labels, np.int32)
-    groups = np.asarray(groups, np.int32)
+    texts, twins, labels, groups = _sentences(wl)
     tok = Tokenizer.from_texts(texts + twins)
     x, x_cf = tok.encode(texts), tok.encode(twins)
 
@@ -163,6 +144,29 @@ def load_toxic_templates(
         config=(("seed", seed), ("bias_strength", bias_strength), ("fractions", tuple(fractions)),
                 ("wordlists", _wordlist_digest(wl))),
     )
+
+
+def _sentences(wl: WordLists):
+    """Every (template, subject, adjective) sentence, its identity-swapped twin, its clean label
+    and its subject's group (0: no identity term)."""
+    subjects = [(t, 0) for t in wl.neutral]
+    subjects += [(t, g + 1) for g, terms in enumerate(wl.group_terms) for t in terms]
+    identity_terms = [t for terms in wl.group_terms for t in terms]
+    adjectives = [(a, 1) for a in wl.toxic] + [(a, 0) for a in wl.nontoxic]
+    texts, twins, labels, groups = [], [], [], []
+    for template in wl.templates:
+        for s_i, (subject, group) in enumerate(subjects):
+            # Deterministic twin: identity <-> neutral, cycling through the other list.
+            if group == 0:
+                twin_subject = identity_terms[s_i % len(identity_terms)]
+            else:
+                twin_subject = wl.neutral[s_i % len(wl.neutral)]
+            for adj, label in adjectives:
+                texts.append(_fill(template, subject, adj))
+                twins.append(_fill(template, twin_subject, adj))
+                labels.append(label)
+                groups.append(group)
+    return texts, twins, np.asarray(labels, np.int32), np.asarray(groups, np.int32)
 
 
 def _wordlist_digest(wl: WordLists) -> str:

@@ -10,7 +10,7 @@
 
 ``tfds.data_source`` reads the ``array_record`` format and never downloads here: prepare a
 dataset once on a machine with network (``python -m maskshift.data.prepare mnist``), then point
-``--data-dir`` (or ``TFDS_DATA_DIR``) at it. A dataset that is not there raises
+``data_dir`` (or ``TFDS_DATA_DIR``) at it. A dataset that is not there raises
 :class:`DatasetNotFoundError` saying so.
 """
 
@@ -69,7 +69,7 @@ def _source(name: str, split: str, data_dir):
             "tfds.data_source, which needs the array_record format and never downloads. On a "
             f"machine with network, run `python -m maskshift.data.prepare {short} --data-dir DIR` "
             f"(or `tfds build {name} --file_format=array_record --data_dir DIR`), then pass "
-            "--data-dir DIR."
+            "`data_dir=DIR`."
         ) from None
 
 
@@ -123,7 +123,7 @@ def _image_arrays(name: str, data_dir, max_train, max_test):
             package = "dataset-" + name.replace("_", "-")
             raise DatasetNotFoundError(
                 f"{err} Or read {name}'s IDX files: `apt-get install {package}`"
-                f" (Debian puts them in {idx.DEBIAN_DIRS[name]}), or pass --data-dir with the "
+                f" (Debian puts them in {idx.DEBIAN_DIRS[name]}), or pass `data_dir` with the "
                 "four *-idx?-ubyte[.gz] files.") from None
         raw = _read(src, limit, ("image", "label"))
         arrays[split] = (np.stack(raw["image"]).astype(np.float32) / 255.0,

@@ -24,27 +24,7 @@ split, so the original model scores 0. For unlearning, ``utility = retain_ce0 - 
 ``utility = acc_p - acc_p0`` and ``edit = cf_gap0 - cf_gap`` (``cf_gap``: mean absolute change of
 the toxic probability when identity terms are swapped). Test splits are never touched.
 
-**Observation** (a fixed-size vector in [-1, 1], whatever the layer size): for each edited matrix,
-``tanh`` of the mean, mean-absolute and max-absolute deviation from the original (``M - 1``, or
-``S / rms(W0)``) and of the mean-absolute deviation of its rows and of its columns pooled into
-``obs_bins`` bins each; then ``tanh`` of the objective's 4 metrics on the last minibatch; then
-``t / T``.
-
-With ``observation="gradient"`` a **unit block** follows, for each edited matrix: ``F`` features
-per input unit (row) and per output unit (column), ``F = 2 r + 2``, so it grows with ``m + n``, not
-``m * n``. They are MEND-style factors of the gradients of the two reward terms with respect to the
-current edit, on the step's train minibatch: for each term's gradient ``G [m, n]``, ``V = G^T G P``
-and ``U = G V`` for a fixed probe matrix ``P [n, r]`` (one step of subspace iteration; each
-column scaled to unit RMS, so ``U V^T`` spans ``G``'s leading directions), then each row's and
-column's mean and mean-absolute deviation. At reset they are those of the original weights on
-the whole train split (``EnvParams.reset_units``, computed once by ``make_params``).
-
-``observation="controller"`` adds ``r`` features per unit (``F = 3 r + 2``, after the edit term's):
-the same factors of the greedy gradient controller's direction on the minibatch,
-``g_edit / |g_edit| + w g_utility / |g_utility|`` (norms over every edited matrix, ``w`` the
-objective's ``control_utility_weight``; :mod:`maskshift.control`). A unit-head policy starts out
-following them (:class:`~maskshift.ppo.networks.UnitHead`): PPO learns corrections to the fixed
-rule rather than the rule itself.
+**Observation**: :mod:`maskshift.envs.observe`.
 
 **Minibatch draw** (``minibatch``, static): ``"per_env"`` (default): each environment draws its
 own train minibatch with its step key. ``"shared"``: one minibatch per batched step for every
@@ -68,81 +48,24 @@ exist for a class it never saw. :meth:`EditWorld.reset_to` starts an episode on 
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
-from flax import struct
 from gymnax.environments import environment, spaces
 
 from maskshift._types import Array, Params, PRNGKey
-from maskshift.tasks import Task, TaskArrays, set_leaves
+from maskshift.envs.observe import (
+    OBSERVATIONS,
+    observation_vector,
+    reset_observation,
+    unit_block,
+    unit_features,
+)
+from maskshift.envs.state import EnvParams, EnvState, check_env_params
+from maskshift.tasks import Task, set_leaves
 
-
-@struct.dataclass
-class EnvState(environment.EnvState):
-    """``edit``: one mask or shift ``[m, n]`` per edited matrix; ``metrics``: the objective's
-    metrics on the last minibatch; ``time``: the step count within the episode; ``target``: the
-    episode's target (int32; an index into an unlearning pool's forget sets, drawn at reset)."""
-
-    edit: tuple
-    metrics: Array
-    target: Array
-
-
-@struct.dataclass
-class EnvParams(environment.EnvParams):
-    """Everything a sweep may ``vmap`` over, and the task's arrays.
-
-    Attributes:
-      lambda_utility, lambda_edit: reward coefficients.
-      step_size: the largest change of one mask entry (MaskWorld, default 0.25) or, in units of
-        ``rms(W0)``, of one shift entry (ShiftWorld, default 0.1) per step.
-      mask_max: MaskWorld's upper bound on a mask entry.
-      shift_cap: ShiftWorld's bound on ``||S||_F / ||W0||_F``.
-      max_steps_in_episode: the episode length ``T``.
-      task: the :class:`~maskshift.tasks.TaskArrays`.
-    """
-
-    lambda_utility: float = 2.0
-    lambda_edit: float = 1.0
-    step_size: float = 0.25
-    mask_max: float = 2.0
-    shift_cap: float = 1.0
-    max_steps_in_episode: int = 8
-    task: TaskArrays | None = None
-    # the unit block at reset, per target [P, units] (observation="gradient" only)
-    reset_units: Array | None = None
-    # minibatch="shared": the key of this step's one minibatch for every environment (set per
-    # step by the caller: EditWorld.step_params)
-    batch_key: Array | None = None
-
-
-# field -> (lowest allowed value, whether the lowest value itself is allowed)
-_ENV_PARAM_RANGES = {"lambda_utility": (0.0, True), "lambda_edit": (0.0, True),
-                     "step_size": (0.0, False), "mask_max": (1.0, True), "shift_cap": (0.0, False),
-                     "max_steps_in_episode": (1, True)}
-
-
-def check_env_params(fields: dict) -> None:
-    """Refuse ``EnvParams`` values that make no sense, naming the field (``ValueError``).
-
-    Values may be arrays (a sweep ``vmap``s over them): every entry is checked."""
-    for name, value in fields.items():
-        if name not in _ENV_PARAM_RANGES:
-            continue
-        low, inclusive = _ENV_PARAM_RANGES[name]
-        v = np.asarray(value, dtype=np.float64)
-        ok = np.isfinite(v) & ((v >= low) if inclusive else (v > low))
-        if name == "max_steps_in_episode":
-            ok &= v == np.round(v)
-        if not np.all(ok):
-            bound = f">= {low}" if inclusive else f"> {low}"
-            kind = "a whole number" if name == "max_steps_in_episode" else "a finite number"
-            raise ValueError(f"EnvParams.{name} must be {kind} {bound}, got {value!r}.")
+MINIBATCHES = ("per_env", "shared")
 
 
 class EditWorld(environment.Environment[EnvState, EnvParams]):
@@ -190,8 +113,7 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         self.observation = observation
         self.summary_size = (len(self.shapes) * (3 + 2 * obs_bins)
                              + len(task.objective.metric_names) + 1)
-        self.unit_features = {"summary": 0, "gradient": 2 * rank + 2,
-                              "controller": 3 * rank + 2}[observation]
+        self.unit_features = unit_features(observation, rank)
         self.obs_size = self.summary_size + sum((m + n) * self.unit_features
                                                 for m, n in self.shapes)
 
@@ -212,8 +134,8 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         if self.observation != "summary":
             edit = tuple(self.initial_edit(w0) for w0 in params.task.originals)
             obj = self.task.objective
-            units = jax.jit(lambda e, batch, p, t: self._unit_block(
-                e, self._metrics_and_grads(e, batch, p, t)[1], p))
+            units = jax.jit(lambda e, batch, p, t: unit_block(
+                self, e, self._metrics_and_grads(e, batch, p, t)[1], p))
             per_target = [units(edit, obj.target_sets(params.task.train, t), params, t)
                           for t in range(obj.num_targets)]
             params = params.replace(reset_units=jnp.stack(per_target))
@@ -298,26 +220,6 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         grads, metrics = jax.jacrev(terms, has_aux=True)(edit)
         return metrics, grads
 
-    def _unit_block(self, edit: tuple, grads: tuple, params: EnvParams) -> Array:
-        """The flat per-unit features of every edited matrix (see the module docstring)."""
-        feats = []
-        if self.observation == "controller":  # the controller's direction on this minibatch
-            combined = controller_direction(tuple(g[0] for g in grads), tuple(g[1] for g in grads),
-                                            self.task.objective.control_utility_weight)
-        for k, (e, g, w0) in enumerate(zip(edit, grads, params.task.originals, strict=True)):
-            rows, cols = [], []
-            terms = [*g, combined[k]] if self.observation == "controller" else list(g)
-            for term in terms:  # utility, edit (, the controller's direction)
-                u, v = _gradient_factors(term, _probes(term.shape[1], self.rank))
-                rows.append(u)
-                cols.append(v)
-            dev = self.deviation(e, w0)
-            a = jnp.abs(dev)
-            rows.append(jnp.tanh(jnp.stack([dev.mean(1), a.mean(1)], 1)))
-            cols.append(jnp.tanh(jnp.stack([dev.mean(0), a.mean(0)], 1)))
-            feats += [jnp.concatenate(rows, 1).ravel(), jnp.concatenate(cols, 1).ravel()]
-        return jnp.concatenate(feats)
-
     def step_params(self, params: EnvParams, key: PRNGKey) -> EnvParams:
         """``params`` for one batched step: with ``minibatch="shared"``, ``key`` draws the step's
         one minibatch for every environment (pass ``params`` unbatched to the ``vmap``); with
@@ -340,20 +242,11 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
             return self.metrics_on(edit, batch, params), None
         # "gradient" and "controller" read the reward terms' gradients
         metrics, grads = self._metrics_and_grads(edit, batch, params, target)
-        return metrics, self._unit_block(edit, grads, params)
+        return metrics, unit_block(self, edit, grads, params)
 
-    def _obs(self, edit: tuple, metrics: Array, time, params: EnvParams, units=None) -> Array:
-        feats = []
-        for e, w0 in zip(edit, params.task.originals, strict=True):
-            dev = self.deviation(e, w0)  # [m, n]
-            a = jnp.abs(dev)
-            feats.append(jnp.stack([dev.mean(), a.mean(), a.max()]))
-            feats.append(_pool(a.mean(1), self.obs_bins))
-            feats.append(_pool(a.mean(0), self.obs_bins))
-        structure = jnp.tanh(jnp.concatenate(feats))
-        t = jnp.asarray(time, jnp.float32) / params.max_steps_in_episode
-        parts = [structure, jnp.tanh(metrics), t[None]]
-        return jnp.concatenate(parts if units is None else [*parts, units])
+    def observe(self, edit: tuple, metrics: Array, time, params: EnvParams, units=None) -> Array:
+        """The observation after a step (:func:`maskshift.envs.observe.observation_vector`)."""
+        return observation_vector(self, edit, metrics, time, params, units)
 
     # ------------------------------------------------------------------ gymnax API
     def reset_env(self, key: PRNGKey, params: EnvParams) -> tuple[Array, EnvState]:
@@ -370,14 +263,8 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         edit = tuple(self.initial_edit(w0) for w0 in params.task.originals)
         state = EnvState(time=jnp.int32(0), edit=edit, metrics=params.task.base_metrics[target],
                          target=target)
-        # The original weights deviate by exactly 0 everywhere, so every structure feature is
-        # tanh(0) = 0: the same vector _obs gives, without a pass over the matrices (gymnax
-        # computes a reset on every step to auto-reset).
-        structure = jnp.zeros(self.summary_size - len(self.task.objective.metric_names) - 1)
-        parts = [structure, jnp.tanh(state.metrics), jnp.zeros(1)]
-        if self.observation != "summary":
-            parts.append(params.reset_units[target])
-        return jnp.concatenate(parts), state
+        units = None if self.observation == "summary" else params.reset_units[target]
+        return reset_observation(self, state.metrics, units), state
 
     def next_edit(self, edit: tuple, action: Array, params: EnvParams) -> tuple:
         """The edit after one step's ``action`` (no minibatch, reward or observation)."""
@@ -393,7 +280,7 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         reward = params.lambda_utility * utility + params.lambda_edit * edit_term
         time = state.time + 1
         new_state = EnvState(time=time, edit=edit, metrics=metrics, target=state.target)
-        obs = self._obs(edit, metrics, time, params, units)
+        obs = self.observe(edit, metrics, time, params, units)
         info = {"utility": utility, "edit": edit_term, "metrics": metrics}
         return obs, new_state, reward, jnp.asarray(False), info
 
@@ -406,52 +293,6 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
 
     def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
         return spaces.Box(-1.0, 1.0, (self.obs_size,), jnp.float32)
-
-
-OBSERVATIONS = ("summary", "gradient", "controller")
-
-
-def controller_direction(g_utility: tuple, g_edit: tuple, utility_weight: float) -> tuple:
-    """``g_edit / |g_edit| + w * g_utility / |g_utility|`` per edited matrix, each norm over every
-    edited matrix: the greedy gradient controller's step direction (:mod:`maskshift.control`),
-    which the controller observation also factors."""
-    nu, ne = optax.tree.norm(g_utility), optax.tree.norm(g_edit)
-    return tuple(e / jnp.maximum(ne, 1e-30) + utility_weight * u / jnp.maximum(nu, 1e-30)
-                 for u, e in zip(g_utility, g_edit, strict=True))
-MINIBATCHES = ("per_env", "shared")
-
-
-@functools.cache
-def _probes(n: int, k: int) -> np.ndarray:
-    """A fixed ``[n, k]`` Gaussian probe matrix (seeded: the same for every run)."""
-    return np.random.default_rng(0).standard_normal((n, k)).astype(np.float32)
-
-
-def _gradient_factors(g: Array, probes) -> tuple[Array, Array]:
-    """``U = G V``, ``V = G^T G P`` (``[m, k]``, ``[n, k]``), each column at unit RMS."""
-    v = g.T @ (g @ jnp.asarray(probes))
-    u = g @ v
-
-    def unit_rms(x):
-        return x / jnp.maximum(jnp.sqrt(jnp.mean(x * x, 0, keepdims=True)), 1e-30)
-
-    return unit_rms(u), unit_rms(v)
-
-
-def _pool(x: Array, bins: int) -> Array:
-    """Mean of ``x [k]`` over ``bins`` contiguous, nearly equal bins (``[bins]``; empty bins 0).
-
-    A product with a constant ``[k, bins]`` averaging matrix: under ``vmap`` a segment sum
-    becomes a scatter, which XLA:CPU runs element by element."""
-    return x @ jnp.asarray(pool_matrix(x.shape[0], bins))
-
-
-@functools.cache
-def pool_matrix(k: int, bins: int) -> np.ndarray:
-    """``[k, bins]``: column ``b`` averages the entries of bin ``b``."""
-    ids = (np.arange(k) * bins) // k
-    onehot = (ids[:, None] == np.arange(bins)[None, :]).astype(np.float32)
-    return onehot / np.maximum(onehot.sum(0, keepdims=True), 1.0)
 
 
 class MaskWorld(EditWorld):

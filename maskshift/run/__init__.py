@@ -1,182 +1,33 @@
-"""One run path for every editor (PPO, APG, the gradient controller, the oracle).
+"""Runs: one path from a :class:`RunConfig` to an edit, its selection on val, its test report and
+the files every editor writes.
 
-:func:`train_and_evaluate` validates everything, then makes the edit with the chosen editor
-(:mod:`maskshift.run.editors`; trained policies through the checkpointed loop of
-:mod:`maskshift.run.loop`) and writes the same files for each (:mod:`maskshift.run.outputs`):
-
-- ``results.json``: env, task, algo, dataset, seed, config, ``before``/``after`` test metrics,
-  the best step and the validation figures of every step, train stats and history;
-- ``edited/`` + ``edited.json``: the edited params (``maskshift.evaluate --checkpoint DIR``);
-- ``ckpt/`` (trained editors only): policy, optimizer state and runner state;
-- ``learning_curve.png`` and ``before_after.png``.
-
-:func:`reuse_or_run` is how the benchmarks and ``maskshift.compare`` get a run: a finished one
-is reused, one that differs only in how its best step is chosen is re-selected from its
-checkpoint (:func:`reselect`), anything else is made afresh.
+- :mod:`~maskshift.run.config`: :class:`RunConfig`, the defaults, :func:`make_run_config` (the
+  one builder of an editor's config) and the environment a config builds;
+- :mod:`~maskshift.run.pipeline`: :func:`train_and_evaluate`, :func:`reselect`,
+  :func:`reuse_or_run`;
+- :mod:`~maskshift.run.editors`: every editor behind one signature;
+- :mod:`~maskshift.run.loop`: the checkpointed training loop;
+- :mod:`~maskshift.run.select`, :mod:`~maskshift.run.results`, :mod:`~maskshift.run.plots`: the
+  best step on val, ``results.json`` and ``edited/``, the plots;
+- :mod:`~maskshift.run.policy`: a trained policy as a reusable editor;
+- :mod:`~maskshift.run.evaluate`, :mod:`~maskshift.run.compare`: what ``maskshift.evaluate`` and
+  ``maskshift.compare`` run.
 """
 
-from __future__ import annotations
-
-import json
-import shutil
-from pathlib import Path
-
-from maskshift.control import check_differentiable
+from maskshift.run.build import build_env
 from maskshift.run.config import (
     ALGOS,
     DEFAULT_LR,
     DEFAULT_TOLERANCE,
     DEFAULT_TOTAL_STEPS,
-    SELECTION_FIELDS,
-    TRAINED_ALGOS,
     OutputDirError,
     RunConfig,
     TrainingError,
-    build_env,
-    check_algo,
-    resolve_task,
-    training_fields,
+    make_run_config,
 )
-from maskshift.run.editors import EDITORS
-from maskshift.run.outputs import EpisodeMismatch, finished_run, summary_table, write_run
-from maskshift.sharding import check_chunk, check_divisible, env_mesh, mesh_size
-from maskshift.tasks import Task
-
-
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse an output directory the run must not touch (changes nothing on disk)."""
-    if overwrite or not out.exists():
-        return
-    if not out.is_dir():
-        raise OutputDirError(f"--out {out} is an existing file, not a directory; choose another "
-                             "--out.")
-    if (out / "results.json").exists():
-        raise OutputDirError(f"{out} already holds a finished run (results.json). Choose another "
-                            "--out, or pass --overwrite to replace it.")
-    if any(out.iterdir()) and not (out / "ckpt").exists():
-        raise OutputDirError(f"{out} exists and is not a maskshift run; choose another --out, or "
-                            "pass --overwrite to replace its contents.")
-
-
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and overwrite:
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
-                       overwrite: bool = False, log=print, stop_after_chunks: int | None = None,
-                       devices=None, env_chunk: int | None = None) -> dict:
-    """Edit with ``cfg.algo``, select, evaluate and write a run to ``out``; returns the results.
-
-    ``task``: your own :class:`~maskshift.tasks.Task` (from :func:`~maskshift.task_from_model` or
-    a built-in builder); it gets everything a built-in run gets (progress, checkpoints and resume,
-    selection on its val split, the test report, ``edited/``, plots). The run's config records
-    the task's objective, dataset name and a fingerprint of its params and data, so a run resumes
-    only onto the same task. ``None``: ``cfg.task_factory``'s task, else the built-in ``cfg.task``.
-
-    ``devices``: how many devices (or which) to split the environment batch over; ``None`` uses
-    every visible device. The device count is not part of the run's config: a run may resume on
-    another count, and gives the same numbers up to float rounding. ``env_chunk``: step the
-    environments of each device in groups of this many (PPO only; faster on CPU; see
-    :func:`maskshift.sharding.map_envs`).
-    ``stop_after_chunks`` ends a trained editor's loop early, as a kill would (for tests): the
-    checkpoint is left for the next call to resume from, and ``{"stopped_at_update": u}`` is
-    returned.
-    """
-    out = Path(out)
-    check_algo(cfg.algo)
-    check_out_dir(out, overwrite)
-    mesh = env_mesh(devices)
-    if cfg.algo in TRAINED_ALGOS:
-        cfg.trainer_config.validate()
-        check_divisible(cfg.trainer_config.num_envs, mesh)
-    if env_chunk is not None and cfg.algo != "ppo":
-        raise ValueError(f"--env-chunk applies to --algo ppo only (got --algo {cfg.algo}); drop "
-                         "it.")
-    if cfg.algo == "ppo":
-        check_chunk(cfg.ppo.num_envs, env_chunk, mesh_size(mesh))
-    cfg.gradient.validate()
-    cfg.oracle.validate()
-    cfg, task = resolve_task(cfg, task)
-    env, env_params = build_env(cfg, task)  # validates env, task, dataset, classes, rank
-    if cfg.algo != "ppo":
-        check_differentiable(env, env_params, cfg.algo)
-    _prepare_out(out, overwrite)
-    log(f"maskshift train: algo={cfg.algo} env={env.name} task={env.task.name} rank={env.rank} "
-        f"action_size={env.action_size} seed={cfg.seed} "
-        + (f"num_envs={cfg.trainer_config.num_envs} updates={cfg.trainer_config.num_updates} "
-           if cfg.algo in TRAINED_ALGOS else "")
-        + f"devices={mesh.devices.size}x{mesh.devices.flat[0].platform}")
-    done = EDITORS[cfg.algo](cfg, env, env_params, out, mesh=mesh, env_chunk=env_chunk, log=log,
-                             stop_after_chunks=stop_after_chunks)
-    if isinstance(done, dict):  # stopped early: the checkpoint is left to resume from
-        return done
-    edits, history, stats = done
-    stats = {**stats, "devices": mesh_size(mesh), "platform": mesh.devices.flat[0].platform}
-    return write_run(out, cfg, env, env_params, edits, history, stats, log)
-
-
-def reselect(cfg: RunConfig, out, *, task: Task | None = None, log=print) -> dict | None:
-    """Re-select a finished trained run in ``out`` under ``cfg``'s selection settings
-    (:data:`~maskshift.run.config.SELECTION_FIELDS`), with no training; returns its new results,
-    or ``None`` where that cannot be done (then nothing is written).
-
-    It can where ``out`` holds a finished PPO or APG run whose config equals ``cfg`` in every
-    other field, with its checkpoint at the last update: the policy is restored from it, rolled
-    out as at the end of training, checked to repeat the recorded episode (every step's
-    validation figures), and the run's files are rewritten with the best step chosen under
-    ``cfg``. The training figures (``train``, ``history``) are the original run's.
-    """
-    out = Path(out)
-    if cfg.algo not in TRAINED_ALGOS:
-        return None
-    try:
-        saved = json.loads((out / "results.json").read_text())
-        meta = json.loads((out / "ckpt" / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    want = training_fields(cfg.to_json())
-    if (training_fields(saved.get("config") or {}) != want
-            or training_fields(meta.get("config") or {}) != want
-            or meta.get("update") != cfg.trainer_config.num_updates):
-        return None
-    cfg, task = resolve_task(cfg, task)
-    env, env_params = build_env(cfg, task)
-    # the checkpoint is at the last update: the loop restores it and trains nothing
-    done = EDITORS[cfg.algo](cfg, env, env_params, out, mesh=env_mesh(None), env_chunk=None,
-                             log=lambda s: None, stop_after_chunks=0)
-    if isinstance(done, dict):
-        return None
-    edits, history, _ = done
-    expected = ([t["val_per_step"] for t in saved["targets"]] if cfg.amortized
-                else saved["val_per_step"])
-    was = {k: saved["config"].get(k) for k in SELECTION_FIELDS}
-    try:
-        res = write_run(out, cfg, env, env_params, edits, history, saved["train"],
-                        log=lambda s: None, expected_val=expected)
-    except EpisodeMismatch:
-        return None
-    log(f"re-selected {out} (was {was}) without training")
-    return res
-
-
-def reuse_or_run(cfg: RunConfig, out, *, task: Task | None = None, log=print,
-                 **kwargs) -> dict:
-    """The run of ``cfg`` in ``out``: reused if finished with exactly ``cfg``; re-selected
-    (:func:`reselect`) if it differs only in its selection settings; else made afresh with
-    :func:`train_and_evaluate` (``kwargs``), replacing whatever ``out`` holds."""
-    res = finished_run(out, cfg) if task is None else None
-    if res is not None:
-        log(f"reusing {out}")
-        return res
-    res = reselect(cfg, out, task=task, log=log)
-    if res is not None:
-        return res
-    log(f"running {out}")
-    return train_and_evaluate(cfg, out, task=task, overwrite=True, log=lambda s: None, **kwargs)
-
+from maskshift.run.pipeline import check_out_dir, reselect, reuse_or_run, train_and_evaluate
+from maskshift.run.results import finished_run, summary_table
 
 __all__ = ["ALGOS", "DEFAULT_LR", "DEFAULT_TOLERANCE", "DEFAULT_TOTAL_STEPS", "OutputDirError",
            "RunConfig", "TrainingError", "build_env", "check_out_dir", "finished_run",
-           "reselect", "reuse_or_run", "summary_table", "train_and_evaluate"]
+           "make_run_config", "reselect", "reuse_or_run", "summary_table", "train_and_evaluate"]

@@ -1,45 +1,33 @@
-"""What defines a run: :class:`RunConfig`, its defaults, and the environment it builds."""
+"""What defines a run: :class:`RunConfig`, the defaults, and :func:`make_run_config`, the one
+builder of a run's config and its editor's (the CLI, ``maskshift.compare`` and every benchmark
+call it, so their defaults are the library's by construction)."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
+import math
 
-from maskshift._io import tree_checksum
-from maskshift.apg import APGConfig
-from maskshift.control import GradientConfig
-from maskshift.data import load_dataset, resolve_dataset
-from maskshift.envs import ENV_ALIASES, make
-from maskshift.oracle import OracleConfig
-from maskshift.ppo import PPOConfig
-from maskshift.tasks import Task, bias_task, pool_task, unlearning_task
+from maskshift.agents.apg import APGConfig
+from maskshift.agents.ppo import PPOConfig
+from maskshift.controls import GradientConfig, OracleConfig
 
-# Editors, in the order the CLI lists them: trained policies first, then the controllers.
-ALGOS = ("ppo", "apg", "gradient", "oracle")
+# Editors, trained policies first, then the controllers; each with the class of its config.
+EDITOR_CONFIGS = {"ppo": PPOConfig, "apg": APGConfig, "gradient": GradientConfig,
+                  "oracle": OracleConfig}
+ALGOS = tuple(EDITOR_CONFIGS)
 TRAINED_ALGOS = ("ppo", "apg")
+EditorConfig = PPOConfig | APGConfig | GradientConfig | OracleConfig
 # Budgets that reach the README's targets on the embedded data (measured, see README).
 DEFAULT_TOTAL_STEPS = {"ppo": {"unlearn": 64 * 8 * 160, "bias": 64 * 8 * 640},
                        "apg": {"unlearn": 64 * 8 * 40, "bias": 64 * 8 * 80}}
 DEFAULT_LR = {"ppo": PPOConfig.learning_rate, "apg": APGConfig.learning_rate}
 DEFAULT_TOLERANCE = {"unlearn": 0.03, "bias": 0.02}
+# An amortized policy reads each class's gradients: the controller observation, unit heads.
+AMORTIZED_OBSERVATION = "controller"
 # The fields that only choose the best step of an episode: a finished trained run that differs
 # from a config in these alone is re-selected, not retrained (maskshift.run.reselect).
 SELECTION_FIELDS = ("select_tolerance", "select_rule")
-
-
-def training_fields(config_json: dict) -> dict:
-    """A run config's JSON without :data:`SELECTION_FIELDS` (and the recorded env params): what
-    the edit itself depends on."""
-    return {k: v for k, v in config_json.items() if k not in (*SELECTION_FIELDS, "env_params")}
-
-
-def select_tolerance(cfg: RunConfig) -> float:
-    """The utility drop the step selection on val allows: ``cfg.select_tolerance`` if given,
-    else the task's default."""
-    if cfg.select_tolerance is not None:
-        return cfg.select_tolerance
-    return DEFAULT_TOLERANCE[cfg.task]
 
 
 class TrainingError(RuntimeError):
@@ -50,13 +38,61 @@ class OutputDirError(TrainingError):
     """``out`` is not a directory this run may write to (checked before anything runs)."""
 
 
+def check_algo(algo: str) -> str:
+    if algo not in ALGOS:
+        raise ValueError(f"Unknown algo {algo!r}; RunConfig.algo is one of {', '.join(ALGOS)}.")
+    return algo
+
+
+def default_observation(amortized: bool) -> str:
+    """What a policy sees by default: the controller observation for an amortized policy (it
+    must read each class's gradients), else the fixed-size summary."""
+    return AMORTIZED_OBSERVATION if amortized else "summary"
+
+
+def default_heads(amortized: bool, observation: str) -> str:
+    """A policy's heads by default: unit heads for an amortized policy that reads per-unit
+    features, else flat heads."""
+    return "units" if amortized and observation != "summary" else "flat"
+
+
+def editor_config(algo: str, task: str = "unlearn", *, episode_length: int = 8,
+                  amortized: bool = False, observation: str | None = None,
+                  total_steps: int | None = None, num_envs: int | None = None,
+                  lr: float | None = None, heads: str | None = None,
+                  skip_gain: float | None = None, oracle_restarts: int | None = None,
+                  oracle_iterations: int | None = None) -> EditorConfig:
+    """The config of ``algo``'s editor, every option not given at its default: a trained
+    editor's budget is :data:`DEFAULT_TOTAL_STEPS` for ``task`` (at least one update), its
+    rollout as long as the episode, PPO's minibatches ``gcd(4, num_envs * episode_length)``."""
+    check_algo(algo)
+    if algo == "gradient":
+        return GradientConfig()
+    if algo == "oracle":
+        return OracleConfig(restarts=oracle_restarts or OracleConfig.restarts,
+                            iterations=oracle_iterations or OracleConfig.iterations)
+    num_envs = num_envs or PPOConfig.num_envs
+    total = max(total_steps or DEFAULT_TOTAL_STEPS[algo][task], num_envs * episode_length)
+    lr = DEFAULT_LR[algo] if lr is None else lr
+    if algo == "apg":
+        return APGConfig(num_envs=num_envs, num_steps=episode_length, total_timesteps=total,
+                         learning_rate=lr)
+    observation = observation or default_observation(amortized)
+    return PPOConfig(num_envs=num_envs, num_steps=episode_length, total_timesteps=total,
+                     learning_rate=lr, num_minibatches=math.gcd(4, num_envs * episode_length),
+                     heads=heads or default_heads(amortized, observation),
+                     skip_gain=skip_gain or PPOConfig.skip_gain)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run; a resumed run must have the same one.
 
-    ``algo`` picks the editor: ``ppo`` (default) or ``apg`` train a policy (their configs are
-    ``ppo``/``apg``); ``gradient`` (the greedy gradient controller) and ``oracle`` (open-loop
-    trajectory optimisation) need no training (``gradient``/``oracle``).
+    ``algo`` picks the editor and ``editor`` holds its config (one of
+    :data:`EDITOR_CONFIGS`): ``ppo`` (default) and ``apg`` train a policy, ``gradient`` (the
+    greedy gradient controller) and ``oracle`` (open-loop trajectory optimisation) need no
+    training. ``editor=None`` and ``observation=None`` take the defaults for the rest of the
+    config (:func:`editor_config`, :func:`default_observation`).
     """
 
     env: str = "mask"
@@ -73,138 +109,108 @@ class RunConfig:
     eval_batch: int | None = None
     select_tolerance: float | None = None
     updates_per_chunk: int = 20
-    ppo: PPOConfig = PPOConfig()
     algo: str = "ppo"
-    apg: APGConfig = APGConfig()
-    gradient: GradientConfig = GradientConfig()
-    oracle: OracleConfig = OracleConfig()
-    # how the best step is chosen on validation (maskshift.rollout.selection_key); recorded so
-    # that a finished run selected by an older rule is not reused as if it were current
+    editor: EditorConfig | None = None
+    # how the best step is chosen on validation (maskshift.tasks.Objective.selection_key);
+    # recorded so that a finished run selected by an older rule is not reused as if it were current
     select_rule: str = "forget-confidence-floor"
     # built-in models: the layers to edit; your own model: the task factory ("module:function")
     # and a fingerprint of the Task it gave (a run resumes only onto the same task)
     edit: tuple[str, ...] = ("Dense_0",)
     task_factory: str | None = None
     task_fingerprint: str | None = None
-    # what the policy sees: "summary" (fixed size) or "gradient" (adds per-unit gradient factors;
-    # see maskshift.envs.worlds)
-    observation: str = "summary"
+    # what the policy sees: "summary", "gradient" or "controller" (maskshift.envs.observe)
+    observation: str | None = None
     # amortized editing: each of forget_classes is its own target, one drawn per episode, and the
     # trained policy is evaluated on each (maskshift.tasks.pool_task)
     amortized: bool = False
-    # how each step's train minibatch is drawn: "per_env" or "shared" (one per step for every
-    # environment; see maskshift.envs.worlds)
+    # how each step's train minibatch is drawn: "per_env" or "shared" (maskshift.envs.worlds)
     minibatch: str = "per_env"
+
+    def __post_init__(self):
+        check_algo(self.algo)
+        if self.observation is None:
+            object.__setattr__(self, "observation", default_observation(self.amortized))
+        if self.editor is None:
+            object.__setattr__(self, "editor", editor_config(
+                self.algo, self.task if self.task in ("unlearn", "bias") else "unlearn",
+                episode_length=self.episode_length, amortized=self.amortized,
+                observation=self.observation))
+        if not isinstance(self.editor, EDITOR_CONFIGS[self.algo]):
+            raise ValueError(f"RunConfig.editor is a {type(self.editor).__name__}; algo "
+                             f"{self.algo!r} takes a {EDITOR_CONFIGS[self.algo].__name__}.")
+
+    @property
+    def trainer_config(self) -> PPOConfig | APGConfig:
+        """The editor's config where it trains a policy (``ValueError`` otherwise)."""
+        if self.algo not in TRAINED_ALGOS:
+            raise ValueError(f"algo {self.algo!r} trains nothing; it has no trainer config.")
+        return self.editor
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_json(cls, d: dict) -> RunConfig:
-        """The config :meth:`to_json` wrote (``TypeError`` on an unknown field)."""
-        nested = {"ppo": PPOConfig, "apg": APGConfig, "gradient": GradientConfig,
-                  "oracle": OracleConfig}
+        """The config :meth:`to_json` wrote (``TypeError`` on an unknown field). A config of a
+        run made before ``editor`` existed (every editor's config under ``ppo``, ``apg``,
+        ``gradient`` and ``oracle``) reads as its own algo's."""
+        d = dict(d)
+        algo = d.get("algo", "ppo")
+        old = {name: d.pop(name) for name in EDITOR_CONFIGS if name in d}
+        if "editor" not in d and algo in old:
+            d["editor"] = old[algo]
         kw = {}
         for name, value in d.items():
-            if name in nested:
-                value = nested[name](**value)
+            if name == "editor" and value is not None:
+                value = EDITOR_CONFIGS[algo](**value)
             elif isinstance(value, list):
                 value = tuple(value)
             kw[name] = value
         return cls(**kw)
 
-    @property
-    def trainer_config(self) -> PPOConfig | APGConfig:
-        return {"ppo": self.ppo, "apg": self.apg}[self.algo]
 
-
-def check_algo(algo: str) -> str:
-    if algo not in ALGOS:
-        raise ValueError(f"Unknown algo {algo!r}; choose one of {', '.join(ALGOS)} (--algo).")
-    return algo
-
-
-def check_amortized(cfg: RunConfig) -> None:
-    """Refuse ``amortized`` where it means nothing (``ValueError``, naming the fix)."""
-    if not cfg.amortized:
-        return
-    if cfg.task != "unlearn":
-        raise ValueError(f"--amortized trains over a pool of forget classes: it needs --task "
-                         f"unlearn, not {cfg.task!r}.")
-    if cfg.algo != "ppo":
-        raise ValueError(f"--amortized trains one policy for many edits: it needs --algo ppo, "
-                         f"not {cfg.algo!r} (a controller edits one class per run).")
-
-
-def load_task_factory(spec: str):
-    """``"package.module:function"`` -> the function (a clear error for a wrong spec)."""
-    import importlib
-
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise ValueError(f"--task-factory {spec!r} must look like package.module:function.")
+def canonical_config(config_json: dict) -> dict:
+    """A saved config's JSON as today's :meth:`RunConfig.to_json` writes it (a run made before
+    ``editor`` existed compares equal to the same run made now); unreadable: unchanged."""
     try:
-        fn = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"--task-factory {spec!r} cannot be loaded ({type(err).__name__}: "
-                         f"{err}); check the module is importable and defines {name}.") from None
-    if not callable(fn):
-        raise ValueError(f"--task-factory {spec!r} is not a function.")
-    return fn
+        return RunConfig.from_json(config_json).to_json()
+    except (TypeError, ValueError, KeyError):
+        return config_json
 
 
-def task_fingerprint(task: Task) -> str:
-    """A checksum of what defines a task: its name, objective, edited paths, params and data."""
-    d = task.dataset
-    splits = [(s.x, s.y) for s in (d.train, d.val, d.test)]
-    head = repr((task.name, task.objective, task.edit_paths)).encode()
-    return hashlib.sha256(head + tree_checksum((task.params, splits)).encode()).hexdigest()[:16]
+def training_fields(config_json: dict) -> dict:
+    """A run config's JSON without :data:`SELECTION_FIELDS` (and the recorded env params): what
+    the edit itself depends on."""
+    config_json = canonical_config({k: v for k, v in config_json.items() if k != "env_params"})
+    return {k: v for k, v in config_json.items() if k not in SELECTION_FIELDS}
 
 
-def builtin_task(cfg: RunConfig) -> Task:
-    data = load_dataset(resolve_dataset(cfg.task, cfg.dataset), data_dir=cfg.data_dir)
-    if cfg.task == "unlearn":
-        return unlearning_task(cfg.forget_classes, dataset=data, edit=cfg.edit,
-                               batch_size=cfg.eval_batch or 64, amortized=cfg.amortized)
-    return bias_task(dataset=data, edit=cfg.edit, batch_size=cfg.eval_batch or 128)
+def select_tolerance(cfg: RunConfig) -> float:
+    """The utility drop the step selection on val allows: ``cfg.select_tolerance`` if given,
+    else the task's default."""
+    if cfg.select_tolerance is not None:
+        return cfg.select_tolerance
+    return DEFAULT_TOLERANCE[cfg.task]
 
 
-def resolve_task(cfg: RunConfig, task: Task | None = None) -> tuple[RunConfig, Task]:
-    """The task a run edits and the config that records it: ``task`` (your own), else the one
-    ``cfg.task_factory`` builds, else the built-in ``cfg.task`` on ``cfg.dataset``."""
-    if task is None and cfg.task_factory is not None:
-        task = load_task_factory(cfg.task_factory)()
-        if not isinstance(task, Task):
-            raise ValueError(f"--task-factory {cfg.task_factory!r} returned "
-                             f"{type(task).__name__}, not a maskshift.Task.")
-    check_amortized(cfg)
-    if task is None:
-        return cfg, builtin_task(cfg)
-    if cfg.amortized and task.objective.num_targets == 1:
-        task = pool_task(task, cfg.forget_classes)
-    if task.objective.num_targets > 1:
-        cfg = dataclasses.replace(cfg, amortized=True,
-                                  forget_classes=task.objective.forget_classes)
-    if cfg.eval_batch is not None:
-        task = dataclasses.replace(task, objective=dataclasses.replace(
-            task.objective, batch_size=cfg.eval_batch))
-    return dataclasses.replace(cfg, task=task.objective.name, dataset=task.dataset.name,
-                               task_fingerprint=task_fingerprint(task)), task
-
-
-def build_env(cfg: RunConfig, task: Task | None = None):
-    """The environment and ``EnvParams`` a run edits in (validates env, task, dataset, classes,
-    rank). ``task``: your own :class:`~maskshift.tasks.Task` instead of the built-in one."""
-    if cfg.env not in ENV_ALIASES:
-        raise ValueError(f"Unknown env {cfg.env!r}; choose 'mask' or 'shift'.")
-    if task is None:
-        _, task = resolve_task(cfg)
-    overrides = {"max_steps_in_episode": cfg.episode_length}
-    if cfg.step_size is not None:
-        overrides["step_size"] = cfg.step_size
-    if cfg.lambda_utility is not None:
-        overrides["lambda_utility"] = cfg.lambda_utility
-    if cfg.lambda_edit is not None:
-        overrides["lambda_edit"] = cfg.lambda_edit
-    return make(ENV_ALIASES[cfg.env], task=task, rank=cfg.rank, observation=cfg.observation,
-                minibatch=cfg.minibatch, **overrides)
+def make_run_config(*, algo: str = "ppo", task: str = "unlearn", episode_length: int = 8,
+                    amortized: bool = False, observation: str | None = None,
+                    total_steps: int | None = None, num_envs: int | None = None,
+                    lr: float | None = None, heads: str | None = None,
+                    skip_gain: float | None = None, oracle_restarts: int | None = None,
+                    oracle_iterations: int | None = None, forget_classes=(7,), edit=None,
+                    updates_per_chunk: int | None = None, minibatch: str | None = None,
+                    **fields) -> RunConfig:
+    """A :class:`RunConfig` with its editor's config built by :func:`editor_config`: every
+    option left ``None`` takes the library's default. ``fields``: any other RunConfig field."""
+    observation = observation or default_observation(amortized)
+    editor = editor_config(algo, task, episode_length=episode_length, amortized=amortized,
+                           observation=observation, total_steps=total_steps, num_envs=num_envs,
+                           lr=lr, heads=heads, skip_gain=skip_gain,
+                           oracle_restarts=oracle_restarts, oracle_iterations=oracle_iterations)
+    return RunConfig(algo=algo, task=task, episode_length=episode_length, amortized=amortized,
+                     observation=observation, editor=editor,
+                     forget_classes=tuple(forget_classes), edit=tuple(edit or RunConfig.edit),
+                     updates_per_chunk=updates_per_chunk or RunConfig.updates_per_chunk,
+                     minibatch=minibatch or "per_env", **fields)

@@ -1,7 +1,8 @@
 """Every editor behind one signature: ``edit(env, env_params, cfg, out, ...) -> (edits, history,
 stats)`` where ``edits`` are one episode's masks or shifts ``[T + 1, m, n]`` per edited matrix
-(:func:`maskshift.rollout.rollout_edits`), then selected and written by the same code. A policy
-trained over a pool of targets (``cfg.amortized``) gives a list: one episode per target."""
+(:func:`maskshift.agents.common.rollout_edits`), then selected and written by the same code. A
+policy trained over a pool of targets (``cfg.amortized``) gives a list: one episode per
+target."""
 
 from __future__ import annotations
 
@@ -12,29 +13,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskshift import apg, ppo
-from maskshift.control import gradient_edits
-from maskshift.oracle import oracle_edits
-from maskshift.rollout import policy_act, rollout_fn
+from maskshift.agents import apg, ppo
+from maskshift.agents.common import policy_act, rollout_fn
+from maskshift.controls import gradient_edits, oracle_edits
 from maskshift.run.config import RunConfig, TrainingError
 from maskshift.run.loop import train_checkpointed
+from maskshift.run.policy import save_policy
 
 
 def trained_policy(cfg: RunConfig, env, env_params, out: Path, *, mesh, env_chunk, log,
                    stop_after_chunks):
     """PPO or APG trained in checkpointed chunks, then its mean actions rolled out."""
     if cfg.algo == "ppo":
-        trainer = ppo.make_train(cfg.ppo, env, mesh, env_chunk)
+        trainer = ppo.make_train(cfg.editor, env, mesh, env_chunk)
     else:
-        trainer = apg.make_train(cfg.apg, env, mesh)
+        trainer = apg.make_train(cfg.editor, env, mesh)
     done = train_checkpointed(trainer, env_params, cfg, out, log=log,
                               stop_after_chunks=stop_after_chunks)
     if isinstance(done, dict):  # stopped early
         return done
     rs, history, stats = done
-    if cfg.algo == "ppo":  # reusable with maskshift.edit
-        from maskshift.policy import save_policy  # (maskshift.policy imports maskshift.run)
-
+    if cfg.algo == "ppo":  # reusable with maskshift.run.policy.edit_with_policy
         save_policy(out, cfg, env, rs.params)
     run = rollout_fn(env, policy_act(trainer.network), int(env_params.max_steps_in_episode))
     episodes = [run(rs.params, env_params, jax.random.key(0), jnp.int32(t))
@@ -52,7 +51,7 @@ def _timed(fn):
 def gradient_controller(cfg: RunConfig, env, env_params, out: Path, *, log, **_):
     """The greedy gradient controller's episode; its history is the episode itself, step by
     step (reward terms on the whole train split)."""
-    edits, wall = _timed(lambda: gradient_edits(env, env_params, cfg.gradient))
+    edits, wall = _timed(lambda: gradient_edits(env, env_params, cfg.editor))
     T = int(env_params.max_steps_in_episode)
     metrics = [np.asarray(env.metrics_on(tuple(e[t] for e in edits), env.train_split(env_params),
                                          env_params)) for t in range(T + 1)]
@@ -72,22 +71,22 @@ def gradient_controller(cfg: RunConfig, env, env_params, out: Path, *, log, **_)
 
 
 def gradient_oracle(cfg: RunConfig, env, env_params, out: Path, *, log, **_):
-    """Open-loop optimisation of one episode's actions (:mod:`maskshift.oracle`)."""
+    """Open-loop optimisation of one episode's actions (:mod:`maskshift.controls.oracle`)."""
     t0 = time.perf_counter()
     try:
-        edits, hist = oracle_edits(env, env_params, jax.random.key(cfg.seed), cfg.oracle, log)
+        edits, hist = oracle_edits(env, env_params, jax.random.key(cfg.seed), cfg.editor, log)
     except FloatingPointError as err:
         raise TrainingError(str(err)) from None
     wall = time.perf_counter() - t0
     T = int(env_params.max_steps_in_episode)
     its = list(range(1, len(hist["episode_return"]) + 1))
     history = {"x_label": "oracle iteration", "return_label": "mean episode return (restarts)",
-               "env_steps": [i * cfg.oracle.restarts * T for i in its],
+               "env_steps": [i * cfg.editor.restarts * T for i in its],
                "episode_return": hist["episode_return"],
                "final_metrics": [],  # an open-loop optimisation has no per-iteration metrics
                "best_restart": hist["best_restart"], "final_returns": hist["final_returns"]}
     stats = {"wall_seconds": round(wall, 2), "compile_seconds": None,
-             "env_steps": cfg.oracle.env_steps(T), "iterations": cfg.oracle.iterations}
+             "env_steps": cfg.editor.env_steps(T), "iterations": cfg.editor.iterations}
     return edits, history, stats
 
 

@@ -1,6 +1,7 @@
 """The checkpointed host loop that trains any policy trainer (PPO, APG) in compiled chunks.
 
-A trainer is a :class:`maskshift.ppo.Trainer` of pure functions: ``init(key, env_params)`` and
+A trainer is a :class:`maskshift.agents.common.Trainer` of pure functions:
+``init(key, env_params)`` and
 ``run(state, env_params, n)`` (``n`` updates in one compiled program, returning per-update
 metrics with at least ``episode_return`` and ``final_metrics``). After every chunk the loop checks
 that every metric and parameter is finite, prints a progress line, and saves the trainer state
@@ -48,35 +49,36 @@ def load_runner(out: Path, like, cfg: RunConfig):
         meta = json.loads(meta_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise TrainingError(f"The checkpoint in {out / 'ckpt'} is corrupt ({err}); pass "
-                            "--overwrite to start the run again.") from None
+                            "`overwrite=True` to start the run again.") from None
     if meta.get("format") != CKPT_FORMAT:
         raise TrainingError(f"{meta_path} has format {meta.get('format')!r}, not {CKPT_FORMAT!r}; "
-                            "pass --overwrite to start the run again.")
+                            "pass `overwrite=True` to start the run again.")
     # the selection settings do not touch training: a run may finish under other ones
     if training_fields(meta.get("config") or {}) != training_fields(cfg.to_json()):
         raise TrainingError(f"{out} holds an unfinished run with a different config; rerun it "
-                            "with the same flags to resume, or pass --overwrite to replace it.")
+                            "with the same config to resume, or pass `overwrite=True` to replace "
+                            "it.")
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
                             _runner_to_disk(like))
     try:
         restored = restore_pytree(out / "ckpt" / "state", abstract)["runner"]
     except Exception as err:
         raise TrainingError(f"Cannot restore {out / 'ckpt'} ({type(err).__name__}: "
-                            f"{str(err)[:200]}); pass --overwrite to start again.") from None
+                            f"{str(err)[:200]}); pass `overwrite=True` to start again.") from None
     rs = restored._replace(key=jax.random.wrap_key_data(restored.key))
     # back onto the layout the compiled program expects (the mesh may differ from the saved one)
     rs = jax.device_put(rs, jax.tree.map(lambda a: a.sharding, like))
     return rs, meta["history"]
 
 
-def _shown(labels) -> list[int]:
+def shown_metrics(labels) -> list[int]:
     """Indices of the metrics a person reads (accuracies, flip rate, counterfactual gap)."""
     return [i for i, k in enumerate(labels) if "acc" in k or "flip" in k or "gap" in k]
 
 
 def _fmt_progress(u, n_updates, env_steps, m, labels, sps) -> str:
     fm = m["final_metrics"]
-    shown = "  ".join(f"{labels[i]} {fm[i]:.3f}" for i in _shown(labels))
+    shown = "  ".join(f"{labels[i]} {fm[i]:.3f}" for i in shown_metrics(labels))
     return (f"update {u:>5}/{n_updates}  env steps {env_steps:>9,}  "
             f"return {m['episode_return']:8.3f}  {shown}  {sps:,.0f} steps/s")
 
@@ -125,8 +127,8 @@ def train_checkpointed(trainer, env_params, cfg: RunConfig, out: Path, *, log=pr
             raise TrainingError(f"Non-finite loss or reward at update {bad} (chunk of updates "
                                 f"{int(rs.update) + 1}-{int(rs.update) + n}); the run stopped. The "
                                 f"last good checkpoint (update {int(rs.update)}) is kept in "
-                                f"{out / 'ckpt'}. Lower --lr or --step-size and rerun with "
-                                "--overwrite.")
+                                f"{out / 'ckpt'}. Lower `lr` or `step_size` and rerun with "
+                                "`overwrite=True`.")
         rs = new_rs
         u = int(rs.update)
         for i in range(n):

@@ -1,4 +1,4 @@
-"""APG configuration: a frozen dataclass, like :class:`maskshift.ppo.PPOConfig`."""
+"""APG configuration: a frozen dataclass, like :class:`maskshift.agents.ppo.PPOConfig`."""
 
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ stay data, not constants baked into the program.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -25,10 +24,11 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from maskshift.agents.common import Trainer
+from maskshift.agents.networks import ActorCritic, UnitActorCritic, make_network
+from maskshift.agents.ppo.config import PPOConfig
+from maskshift.agents.ppo.gae import compute_gae, ppo_loss
 from maskshift.envs import EditWorld, EnvParams
-from maskshift.ppo.config import PPOConfig
-from maskshift.ppo.gae import compute_gae, ppo_loss
-from maskshift.ppo.networks import ActorCritic, UnitActorCritic
 from maskshift.sharding import (
     check_chunk,
     check_divisible,
@@ -59,31 +59,11 @@ class Transition(NamedTuple):  # every field [num_steps, num_envs, ...]
     metrics: jax.Array  # the objective's metrics after the step
 
 
-class Trainer(NamedTuple):
-    config: PPOConfig
-    env: EditWorld
-    network: ActorCritic | UnitActorCritic
-    init: Callable
-    update: Callable
-    run: Callable
-    train: Callable
-
-
-def make_network(config, env: EditWorld) -> ActorCritic | UnitActorCritic:
-    """The policy network ``config.heads`` names (PPO's and APG's configs both carry it)."""
-    if config.heads == "units":
-        if env.observation == "summary":
-            raise ValueError("Unit heads read per-unit features: they need the gradient "
-                             "observation (--observation gradient or controller).")
-        # the skip path starts on the controller's factors where the observation has them,
-        # else on the edit term's
-        follow = 2 * env.rank if env.observation == "controller" else env.rank
-        return UnitActorCritic(shapes=tuple(env.shapes), rank=env.rank,
-                               summary_size=env.summary_size, unit_features=env.unit_features,
-                               hidden=config.hidden, init_log_std=config.init_log_std,
-                               follow=follow, skip_gain=config.skip_gain)
-    return ActorCritic(shapes=tuple(env.shapes), rank=env.rank, hidden=config.hidden,
-                       init_log_std=config.init_log_std, u_init_scale=config.u_init_scale)
+def policy_network(config: PPOConfig, env: EditWorld) -> ActorCritic | UnitActorCritic:
+    """The actor-critic ``config`` names (:func:`maskshift.agents.networks.make_network`)."""
+    return make_network(env, heads=config.heads, hidden=config.hidden,
+                        init_log_std=config.init_log_std, u_init_scale=config.u_init_scale,
+                        skip_gain=config.skip_gain)
 
 
 def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
@@ -101,7 +81,7 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
     config.validate()
     if mesh is not None:
         check_divisible(config.num_envs, mesh)
-    network = make_network(config, env)
+    network = policy_network(config, env)
     steps_per_opt = config.update_epochs * config.num_minibatches
     if config.anneal_lr:
         lr = optax.linear_schedule(config.learning_rate, 0.0, config.num_updates * steps_per_opt)
@@ -122,6 +102,29 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
         obs, env_state = constrain_envs((obs, env_state), mesh)
         return RunnerState(params, tx.init(params), env_state, obs, key, jnp.int32(0))
 
+    env_step = _env_stepper(env, network, config, mesh, v_step)
+
+    def update(rs: RunnerState, env_params: EnvParams):
+        (_, env_state, obs, key), traj = jax.lax.scan(
+            lambda c, x: env_step(c, x, env_params), (rs.params, rs.env_state, rs.obs, rs.key),
+            None, config.num_steps)
+        (params, opt_state, key), aux = _epochs(network, tx, config, rs.params, rs.opt_state,
+                                                key, _flat_batch(traj, config))
+        metrics = _update_metrics(traj, aux)
+        return RunnerState(params, opt_state, env_state, obs, key, rs.update + 1), metrics
+
+    def run(rs: RunnerState, env_params: EnvParams, num_updates: int):
+        return jax.lax.scan(lambda r, _: update(r, env_params), rs, None, num_updates)
+
+    def train(key, env_params: EnvParams):
+        return run(init(key, env_params), env_params, config.num_updates)
+
+    return Trainer(config, env, network, init, update, run, train)
+
+
+def _env_stepper(env: EditWorld, network, config: PPOConfig, mesh, v_step):
+    """``env_step(carry, _, env_params) -> (carry, Transition)``: one batched step of the
+    rollout, actions sampled from the policy; ``carry = (params, env_state, obs, key)``."""
     def env_step(carry, _, env_params):
         params, env_state, obs, key = carry
         key, k_act, k_env = jax.random.split(key, 3)
@@ -144,55 +147,57 @@ def make_train(config: PPOConfig, env: EditWorld, mesh: Mesh | None = None,
                         info["metrics"])
         return (params, env_state, next_obs, key), tr
 
-    def update(rs: RunnerState, env_params: EnvParams):
-        (_, env_state, obs, key), traj = jax.lax.scan(
-            lambda c, x: env_step(c, x, env_params), (rs.params, rs.env_state, rs.obs, rs.key),
-            None, config.num_steps)
-        adv, target = compute_gae(traj.reward, traj.value, traj.next_value, traj.terminated,
-                                  traj.episode_end, config.gamma, config.gae_lambda)
-        batch = {"obs": traj.obs, "action": traj.action, "log_prob": traj.log_prob,
-                 "value": traj.value, "advantage": adv, "target": target}
-        n = config.num_steps * config.num_envs
-        batch = jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), batch)
+    return env_step
 
-        def epoch(carry, _):
-            params, opt_state, key = carry
-            key, k_perm = jax.random.split(key)
-            perm = jax.random.permutation(k_perm, n)
-            mbs = jax.tree.map(
-                lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch)
 
-            def minibatch(carry, mb):
-                params, opt_state = carry
-                grads, aux = jax.grad(
-                    lambda p: ppo_loss(network, p, mb, config.clip_eps, config.vf_coef,
-                                       config.ent_coef), has_aux=True)(params)
-                updates, opt_state = tx.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), aux
+def _flat_batch(traj: Transition, config: PPOConfig) -> dict:
+    """The rollout with its GAE advantages and value targets, flattened to ``[T * B, ...]``."""
+    adv, target = compute_gae(traj.reward, traj.value, traj.next_value, traj.terminated,
+                              traj.episode_end, config.gamma, config.gae_lambda)
+    batch = {"obs": traj.obs, "action": traj.action, "log_prob": traj.log_prob,
+             "value": traj.value, "advantage": adv, "target": target}
+    n = config.num_steps * config.num_envs
+    return jax.tree.map(lambda x: x.reshape((n,) + x.shape[2:]), batch)
 
-            (params, opt_state), aux = jax.lax.scan(minibatch, (params, opt_state), mbs)
-            return (params, opt_state, key), aux
 
-        (params, opt_state, key), aux = jax.lax.scan(
-            epoch, (rs.params, rs.opt_state, key), None, config.update_epochs)
-        ends = traj.episode_end
-        n_eps = jnp.maximum(ends.sum(), 1.0)
-        metrics = {
-            "reward": traj.reward.mean(),
-            "episode_return": _episode_returns(traj.reward, ends).sum() / n_eps,
-            "final_metrics": (traj.metrics * ends[..., None]).sum((0, 1)) / n_eps,
-            "last_metrics": traj.metrics[-1].mean(0),
-            **jax.tree.map(jnp.mean, aux),
-        }
-        return RunnerState(params, opt_state, env_state, obs, key, rs.update + 1), metrics
+def _epochs(network, tx, config: PPOConfig, params, opt_state, key, batch: dict):
+    """``update_epochs`` epochs of shuffled minibatches over ``batch``; returns
+    ``((params, opt_state, key), aux)`` with the losses ``[epochs, minibatches]``."""
+    n = config.num_steps * config.num_envs
 
-    def run(rs: RunnerState, env_params: EnvParams, num_updates: int):
-        return jax.lax.scan(lambda r, _: update(r, env_params), rs, None, num_updates)
+    def epoch(carry, _):
+        params, opt_state, key = carry
+        key, k_perm = jax.random.split(key)
+        perm = jax.random.permutation(k_perm, n)
+        mbs = jax.tree.map(
+            lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch)
 
-    def train(key, env_params: EnvParams):
-        return run(init(key, env_params), env_params, config.num_updates)
+        def minibatch(carry, mb):
+            params, opt_state = carry
+            grads, aux = jax.grad(
+                lambda p: ppo_loss(network, p, mb, config.clip_eps, config.vf_coef,
+                                   config.ent_coef), has_aux=True)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), aux
 
-    return Trainer(config, env, network, init, update, run, train)
+        (params, opt_state), aux = jax.lax.scan(minibatch, (params, opt_state), mbs)
+        return (params, opt_state, key), aux
+
+    return jax.lax.scan(epoch, (params, opt_state, key), None, config.update_epochs)
+
+
+def _update_metrics(traj: Transition, aux) -> dict:
+    """One update's figures: mean reward, mean return and end-of-episode metrics of the episodes
+    that ended in the rollout, and the mean losses."""
+    ends = traj.episode_end
+    n_eps = jnp.maximum(ends.sum(), 1.0)
+    return {
+        "reward": traj.reward.mean(),
+        "episode_return": _episode_returns(traj.reward, ends).sum() / n_eps,
+        "final_metrics": (traj.metrics * ends[..., None]).sum((0, 1)) / n_eps,
+        "last_metrics": traj.metrics[-1].mean(0),
+        **jax.tree.map(jnp.mean, aux),
+    }
 
 
 def _episode_returns(rewards, ends):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-HEADS = ("flat", "units")
+from maskshift.agents.networks import DEFAULT_SKIP_GAIN, HEADS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,7 @@ class PPOConfig:
     # factors have unit-RMS columns that are nearly collinear (one step of subspace iteration),
     # so at gain g the first step's U V^T / sqrt(r) has RMS about g^2 sqrt(r): at 1.0 its tanh
     # saturates almost everywhere (a sign step). 0.5 was chosen on validation (docs/training.md)
-    skip_gain: float = 0.5
+    skip_gain: float = DEFAULT_SKIP_GAIN
 
     @property
     def num_updates(self) -> int:

@@ -1,5 +1,6 @@
-"""Actor-critics with low-rank action heads: flat heads (one vector for all of ``U`` and ``V``)
-and unit heads (one small network shared over the rows of ``U`` and one over the rows of ``V``)."""
+"""Actor-critics with low-rank action heads, shared by PPO and APG: flat heads (one vector for
+all of ``U`` and ``V``) and unit heads (one small network shared over the rows of ``U`` and one
+over the rows of ``V``); :func:`make_network` builds the one a config names."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from maskshift.ppo.config import PPOConfig
+from maskshift.envs import EditWorld
+
+HEADS = ("flat", "units")
+# unit heads: the skip path's initial gain on the factors it follows (PPOConfig.skip_gain)
+DEFAULT_SKIP_GAIN = 0.5
 
 
 def _mlp(x, hidden: int, layers: int = 2):
@@ -70,12 +75,12 @@ class UnitHead(nn.Module):
     ``skip`` starts as ``skip_gain`` times the identity on the features ``follow`` ..
     ``follow + r``: pointed at the gradient observation's edit-term factors (or the controller
     direction's), the initial mean edit follows that direction, and PPO learns from there. The
-    gain sets the size of the first edit (see :class:`~maskshift.ppo.PPOConfig`)."""
+    gain sets the size of the first edit (see :class:`~maskshift.agents.ppo.PPOConfig`)."""
 
     rank: int
     hidden: int
     follow: int
-    skip_gain: float = PPOConfig.skip_gain
+    skip_gain: float = DEFAULT_SKIP_GAIN
 
     @nn.compact
     def __call__(self, feats, ctx):
@@ -109,7 +114,7 @@ class UnitActorCritic(nn.Module):
     hidden: int = 64
     init_log_std: float = -0.5
     follow: int | None = None  # the features the skip path starts on; None: the edit term's
-    skip_gain: float = PPOConfig.skip_gain  # the skip path's initial gain on them
+    skip_gain: float = DEFAULT_SKIP_GAIN  # the skip path's initial gain on them
 
     @nn.compact
     def __call__(self, obs):
@@ -136,3 +141,25 @@ class UnitActorCritic(nn.Module):
         v = _mlp(jnp.concatenate([summary, *pooled], -1), self.hidden)
         value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(v)
         return pi, jnp.squeeze(value, -1)
+
+
+def make_network(env: EditWorld, *, heads: str = "flat", hidden: int = 64,
+                 init_log_std: float = -0.5, u_init_scale: float = 1.0,
+                 skip_gain: float = DEFAULT_SKIP_GAIN) -> ActorCritic | UnitActorCritic:
+    """The actor-critic for ``env`` with ``heads`` (``"flat"`` or ``"units"``), PPO's and APG's
+    alike (APG reads only the action mean)."""
+    if heads not in HEADS:
+        raise ValueError(f"Unknown heads {heads!r}; choose one of {', '.join(HEADS)}.")
+    if heads == "units":
+        if env.observation == "summary":
+            raise ValueError("Unit heads read per-unit features: they need the gradient or "
+                             "controller observation (RunConfig.observation), not 'summary'.")
+        # the skip path starts on the controller's factors where the observation has them,
+        # else on the edit term's
+        follow = 2 * env.rank if env.observation == "controller" else env.rank
+        return UnitActorCritic(shapes=tuple(env.shapes), rank=env.rank,
+                               summary_size=env.summary_size, unit_features=env.unit_features,
+                               hidden=hidden, init_log_std=init_log_std, follow=follow,
+                               skip_gain=skip_gain)
+    return ActorCritic(shapes=tuple(env.shapes), rank=env.rank, hidden=hidden,
+                       init_log_std=init_log_std, u_init_scale=u_init_scale)

@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from maskshift.apg.config import APGConfig
+from maskshift.agents.apg.config import APGConfig
+from maskshift.agents.common import Trainer, unroll
+from maskshift.agents.networks import make_network
 from maskshift.envs import EditWorld, EnvParams
-from maskshift.ppo.networks import ActorCritic
-from maskshift.ppo.train import Trainer
 from maskshift.sharding import check_divisible, constrain_envs
 
 
@@ -34,18 +34,13 @@ class APGState(NamedTuple):
     update: jax.Array  # number of updates done
 
 
-def make_network(config: APGConfig, env: EditWorld) -> ActorCritic:
-    return ActorCritic(shapes=tuple(env.shapes), rank=env.rank, hidden=config.hidden,
-                       u_init_scale=config.u_init_scale)
-
-
 def make_train(config: APGConfig, env: EditWorld, mesh: Mesh | None = None) -> Trainer:
     """Build the pure APG functions for ``env``. ``mesh``: split the episodes over devices, as
-    :func:`maskshift.ppo.make_train` does."""
+    :func:`maskshift.agents.ppo.make_train` does."""
     config.validate()
     if mesh is not None:
         check_divisible(config.num_envs, mesh)
-    network = make_network(config, env)
+    network = make_network(env, hidden=config.hidden, u_init_scale=config.u_init_scale)
     T = config.num_steps
     lr = (optax.linear_schedule(config.learning_rate, 0.0, config.num_updates)
           if config.anneal_lr else config.learning_rate)
@@ -56,19 +51,17 @@ def make_train(config: APGConfig, env: EditWorld, mesh: Mesh | None = None) -> T
         """One episode's weighted return, plain return and last metrics (differentiable)."""
         obs, state = env.reset_env(key, env_params)
 
-        def step(carry, xs):
-            obs, state = carry
-            t, k = xs
+        def act(t, obs, state):
             pi, _ = network.apply(params, obs[None])
-            obs, state, reward, _, info = env.step_env(k, state, pi.mean()[0], env_params)
-            if config.truncation is not None:
-                cut = (t + 1) % config.truncation == 0
-                state = jax.tree.map(lambda x: jnp.where(cut, jax.lax.stop_gradient(x), x),
-                                     state)
-            return (obs, state), (reward, info["metrics"])
+            return pi.mean()[0]
 
-        _, (rewards, metrics) = jax.lax.scan(step, (obs, state),
-                                             (jnp.arange(T), jax.random.split(key, T)))
+        def truncate(t, state):
+            cut = (t + 1) % config.truncation == 0
+            return jax.tree.map(lambda x: jnp.where(cut, jax.lax.stop_gradient(x), x), state)
+
+        rewards, metrics = unroll(env, env_params, act, obs, state, key, T,
+                                  record=lambda s, reward, info: (reward, info["metrics"]),
+                                  after_step=None if config.truncation is None else truncate)
         return (rewards * weights).sum(), (rewards.sum(), metrics[-1])
 
     def loss(params, keys, env_params):

@@ -1,5 +1,6 @@
 """What every run writes, whichever editor made the edit: the best step on validation, the test
-report, ``edited/``, ``results.json``, the plots and the printed summary."""
+report, ``edited/``, ``results.json``, the plots (:mod:`maskshift.run.plots`) and the printed
+summary; and how a finished run is recognised."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from maskshift._io import atomic_write_json, save_figure
+from maskshift._io import atomic_write_json
 from maskshift.checkpoint import save_edited
 from maskshift.envs import EnvParams
-from maskshift.evaluate import SUMMARY_KEYS
-from maskshift.rollout import select_and_report, to_host
-from maskshift.run.config import RunConfig, select_tolerance
-from maskshift.run.loop import _shown
+from maskshift.run.config import RunConfig, canonical_config, select_tolerance
+from maskshift.run.plots import plots
+from maskshift.run.select import select_and_report, to_host
+from maskshift.tasks import SUMMARY_KEYS
 
 
 def finished_run(run_dir, cfg: RunConfig) -> dict | None:
@@ -24,7 +25,7 @@ def finished_run(run_dir, cfg: RunConfig) -> dict | None:
     if not path.exists():
         return None
     res = json.loads(path.read_text())
-    saved = {k: v for k, v in res["config"].items() if k != "env_params"}
+    saved = canonical_config({k: v for k, v in res["config"].items() if k != "env_params"})
     return res if saved == cfg.to_json() else None
 
 
@@ -80,7 +81,7 @@ def write_amortized_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, e
                         expected_val: list | None = None) -> dict:
     """An amortized policy's run: each target's episode selected on validation and reported on
     test (``results.json`` holds ``targets``, one entry per forget set of the pool). No
-    ``edited/``: ``maskshift.edit --policy OUT --forget-class C --out DIR`` writes any class's."""
+    ``edited/``: :func:`maskshift.run.policy.edit_with_policy` with ``out`` writes any class's."""
     tolerance = select_tolerance(cfg)
     targets = []
     for t, (classes, edits) in enumerate(zip(env.task.objective.targets, episodes, strict=True)):
@@ -142,60 +143,3 @@ def _train_line(t: dict) -> str:
                 "(compilation included)")
     return (f"  trained {t['env_steps']:,} env steps in {t['wall_seconds']:.1f} s "
             f"({t['compile_seconds']:.1f} s compiling)")
-
-
-def plots(out: Path, results: dict, env) -> None:
-    """``learning_curve.png`` (return and end-of-episode metrics over training, or over the
-    controller's optimisation) and ``before_after.png`` (the test report)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h = results["history"]
-    labels = env.task.objective.metric_names
-    x_label = h.get("x_label", "env steps")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    axes[0].plot(h["env_steps"], h["episode_return"])
-    axes[0].set(xlabel=x_label, ylabel=h.get("return_label", "mean episode return"),
-                title=f"Learning curve ({results.get('algo', 'ppo')})")
-    fm = np.asarray(h["final_metrics"], dtype=float)  # [points, metrics], or empty
-    for i in _shown(labels) if len(fm) else []:
-        axes[1].plot(h["env_steps"], fm[:, i], label=labels[i])
-    axes[1].set(xlabel=x_label, ylabel="end-of-episode metric (train minibatch)",
-                title="Metrics at episode end", ylim=(-0.02, 1.02))
-    if len(fm):
-        axes[1].legend()
-    fig.tight_layout()
-    save_figure(fig, out / "learning_curve.png")
-
-    fig, ax = plt.subplots(figsize=(9, 4))
-    if results.get("amortized"):
-        names = [",".join(map(str, r["forget_classes"])) for r in results["targets"]]
-        vb = [r["before"]["forget_acc"] for r in results["targets"]]
-        va = [r["after"]["forget_acc"] for r in results["targets"]]
-        ax.set(xlabel="forget class", ylabel="test accuracy on the forget class",
-               title="Each target's forget accuracy, before vs after (one policy)")
-    elif results["task"] == "unlearn":
-        b, a = results["before"], results["after"]
-        names = [str(i) for i in range(len(b["per_class_acc"]))]
-        vb, va = b["per_class_acc"], a["per_class_acc"]
-        forget = list(env.task.objective.forget_classes)
-        ax.set(xlabel="class", ylabel="test accuracy",
-               title=f"Per-class test accuracy, before vs after (forget {forget})")
-    else:
-        b, a = results["before"], results["after"]
-        names = [f"{g}/{y}" for g in b["group_acc"] for y in ("non-tox", "tox")]
-        vb = [v for g in b["group_acc"].values() for v in g]
-        va = [v for g in a["group_acc"].values() for v in g]
-        ax.set(ylabel="test accuracy",
-               title="Test accuracy per (identity group, label), before vs after")
-    x = np.arange(len(names))
-    ax.bar(x - 0.2, vb, 0.4, label="before")
-    ax.bar(x + 0.2, va, 0.4, label="after")
-    ax.set_xticks(x, names, rotation=60 if len(names) > 10 else 0, ha="right" if len(names) > 10
-                  else "center", fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.legend()
-    fig.tight_layout()
-    save_figure(fig, out / "before_after.png")

@@ -1,15 +1,15 @@
 """A trained editing policy as a reusable editor: saved by every PPO run, applied to new edits in
 one rollout with no training.
 
-Every finished ``--algo ppo`` run writes ``OUT/policy/`` (the network's parameters) and
+Every finished PPO run (``algo='ppo'``) writes ``OUT/policy/`` (the network's parameters) and
 ``OUT/policy.json`` (the run's config and the shapes it was trained on). :func:`edit_with_policy`
 applies such a policy to another forget class of the same model: one deterministic rollout of
 its mean actions, the best step chosen on the val split, the test report. A policy with unit
-heads (``--heads units``) has no parameter that depends on the edited layer's shape and reads
-each class's gradient factors in its observation, so it can serve any class, and any layer width
-with the same number of edited matrices and rank; a flat-head policy only serves the shapes it
-was trained on. A policy refuses, with a ``ValueError`` naming the problem, whatever it cannot
-serve.
+heads (``PPOConfig.heads='units'``) has no parameter that depends on the edited layer's shape
+and reads each class's gradient factors in its observation, so it can serve any class, and any
+layer width with the same number of edited matrices and rank; a flat-head policy only serves
+the shapes it was trained on. A policy refuses, with a ``ValueError`` naming the problem,
+whatever it cannot serve.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ from maskshift._io import (
     save_pytree,
     tree_checksum,
 )
+from maskshift.agents.common import policy_act, rollout_fn
+from maskshift.agents.ppo import policy_network
 from maskshift.checkpoint import save_edited
 from maskshift.data import check_forget_classes
-from maskshift.ppo import make_network
-from maskshift.rollout import policy_act, rollout_fn, select_and_report, to_host
-from maskshift.run.config import RunConfig, build_env, resolve_task, select_tolerance
+from maskshift.run.build import build_env, resolve_task
+from maskshift.run.config import RunConfig, select_tolerance
+from maskshift.run.select import select_and_report, to_host
 
 POLICY_FORMAT = "maskshift-policy-v1"
 
@@ -68,16 +70,16 @@ def save_policy(out: Path, cfg: RunConfig, env, params) -> None:
 
 
 def load_policy(path) -> Policy:
-    """The policy a finished ``--algo ppo`` run saved in ``path`` (``ValueError`` if there is
+    """The policy a finished PPO run saved in ``path`` (``ValueError`` if there is
     none, or it is corrupt)."""
     path = Path(path)
     meta_path = path / "policy.json"
     if not path.is_dir():
-        raise ValueError(f"--policy {path} does not exist; pass the --out directory of a finished "
-                         "`maskshift.train --algo ppo` run.")
+        raise ValueError(f"The policy directory {path} does not exist; pass the `out` directory "
+                         "of a finished PPO run (`algo='ppo'`).")
     if not meta_path.is_file() or not (path / "policy").is_dir():
-        raise ValueError(f"--policy {path} holds no trained policy (policy.json and policy/); "
-                         "only finished `--algo ppo` runs save one.")
+        raise ValueError(f"The policy directory {path} holds no trained policy (policy.json and "
+                         "policy/); only finished PPO runs (`algo='ppo'`) save one.")
     try:
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != POLICY_FORMAT:
@@ -85,7 +87,7 @@ def load_policy(path) -> Policy:
         cfg = RunConfig.from_json(meta["config"])
         shapes = tuple(tuple(s) for s in meta["shapes"])
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
-        raise ValueError(f"--policy {path}: policy.json is corrupt ({err}); train the policy "
+        raise ValueError(f"The policy in {path}: policy.json is corrupt ({err}); train the policy "
                          "again.") from None
     return Policy(cfg, meta, shapes, path)
 
@@ -96,29 +98,29 @@ def _restore_params(policy: Policy, network, env) -> dict:
     try:
         params = restore_pytree(policy.path / "policy", abstract)
     except Exception as err:  # orbax raises several types for a missing or mismatched tree
-        raise ValueError(f"--policy {policy.path}: cannot restore its parameters "
+        raise ValueError(f"The policy in {policy.path}: cannot restore its parameters "
                          f"({type(err).__name__}: {str(err).splitlines()[0][:160]}); the files "
                          "are corrupt or from another model.") from None
     if tree_checksum(jax.tree.map(np.asarray, params)) != policy.meta["checksum"]:
-        raise ValueError(f"--policy {policy.path}: the parameters do not match policy.json's "
+        raise ValueError(f"The policy in {policy.path}: the parameters do not match policy.json's "
                          "checksum (corrupt); train the policy again.")
     return params
 
 
 def _check_unlearning(policy: Policy) -> None:
     if policy.config.task != "unlearn":
-        raise ValueError(f"--policy {policy.path} was trained on the {policy.config.task!r} "
-                         "task; maskshift.edit makes unlearning edits: pass an unlearning run.")
+        raise ValueError(f"The policy in {policy.path} was trained on the {policy.config.task!r} "
+                         "task; a policy edit is an unlearning edit: pass an unlearning run.")
 
 
 def _check_servable(policy: Policy, env) -> None:
     cfg = policy.config
-    if cfg.ppo.heads == "flat" and tuple(env.shapes) != policy.shapes:
-        raise ValueError(f"--policy {policy.path} has flat heads trained on edited shapes "
+    if cfg.editor.heads == "flat" and tuple(env.shapes) != policy.shapes:
+        raise ValueError(f"The policy in {policy.path} has flat heads trained on edited shapes "
                          f"{list(policy.shapes)}, but this model's are {list(env.shapes)}; a "
-                         "flat head serves only its own shapes (train with --heads units).")
+                         "flat head serves only its own shapes (train with `heads='units'`).")
     if len(env.shapes) != len(policy.shapes):
-        raise ValueError(f"--policy {policy.path} edits {len(policy.shapes)} matrices, this "
+        raise ValueError(f"The policy in {policy.path} edits {len(policy.shapes)} matrices, this "
                          f"model {len(env.shapes)}; the policy cannot serve it.")
 
 
@@ -141,8 +143,8 @@ class PolicyEditor:
         cfg = policy.config
         if task is None:
             if cfg.task_factory is not None or cfg.task_fingerprint is not None:
-                raise ValueError(f"--policy {policy.path} was trained on your own task; pass the "
-                                 "task to edit (edit_with_policy(..., task=...)).")
+                raise ValueError(f"The policy in {policy.path} was trained on your own task; "
+                                 "pass the task to edit (edit_with_policy(..., task=...)).")
             _, task = resolve_task(dataclasses.replace(cfg, amortized=False))
         num_classes = task.dataset.num_classes
         targets = ([(c,) for c in range(num_classes)] if targets is None
@@ -156,7 +158,7 @@ class PolicyEditor:
         self.config = dataclasses.replace(cfg, amortized=False, forget_classes=targets[0])
         self.env, self.env_params = build_env(self.config, self.task)
         _check_servable(policy, self.env)
-        network = make_network(cfg.ppo, self.env)
+        network = policy_network(cfg.editor, self.env)
         self.params = _restore_params(policy, network, self.env)
         self._run = rollout_fn(self.env, policy_act(network),
                                int(self.env_params.max_steps_in_episode))

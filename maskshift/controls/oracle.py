@@ -6,7 +6,7 @@ the rollout: the same environment, the same ``EnvParams`` and a fresh train mini
 drawn exactly as in an RL episode (new keys every iteration). ``restarts`` random starts run
 side by side in one ``vmap``. The restart with the highest return on the final rollout's
 minibatches is kept; the best step of its episode is then chosen on validation, as for every
-other editor (:mod:`maskshift.rollout`).
+other editor (:mod:`maskshift.run.select`).
 
 It answers "what can this action space reach at all?": an RL policy that makes worse edits than
 the oracle in its own space has room to improve; one that makes better edits in one rollout (or
@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from maskshift.agents.common import rollout_edits, unroll
 from maskshift.envs import EditWorld, EnvParams
-from maskshift.rollout import rollout_edits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,14 +67,9 @@ def episode_return(env: EditWorld, env_params: EnvParams, actions: jax.Array,
     """Summed reward of one episode from the original weights with ``actions [T, action_size]``;
     step ``t`` draws its minibatch with the ``t``-th split of ``key``."""
     T = actions.shape[0]
-    _, state = env.reset_env(key, env_params)
-
-    def step(state, xs):
-        a, k = xs
-        _, state, reward, *_ = env.step_env(k, state, a, env_params)
-        return state, reward
-
-    _, rewards = jax.lax.scan(step, state, (actions, jax.random.split(key, T)))
+    obs, state = env.reset_env(key, env_params)
+    rewards = unroll(env, env_params, lambda t, o, s: actions[t], obs, state, key, T,
+                     record=lambda s, reward, info: reward)
     return rewards.sum()
 
 
@@ -139,7 +134,7 @@ def optimise_actions(env: EditWorld, env_params: EnvParams, key: jax.Array,
 def oracle_edits(env: EditWorld, env_params: EnvParams, key: jax.Array,
                  config: OracleConfig = OracleConfig(), log=lambda s: None):
     """The best restart's episode as edits ``[T + 1, m, n]`` per edited matrix (see
-    :func:`maskshift.rollout.rollout_edits`), and the optimisation history."""
+    :func:`maskshift.agents.common.rollout_edits`), and the optimisation history."""
     actions, history = optimise_actions(env, env_params, key, config, log)
     edits = rollout_edits(env, env_params, lambda a, t, obs, state, p: a[t], actions)
     return edits, history

@@ -15,7 +15,7 @@ every step of an ordinary episode:
 
 The action is an ordinary ``[action_size]`` vector fed to ``env.step``: the controller is held to
 the same episode length, rank and step bounds as a trained policy, and its episode is selected
-on validation and reported on test by the same code (:mod:`maskshift.rollout`).
+on validation and reported on test by the same code (:mod:`maskshift.run.select`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from maskshift.agents.common import ActFn, rollout_edits
 from maskshift.envs import EditWorld, EnvParams, EnvState
-from maskshift.envs.worlds import controller_direction
-from maskshift.rollout import ActFn, rollout_edits
+from maskshift.envs.observe import controller_direction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +92,7 @@ def low_rank_action(env: EditWorld, directions: tuple, saturation: float) -> jax
 
 
 def gradient_act(env: EditWorld, config: GradientConfig = GradientConfig()) -> ActFn:
-    """The controller as an action rule for :func:`maskshift.rollout.rollout_edits`."""
+    """The controller as an action rule for :func:`maskshift.agents.common.rollout_edits`."""
     config.validate()
     weight = (env.task.objective.control_utility_weight if config.utility_weight is None
               else config.utility_weight)
@@ -107,7 +107,7 @@ def gradient_act(env: EditWorld, config: GradientConfig = GradientConfig()) -> A
 def gradient_edits(env: EditWorld, env_params: EnvParams,
                    config: GradientConfig = GradientConfig(), target: int = 0):
     """One episode of the greedy gradient controller on ``target``: the edits of every step
-    ``[T + 1, m, n]`` (see :func:`maskshift.rollout.rollout_edits`)."""
+    ``[T + 1, m, n]`` (see :func:`maskshift.agents.common.rollout_edits`)."""
     return rollout_edits(env, env_params, gradient_act(env, config), target=target)
 
 
@@ -128,5 +128,5 @@ def check_differentiable(env: EditWorld, env_params: EnvParams, algo: str) -> No
         if not np.isfinite(norm) or norm == 0.0:
             raise ValueError(f"The {name} term of the {env.task.objective.name!r} reward has "
                              f"{'no finite' if not np.isfinite(norm) else 'a zero'} gradient "
-                             f"with respect to the edit; --algo {algo} needs a differentiable "
-                             "reward: use --algo ppo.")
+                             f"with respect to the edit; the {algo!r} editor needs a "
+                             "differentiable reward: use `algo='ppo'`.")

@@ -1,0 +1,103 @@
+"""What every way of acting in an environment shares: one episode unroll, the roll-out of an
+action rule from the original weights, and the :class:`Trainer` a policy trainer returns.
+
+:func:`unroll` is the one episode scan (brax's ``acting.generate_unroll`` plays the same role):
+a trained policy's final rollout, the greedy gradient controller, APG's differentiable episodes
+and the oracle's optimised episodes all run through it, so every editor steps the environment
+with the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from maskshift.envs import EditWorld, EnvParams, EnvState
+
+# act(editor_params, t, obs, state, env_params) -> flat action [action_size]
+ActFn = Callable[..., jax.Array]
+
+
+class Trainer(NamedTuple):
+    """A policy trainer's pure functions (PPO and APG): ``init(key, env_params)``,
+    ``update(state, env_params)``, ``run(state, env_params, n)`` and ``train(key, env_params)``,
+    with the config, environment and network they were built for."""
+
+    config: Any
+    env: EditWorld
+    network: Any
+    init: Callable
+    update: Callable
+    run: Callable
+    train: Callable
+
+
+def unroll(env: EditWorld, env_params: EnvParams, act: Callable, obs, state: EnvState,
+           key: jax.Array, T: int, *, record: Callable, after_step: Callable | None = None):
+    """Step ``env`` ``T`` times from ``(obs, state)`` with ``act(t, obs, state)``; step ``t``
+    draws its minibatch with the ``t``-th split of ``key``.
+
+    ``record(state, reward, info)`` picks what each step keeps (stacked ``[T, ...]`` and
+    returned); ``after_step(t, state)`` may rewrite the state after step ``t`` (APG's truncated
+    backpropagation). Differentiable in everything ``act`` and ``env_params`` hold.
+    """
+    def step(carry, xs):
+        obs, state = carry
+        t, k = xs
+        obs, state, reward, _, info = env.step_env(k, state, act(t, obs, state), env_params)
+        if after_step is not None:
+            state = after_step(t, state)
+        return (obs, state), record(state, reward, info)
+
+    _, out = jax.lax.scan(step, (obs, state), (jnp.arange(T), jax.random.split(key, T)))
+    return out
+
+
+def rollout_edits(env: EditWorld, env_params: EnvParams, act: ActFn, editor_params=None,
+                  key: jax.Array | None = None, target: int = 0):
+    """One episode from the original weights on ``target`` with actions from ``act``; returns the
+    edits of every step, original included: a tuple (one per edited matrix) of ``[T + 1, m, n]``
+    arrays.
+
+    ``act(editor_params, t, obs, state, env_params)`` gives the action at step ``t``; it is traced
+    once (jit-compiled with the rollout; the target is data, so every target of a pool shares the
+    compiled program). ``key`` draws each step's train minibatch (default ``jax.random.key(0)``,
+    as every editor's final rollout uses).
+    """
+    return rollout_fn(env, act, int(env_params.max_steps_in_episode))(
+        editor_params, env_params, jax.random.key(0) if key is None else key,
+        jnp.int32(target))
+
+
+def rollout_fn(env: EditWorld, act: ActFn, T: int):
+    """The jitted ``run(editor_params, env_params, key, target) -> edits`` behind
+    :func:`rollout_edits`; hold on to it to roll out many targets with one compilation."""
+    @jax.jit
+    def run(editor_params, env_params, key, target):
+        obs, state = env.reset_to(target, env_params)
+        edits = unroll(env, env_params,
+                       lambda t, o, s: act(editor_params, t, o, s, env_params), obs, state, key,
+                       T, record=lambda s, reward, info: s.edit)
+        return tuple(jnp.concatenate([e0[None], e], 0) for e0, e in zip(state.edit, edits,
+                                                                         strict=True))
+
+    return run
+
+
+def policy_act(network) -> ActFn:
+    """The action rule of a trained actor-critic: its mean action (deterministic)."""
+    def act(policy_params, t, obs, state: EnvState, env_params):
+        pi, _ = network.apply(policy_params, obs[None])
+        return pi.mean()[0]
+
+    return act
+
+
+def deterministic_rollout(env: EditWorld, env_params: EnvParams, network, policy_params,
+                          target: int = 0):
+    """Run the policy's mean actions from the original weights for one episode on ``target``
+    (see :func:`rollout_edits`)."""
+    return rollout_edits(env, env_params, policy_act(network), policy_params, target=target)

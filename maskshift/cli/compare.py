@@ -1,0 +1,65 @@
+"""``python -m maskshift.compare``: the baselines and the RL editors on the same task and seeds,
+evaluated by the same code, side by side (:func:`maskshift.run.compare.compare`).
+
+    python -m maskshift.compare --task unlearn --seeds 0 1 2 --out runs/compare-unlearn
+    python -m maskshift.compare --task bias
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from maskshift.checkpoint import CheckpointError
+from maskshift.cli.args import (
+    Parser,
+    add_dataset_arguments,
+    fail,
+    nonneg_int,
+    positive_int,
+    refuse_unused,
+)
+from maskshift.run import TrainingError
+from maskshift.run.compare import compare
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m maskshift.compare",
+               description="Baselines vs every editor in the environments' action space, on one "
+                           "task.")
+    p.add_argument("--task", required=True, choices=("unlearn", "bias"))
+    add_dataset_arguments(p)
+    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
+                   help="class(es) to forget, unlearn only (default 7)")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="subset of methods (default: all)")
+    p.add_argument("--rl-total-steps", type=positive_int, default=None,
+                   help="env steps per PPO/APG run (default: maskshift.train's)")
+    p.add_argument("--out", default=None, help="default runs/compare-<task>")
+    p.add_argument("--overwrite", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.task == "bias":
+        refuse_unused(args, p, {"forget_class": "applies to --task unlearn only"})
+    if len(set(args.seeds)) != len(args.seeds):
+        p.error(f"argument --seeds: {args.seeds} repeats a seed; list each seed once")
+    out = Path(args.out or f"runs/compare-{args.task}")
+    if out.exists() and not out.is_dir():
+        p.error(f"argument --out: {out} is an existing file, not a directory; choose another")
+    try:
+        compare(args.task, tuple(args.seeds), out=out, dataset=args.dataset,
+                forget_classes=tuple(args.forget_class or (7,)), methods=args.methods,
+                rl_total_steps=args.rl_total_steps, overwrite=args.overwrite,
+                data_dir=args.data_dir, log=lambda s: print(s, flush=True))
+    except (ValueError, TrainingError, CheckpointError) as err:
+        fail(p, err, 2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""What a policy sees of an :class:`~maskshift.envs.worlds.EditWorld`: the observation vector.
+
+**Observation** (a fixed-size vector in [-1, 1], whatever the layer size): for each edited matrix,
+``tanh`` of the mean, mean-absolute and max-absolute deviation from the original (``M - 1``, or
+``S / rms(W0)``) and of the mean-absolute deviation of its rows and of its columns pooled into
+``obs_bins`` bins each; then ``tanh`` of the objective's 4 metrics on the last minibatch; then
+``t / T``.
+
+With ``observation="gradient"`` a **unit block** follows, for each edited matrix: ``F`` features
+per input unit (row) and per output unit (column), ``F = 2 r + 2``, so it grows with ``m + n``, not
+``m * n``. They are MEND-style factors of the gradients of the two reward terms with respect to the
+current edit, on the step's train minibatch: for each term's gradient ``G [m, n]``, ``V = G^T G P``
+and ``U = G V`` for a fixed probe matrix ``P [n, r]`` (one step of subspace iteration; each
+column scaled to unit RMS, so ``U V^T`` spans ``G``'s leading directions), then each row's and
+column's mean and mean-absolute deviation. At reset they are those of the original weights on
+the whole train split (``EnvParams.reset_units``, computed once by ``make_params``).
+
+``observation="controller"`` adds ``r`` features per unit (``F = 3 r + 2``, after the edit term's):
+the same factors of the greedy gradient controller's direction on the minibatch,
+``g_edit / |g_edit| + w g_utility / |g_utility|`` (norms over every edited matrix, ``w`` the
+objective's ``control_utility_weight``; :mod:`maskshift.controls.gradient`). A unit-head policy
+starts out following them (:class:`~maskshift.agents.networks.UnitHead`): PPO learns corrections
+to the fixed rule rather than the rule itself.
+
+:func:`controller_direction` lives here, beside the observation that factors it: the gradient
+controls (:mod:`maskshift.controls`) step along the same direction, and import it from here, so
+the environments never import the controls that act on them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from maskshift._types import Array
+
+OBSERVATIONS = ("summary", "gradient", "controller")
+
+
+def controller_direction(g_utility: tuple, g_edit: tuple, utility_weight: float) -> tuple:
+    """``g_edit / |g_edit| + w * g_utility / |g_utility|`` per edited matrix, each norm over every
+    edited matrix: the greedy gradient controller's step direction
+    (:mod:`maskshift.controls.gradient`), which the controller observation also factors."""
+    nu, ne = optax.tree.norm(g_utility), optax.tree.norm(g_edit)
+    return tuple(e / jnp.maximum(ne, 1e-30) + utility_weight * u / jnp.maximum(nu, 1e-30)
+                 for u, e in zip(g_utility, g_edit, strict=True))
+
+
+
+
+@functools.cache
+def probes(n: int, k: int) -> np.ndarray:
+    """A fixed ``[n, k]`` Gaussian probe matrix (seeded: the same for every run)."""
+    return np.random.default_rng(0).standard_normal((n, k)).astype(np.float32)
+
+
+def gradient_factors(g: Array, probes) -> tuple[Array, Array]:
+    """``U = G V``, ``V = G^T G P`` (``[m, k]``, ``[n, k]``), each column at unit RMS."""
+    v = g.T @ (g @ jnp.asarray(probes))
+    u = g @ v
+
+    def unit_rms(x):
+        return x / jnp.maximum(jnp.sqrt(jnp.mean(x * x, 0, keepdims=True)), 1e-30)
+
+    return unit_rms(u), unit_rms(v)
+
+
+def pool(x: Array, bins: int) -> Array:
+    """Mean of ``x [k]`` over ``bins`` contiguous, nearly equal bins (``[bins]``; empty bins 0).
+
+    A product with a constant ``[k, bins]`` averaging matrix: under ``vmap`` a segment sum
+    becomes a scatter, which XLA:CPU runs element by element."""
+    return x @ jnp.asarray(pool_matrix(x.shape[0], bins))
+
+
+@functools.cache
+def pool_matrix(k: int, bins: int) -> np.ndarray:
+    """``[k, bins]``: column ``b`` averages the entries of bin ``b``."""
+    ids = (np.arange(k) * bins) // k
+    onehot = (ids[:, None] == np.arange(bins)[None, :]).astype(np.float32)
+    return onehot / np.maximum(onehot.sum(0, keepdims=True), 1.0)
+
+
+def unit_features(observation: str, rank: int) -> int:
+    """Features per unit (row or column) of the unit block: 0 for the summary observation."""
+    return {"summary": 0, "gradient": 2 * rank + 2, "controller": 3 * rank + 2}[observation]
+
+
+def unit_block(world, edit: tuple, grads: tuple, params) -> Array:
+    """The flat per-unit features of every edited matrix of ``world`` (see the module
+    docstring); ``grads``: per edited matrix, the ``[2, m, n]`` gradients of the
+    ``(utility, edit)`` reward terms."""
+    feats = []
+    if world.observation == "controller":  # the controller's direction on this minibatch
+        combined = controller_direction(tuple(g[0] for g in grads), tuple(g[1] for g in grads),
+                                        world.task.objective.control_utility_weight)
+    for k, (e, g, w0) in enumerate(zip(edit, grads, params.task.originals, strict=True)):
+        rows, cols = [], []
+        terms = [*g, combined[k]] if world.observation == "controller" else list(g)
+        for term in terms:  # utility, edit (, the controller's direction)
+            u, v = gradient_factors(term, probes(term.shape[1], world.rank))
+            rows.append(u)
+            cols.append(v)
+        dev = world.deviation(e, w0)
+        a = jnp.abs(dev)
+        rows.append(jnp.tanh(jnp.stack([dev.mean(1), a.mean(1)], 1)))
+        cols.append(jnp.tanh(jnp.stack([dev.mean(0), a.mean(0)], 1)))
+        feats += [jnp.concatenate(rows, 1).ravel(), jnp.concatenate(cols, 1).ravel()]
+    return jnp.concatenate(feats)
+
+
+def observation_vector(world, edit: tuple, metrics: Array, time, params, units=None) -> Array:
+    """The observation of ``edit`` after a step: structure, metrics, time (, the unit block)."""
+    feats = []
+    for e, w0 in zip(edit, params.task.originals, strict=True):
+        dev = world.deviation(e, w0)  # [m, n]
+        a = jnp.abs(dev)
+        feats.append(jnp.stack([dev.mean(), a.mean(), a.max()]))
+        feats.append(pool(a.mean(1), world.obs_bins))
+        feats.append(pool(a.mean(0), world.obs_bins))
+    structure = jnp.tanh(jnp.concatenate(feats))
+    t = jnp.asarray(time, jnp.float32) / params.max_steps_in_episode
+    parts = [structure, jnp.tanh(metrics), t[None]]
+    return jnp.concatenate(parts if units is None else [*parts, units])
+
+
+def reset_observation(world, metrics: Array, units=None) -> Array:
+    """The observation of the original weights. They deviate by exactly 0 everywhere, so every
+    structure feature is tanh(0) = 0: the vector :func:`observation_vector` gives, without a pass
+    over the matrices (gymnax computes a reset on every step to auto-reset)."""
+    structure = jnp.zeros(world.summary_size - len(world.task.objective.metric_names) - 1)
+    parts = [structure, jnp.tanh(metrics), jnp.zeros(1)]
+    return jnp.concatenate(parts if units is None else [*parts, units])

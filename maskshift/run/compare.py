@@ -1,0 +1,203 @@
+"""The baselines and every editor of the action space on the same task and seeds, evaluated by
+the same code, side by side (what ``python -m maskshift.compare`` runs).
+
+Writes ``DIR/comparison.md`` (method, the task's test metrics as mean ± std over seeds, wall
+time, environment steps), ``DIR/comparison.json`` and ``DIR/comparison.png``.
+
+Beside the baselines (which act on all weights or on representations) it runs every editor of
+``maskshift.train`` in the *same* action space: PPO (``MaskWorld``, ``ShiftWorld``), APG
+(``MaskWorld-apg``...), the greedy gradient controller (``MaskWorld-gradient``...) and the
+open-loop gradient oracle (``MaskWorld-oracle``...), each at its documented defaults. Those runs
+live in ``DIR/rl/<env>[-<algo>]-s<seed>`` as ordinary ``maskshift.train`` runs; a finished one is
+reused, so an interrupted comparison restarted with the same command picks up where it was.
+Each baseline's report is kept likewise in ``DIR/baselines/<method>-s<seed>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from maskshift._io import atomic_write_json, atomic_write_text
+from maskshift.baselines import BASELINES
+from maskshift.data import load_dataset, resolve_dataset
+from maskshift.run.config import ALGOS, RunConfig, TrainingError, make_run_config
+from maskshift.run.pipeline import reuse_or_run
+from maskshift.tasks import SUMMARY_KEYS, bias_task, unlearning_task
+
+# method name -> (env, algo, policy): every maskshift.train editor in the environments' action
+# space; a policy is the PPO network's (heads, observation): "units" reads the gradient
+# observation, "residual" the controller observation (unit heads that start on the gradient
+# controller's direction)
+POLICIES = {"flat": ("flat", "summary"), "units": ("units", "gradient"),
+            "residual": ("units", "controller")}
+RL_METHODS = {f"{world}{'' if algo == 'ppo' else '-' + algo}": (env, algo, "flat")
+              for algo in ALGOS for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))}
+RL_METHODS.update({f"{world}-{policy}": (env, "ppo", policy) for policy in ("units", "residual")
+                   for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))})
+
+
+def rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
+              data_dir=None) -> RunConfig:
+    """The config a train run with ``method``'s env and algo uses
+    (:func:`~maskshift.run.config.make_run_config`); ``total_steps`` overrides a trained editor's
+    budget."""
+    env, algo, policy = RL_METHODS[method]
+    heads, observation = POLICIES[policy]
+    return make_run_config(env=env, task=task, dataset=dataset, data_dir=data_dir, seed=seed,
+                           forget_classes=tuple(forget), algo=algo, observation=observation,
+                           heads=heads if algo == "ppo" else None, total_steps=total_steps)
+
+
+def _run_dir(out: Path, method: str, seed: int) -> Path:
+    env, algo, policy = RL_METHODS[method]
+    suffix = f"-{policy}" if policy != "flat" else ("" if algo == "ppo" else "-" + algo)
+    return out / "rl" / f"{env}{suffix}-s{seed}"
+
+
+def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str | None = None,
+            forget_classes=(7,), methods=None, rl_total_steps: int | None = None,
+            overwrite: bool = False, data_dir=None, log=print) -> dict:
+    """Run every method for every seed; write and return the comparison."""
+    out = Path(out)
+    if (out / "comparison.json").exists() and not overwrite:
+        raise TrainingError(f"{out} already holds a comparison; choose another `out` or pass "
+                            "`overwrite=True`.")
+    name = resolve_dataset(task_name, dataset)
+    data = load_dataset(name, data_dir=data_dir)
+    task = (unlearning_task(forget_classes, dataset=data) if task_name == "unlearn"
+            else bias_task(dataset=data))
+    all_methods = ["original", *BASELINES[task_name], *RL_METHODS]
+    methods = list(methods or all_methods)
+    unknown = [m for m in methods if m not in all_methods]
+    if unknown:
+        raise ValueError(f"Unknown method {unknown[0]!r}; choose from {', '.join(all_methods)}.")
+    if task_name == "unlearn" and "retrain" not in methods:
+        methods.insert(1, "retrain")  # the gold reference every MIA is compared with
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    # what a cached baseline report must have been made for to be reused
+    made_for = {"task": task_name, "dataset": name, "data_dir": data_dir and str(data_dir),
+                "forget_classes": list(forget_classes) if task_name == "unlearn" else None}
+    for seed in seeds:
+        for m in methods:
+            t0 = time.perf_counter()
+            if m == "original":
+                rep = task.report(task.params)
+            elif m in RL_METHODS:
+                run_dir = _run_dir(out, m, seed)
+                cfg = rl_config(task_name, m, seed, forget_classes, dataset, rl_total_steps,
+                                 data_dir)
+                res = reuse_or_run(cfg, run_dir, log=lambda s: log("  " + s))
+                rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"],
+                       "env_steps": res["train"]["env_steps"]}
+            else:
+                rep = _baseline_report(task, task_name, m, seed, out / "baselines",
+                                       made_for, log)
+            wall = rep.pop("_train_wall", None) or time.perf_counter() - t0
+            rep["wall_seconds"] = wall
+            runs[m].append(rep)
+            keys = SUMMARY_KEYS[task_name]
+            log(f"seed {seed}  {m:<20}" + "  ".join(f"{k} {rep[k]:.3f}" for k in keys)
+                + f"  {wall:6.1f} s")
+    summary = _summarise(runs, task_name)
+    result = {"task": task_name, "dataset": name, "seeds": list(seeds), "methods": methods,
+              "summary": summary, "runs": runs}
+    if task_name == "unlearn":
+        result["forget_classes"] = list(forget_classes)
+    md = _markdown(result)
+    _plot(out / "comparison.png", result)
+    atomic_write_json(out / "comparison.json", result)
+    atomic_write_text(out / "comparison.md", md)
+    log("\n" + md)
+    return result
+
+
+def _baseline_report(task, task_name: str, method: str, seed: int, cache: Path, ident: dict,
+                     log) -> dict:
+    """``method``'s test report for ``seed``, kept in ``cache/<method>-s<seed>.json`` (with the
+    task it was made for) so a restarted comparison reuses it instead of training it again."""
+    path = cache / f"{method}-s{seed}.json"
+    ident = {**ident, "method": method, "seed": seed}
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("identity") == ident:
+            log(f"  reusing {path}")
+            return {**saved["report"], "_train_wall": saved["wall_seconds"]}
+    t0 = time.perf_counter()
+    rep = task.report(BASELINES[task_name][method](task, jax.random.key(seed)))
+    wall = time.perf_counter() - t0
+    atomic_write_json(path, {"identity": ident, "report": rep, "wall_seconds": wall})
+    return {**rep, "_train_wall": wall}
+
+
+def _summarise(runs: dict, task_name: str) -> dict:
+    keys = (*SUMMARY_KEYS[task_name], "wall_seconds")
+    summary = {}
+    for m, reps in runs.items():
+        summary[m] = {k: {"mean": float(np.mean([r[k] for r in reps])),
+                          "std": float(np.std([r[k] for r in reps]))} for k in keys}
+        if "env_steps" in reps[0]:
+            summary[m]["env_steps"] = int(np.mean([r["env_steps"] for r in reps]))
+    if task_name == "unlearn":
+        ref = [r["mia"] for r in runs["retrain"]]
+        for m, reps in runs.items():
+            gaps = [abs(r["mia"] - ref_i) for r, ref_i in zip(reps, ref, strict=True)]
+            summary[m]["mia_gap_to_retrain"] = {"mean": float(np.mean(gaps)),
+                                                "std": float(np.std(gaps))}
+    return summary
+
+
+def _markdown(result: dict) -> str:
+    task = result["task"]
+    keys = list(SUMMARY_KEYS[task])
+    if task == "unlearn":
+        keys += ["mia_gap_to_retrain"]
+    lines = [f"Task `{task}` on `{result['dataset']}`"
+             + (f", forget {result['forget_classes']}" if task == "unlearn" else "")
+             + f"; held-out test split; mean ± std over seeds {result['seeds']}.",
+             ""]
+    if task == "unlearn":
+        ref = result["summary"]["retrain"]["mia"]
+        lines += [f"The retrained model's MIA (the gold reference): {ref['mean']:.3f} ± "
+                  f"{ref['std']:.3f}; `mia_gap_to_retrain` is |MIA − retrained MIA| per seed.", ""]
+    lines.append("| method | " + " | ".join(keys) + " | wall s | env steps |")
+    lines.append("|---|" + "---|" * (len(keys) + 2))
+    for m in result["methods"]:
+        s = result["summary"][m]
+        cells = [f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in keys]
+        steps = f"{s['env_steps']:,}" if "env_steps" in s else "—"
+        lines.append(f"| {m} | " + " | ".join(cells)
+                     + f" | {s['wall_seconds']['mean']:.1f} | {steps} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(path: Path, result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskshift._io import save_figure
+
+    task = result["task"]
+    xk, yk = ("forget_acc", "retain_acc") if task == "unlearn" else ("worst_group_acc",
+                                                                     "accuracy")
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for m in result["methods"]:
+        pts = np.array([[r[xk], r[yk]] for r in result["runs"][m]])
+        marker = "*" if m == "retrain" else ("s" if m in RL_METHODS else "o")
+        ax.scatter(pts[:, 0], pts[:, 1], s=160 if m == "retrain" else 50, marker=marker, label=m,
+                   alpha=0.8)
+    ax.set(xlabel=f"{xk} (test)", ylabel=f"{yk} (test)",
+           title="Unlearning: forget vs retain accuracy (retrained model: star)"
+           if task == "unlearn" else "Bias: worst-group accuracy vs accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+

@@ -1,0 +1,38 @@
+"""Editing tasks: what is edited, on which data, toward which objective.
+
+- :mod:`~maskshift.tasks.paths`: leaves of a params pytree, found by layer name or path;
+- :mod:`~maskshift.tasks.objectives`: :class:`Objective` and the built-in ones;
+- :mod:`~maskshift.tasks.task`: :class:`Task` and the :class:`TaskArrays` an environment reads;
+- :mod:`~maskshift.tasks.builders`: the built-in tasks and :func:`task_from_model`.
+"""
+
+from maskshift.tasks.builders import (
+    TASKS,
+    bias_task,
+    make_task,
+    pool_task,
+    task_from_model,
+    unlearning_task,
+)
+from maskshift.tasks.objectives import (
+    OBJECTIVES,
+    SUMMARY_KEYS,
+    BiasObjective,
+    Objective,
+    UnlearnObjective,
+)
+from maskshift.tasks.paths import (
+    Path,
+    get_leaf,
+    leaf_paths,
+    matrix_shape,
+    path_str,
+    resolve_paths,
+    set_leaves,
+)
+from maskshift.tasks.task import ApplyFn, Task, TaskArrays
+
+__all__ = ["OBJECTIVES", "SUMMARY_KEYS", "TASKS", "ApplyFn", "BiasObjective", "Objective", "Path",
+           "Task", "TaskArrays", "UnlearnObjective", "bias_task", "get_leaf", "leaf_paths",
+           "make_task", "matrix_shape", "path_str", "pool_task", "resolve_paths", "set_leaves",
+           "task_from_model", "unlearning_task"]

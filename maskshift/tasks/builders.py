@@ -1,0 +1,128 @@
+"""The built-in tasks and the way to bring your own model: :func:`unlearning_task`,
+:func:`bias_task`, :func:`pool_task` and :func:`task_from_model`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from maskshift._types import Params
+from maskshift.data import Dataset, Split, check_forget_classes, check_task, load_dataset
+from maskshift.models import pretrained
+from maskshift.tasks.objectives import BiasObjective, UnlearnObjective
+from maskshift.tasks.paths import Path, resolve_paths
+from maskshift.tasks.task import ApplyFn, Task
+
+
+def pool_task(task: Task, classes: Sequence[int]) -> Task:
+    """``task`` (an unlearning task) as a distribution of tasks: each episode forgets one of
+    ``classes`` (at least two; a single class is the ordinary task)."""
+    if not isinstance(task.objective, UnlearnObjective):
+        raise ValueError(f"A pool of forget classes needs an unlearning task, not "
+                         f"{task.objective.name!r}.")
+    classes = check_forget_classes(np.atleast_1d(classes), task.dataset.num_classes)
+    if len(set(classes)) < 2:
+        raise ValueError(f"`amortized` trains over a pool of forget classes and got "
+                         f"{list(classes)}; give at least two (`forget_classes=(0, 1, 2, 3, 4)`), "
+                         "or drop `amortized` to forget one class.")
+    obj = dataclasses.replace(task.objective, forget_classes=tuple(classes),
+                              pool=tuple((c,) for c in classes))
+    name = task.name.split("-forget")[0] + f"-pool{'-'.join(map(str, classes))}"
+    return dataclasses.replace(task, name=name, objective=obj)
+
+
+def _staged_fns(model, params, edit_paths):
+    stages = {p[1] if p[0] == "params" else p[0] for p in edit_paths}
+    unknown = [s for s in stages if s not in model.STAGE_OF]
+    if unknown:
+        raise ValueError(f"Layer {unknown[0]!r} is not a stage of {type(model).__name__}.")
+    k = min(model.STAGE_OF[s] for s in stages)
+    return (lambda p, x: model.apply(p, x, stop=k)), (lambda p, h: model.apply(p, h, start=k))
+
+
+def unlearning_task(forget_classes: int | Sequence[int] = 7, *, dataset: str | Dataset = "digits",
+                    edit: Sequence[str | Path] = ("Dense_0",), seed: int = 0,
+                    batch_size: int = 64, amortized: bool = False) -> Task:
+    """Class unlearning on the built-in CNN.
+
+    By default the hidden dense layer ``Dense_0`` (``[512, 64]``) is edited, not the output layer:
+    on the output layer, zeroing one column is a trivial edit that teaches nothing about editing
+    internal representations. ``amortized``: each of ``forget_classes`` is its own target, one
+    drawn per episode (:func:`pool_task`); otherwise they are forgotten together.
+    """
+    data = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    classes = check_forget_classes(np.atleast_1d(forget_classes), data.num_classes)
+    target = pretrained(data, seed=seed)
+    paths = resolve_paths(target.params, edit)
+    prefix, suffix = _staged_fns(target.model, target.params, paths)
+    task = Task(name=f"unlearn-{data.name}-forget{'-'.join(map(str, classes))}",
+                apply_fn=target.model.apply, params=target.params, edit_paths=paths,
+                objective=UnlearnObjective(forget_classes=classes, batch_size=batch_size),
+                dataset=data, prefix_fn=prefix, suffix_fn=suffix, model=target.model)
+    return pool_task(task, classes) if amortized else task
+
+
+def bias_task(*, dataset: str | Dataset = "toxic_templates",
+              edit: Sequence[str | Path] = ("Dense_0",), seed: int = 0,
+              batch_size: int = 128) -> Task:
+    """Bias mitigation on the built-in text classifier.
+
+    By default the hidden layer ``Dense_0`` (``[32, 64]``, right after the embedding bag) is edited:
+    it is where identity-term directions in the pooled embedding are mapped into the features the
+    output layer reads.
+    """
+    data = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    target = pretrained(data, seed=seed)
+    paths = resolve_paths(target.params, edit)
+    prefix, suffix = _staged_fns(target.model, target.params, paths)
+    return Task(name=f"bias-{data.name}", apply_fn=target.model.apply, params=target.params,
+                edit_paths=paths, objective=BiasObjective(batch_size=batch_size), dataset=data,
+                prefix_fn=prefix, suffix_fn=suffix, model=target.model)
+
+
+def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path], *,
+                    train: tuple, test: tuple, val: tuple | None = None, objective: str = "unlearn",
+                    forget_classes: int | Sequence[int] = 0, num_classes: int | None = None,
+                    prefix_fn: ApplyFn | None = None, suffix_fn: ApplyFn | None = None,
+                    batch_size: int = 64, name: str = "custom") -> Task:
+    """A task from your own Flax model and arrays.
+
+    Args:
+      apply_fn: ``(params, x) -> logits``, e.g. ``model.apply``.
+      params: your trained params.
+      edit: layer names or leaf paths to edit.
+      train, val, test: ``(x, y)`` tuples, or ``(x, y, group, x_counterfactual)`` for the bias
+        objective. ``val`` defaults to ``train``: model selection must never see ``test``.
+      objective: ``"unlearn"`` or ``"bias"``.
+      forget_classes: classes to forget (unlearn).
+      prefix_fn, suffix_fn: an optional split of ``apply_fn`` below the first edited layer.
+    """
+    def split(t):
+        t = tuple(np.asarray(a) for a in t)
+        return Split(*t)
+
+    tr, te = split(train), split(test)
+    va = split(val) if val is not None else tr
+    n_classes = num_classes or int(max(tr.y.max(), te.y.max())) + 1
+    data = Dataset(name=name, kind="custom", num_classes=n_classes,
+                   class_names=tuple(map(str, range(n_classes))), train=tr, val=va, test=te)
+    paths = resolve_paths(params, edit)
+    if objective == "unlearn":
+        obj = UnlearnObjective(check_forget_classes(np.atleast_1d(forget_classes), n_classes),
+                               batch_size=batch_size)
+    elif objective == "bias":
+        obj = BiasObjective(batch_size=batch_size)
+    else:
+        raise ValueError(f"Unknown objective {objective!r}; choose 'unlearn' or 'bias'.")
+    return Task(name=name, apply_fn=apply_fn, params=params, edit_paths=paths, objective=obj,
+                dataset=data, prefix_fn=prefix_fn, suffix_fn=suffix_fn)
+
+
+TASKS = {"unlearn": unlearning_task, "bias": bias_task}
+
+
+def make_task(name: str, **kwargs) -> Task:
+    return TASKS[check_task(name)](**kwargs)
+

@@ -1,0 +1,81 @@
+"""Paths into a Flax params pytree: find, read and replace the leaves an edit touches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from maskshift._types import Params
+
+Path = tuple[str, ...]
+
+
+def path_str(path: Path) -> str:
+    return "/".join(path)
+
+
+def get_leaf(params: Params, path: Path):
+    node = params
+    for i, k in enumerate(path):
+        if not isinstance(node, dict) and not hasattr(node, "keys"):
+            raise KeyError(path_str(path[:i]))
+        if k not in node:
+            raise KeyError(path_str(path[: i + 1]))
+        node = node[k]
+    return node
+
+
+def set_leaves(params: Params, paths: Sequence[Path], values: Sequence) -> Params:
+    """A copy of ``params`` with the leaf at each path replaced; other leaves are shared."""
+    def put(node, path, value):
+        if not path:
+            return value
+        new = dict(node)
+        new[path[0]] = put(node[path[0]], path[1:], value)
+        return new
+
+    for path, value in zip(paths, values, strict=True):
+        params = put(params, path, value)
+    return params
+
+
+def leaf_paths(params: Params) -> list[Path]:
+    out = []
+    for kp, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
+        out.append(tuple(getattr(k, "key", str(k)) for k in kp))
+    return out
+
+
+def resolve_paths(params: Params, edit: Sequence[str | Path]) -> tuple[Path, ...]:
+    """Turn layer names (``"Dense_0"``) or full paths (``("params", "Dense_0", "kernel")`` or
+    ``"params/Dense_0/kernel"``) into full leaf paths, with a clear error for a wrong one."""
+    if not edit:
+        raise ValueError("Choose at least one leaf to edit.")
+    known = leaf_paths(params)
+    out = []
+    for e in edit:
+        path = tuple(e.split("/")) if isinstance(e, str) else tuple(e)
+        candidates = [p for p in known if p == path]
+        if not candidates and len(path) == 1:  # a layer name: its matrix-shaped weight
+            candidates = [p for p in known if len(p) >= 2 and p[-2] == path[0]
+                          and np.ndim(get_leaf(params, p)) >= 2]
+        if len(candidates) != 1:
+            matrices = sorted({path_str(p) for p in known if np.ndim(get_leaf(params, p)) >= 2})
+            raise ValueError(f"Unknown layer or leaf {path_str(path)!r} to edit. Editable leaves "
+                             f"of this model: {', '.join(matrices)}.")
+        p = candidates[0]
+        if np.ndim(get_leaf(params, p)) < 2:
+            raise ValueError(f"Leaf {path_str(p)!r} has shape {np.shape(get_leaf(params, p))}; "
+                             "only matrices and conv kernels (2-D or more) can be edited.")
+        out.append(p)
+    if len(set(out)) != len(out):
+        raise ValueError(f"A leaf is listed twice in {list(edit)}.")
+    return tuple(out)
+
+
+def matrix_shape(shape: Sequence[int]) -> tuple[int, int]:
+    """A leaf viewed as a matrix: a conv kernel ``[kh, kw, cin, cout]`` is ``[kh*kw*cin, cout]``."""
+    return int(np.prod(shape[:-1])), int(shape[-1])
+

@@ -1,0 +1,124 @@
+"""A :class:`Task`: a model, the leaves to edit, its data and its :class:`Objective`.
+
+Static structure (paths, shapes, callables, batch sizes) stays on the Python objects; every array
+an environment needs goes into :class:`TaskArrays`, a pytree carried in ``EnvParams`` (so jitted
+code never bakes data in as constants, and a ``vmap`` over tasks is possible).
+
+If the task has a ``prefix_fn``/``suffix_fn`` split (the built-in models do), the frozen network
+below the first edited layer is run once over the train data and its activations are cached; a
+step then runs only ``suffix_fn``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from maskshift._types import Array, Params
+from maskshift.data import Dataset
+from maskshift.tasks.objectives import Objective
+from maskshift.tasks.paths import Path, get_leaf, leaf_paths, matrix_shape, path_str
+
+ApplyFn = Callable[[Params, Array], Array]
+
+
+@struct.dataclass
+class TaskArrays:
+    """Every array an environment reads, as one pytree (it lives in ``EnvParams``).
+
+    Attributes:
+      params: the original params pytree (edited leaves included; never copied per environment).
+      originals: the original edited leaves viewed as matrices, one ``[m, n]`` per edited leaf.
+      train: the objective's train-split arrays (cached activations ``h``, labels, ...).
+      base_metrics: the original model's objective metrics on the whole train split, one row
+        per target ``[P, num_metrics]``.
+    """
+
+    params: Params
+    originals: tuple
+    train: dict
+    base_metrics: Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """An editing problem. Build one with :func:`unlearning_task`, :func:`bias_task` or
+    :func:`task_from_model`.
+
+    Attributes:
+      name: a label for logs and results.
+      apply_fn: ``(params, x) -> logits`` for the whole model.
+      params: the original params.
+      edit_paths: full paths of the edited leaves.
+      objective: the :class:`Objective`.
+      dataset: the data (train for rewards, val for model selection, test for reporting).
+      model: the Flax module (set by the built-in tasks; optional for your own).
+      prefix_fn, suffix_fn: ``(params, x) -> h`` and ``(params, h) -> logits`` with
+        ``suffix_fn(p, prefix_fn(p, x)) == apply_fn(p, x)``; ``prefix_fn`` must not read the edited
+        leaves. Without a split, ``prefix_fn`` is the identity and every step runs ``apply_fn``.
+    """
+
+    name: str
+    apply_fn: ApplyFn
+    params: Params
+    edit_paths: tuple[Path, ...]
+    objective: Objective
+    dataset: Dataset
+    prefix_fn: ApplyFn | None = None
+    suffix_fn: ApplyFn | None = None
+    model: object | None = None  # the Flax module, where known (retraining baselines need it)
+
+    def __post_init__(self):
+        for path, leaf in zip(leaf_paths(self.params), jax.tree.leaves(self.params), strict=True):
+            if not np.all(np.isfinite(np.asarray(leaf))):
+                raise ValueError(f"The original weights are not finite at {path_str(path)!r}; "
+                                 "edit a model whose params are all finite.")
+        if (self.prefix_fn is None) != (self.suffix_fn is None):
+            raise ValueError("Give both prefix_fn and suffix_fn, or neither.")
+
+    @property
+    def leaf_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(np.shape(get_leaf(self.params, p))) for p in self.edit_paths)
+
+    @property
+    def matrix_shapes(self) -> tuple[tuple[int, int], ...]:
+        return tuple(matrix_shape(s) for s in self.leaf_shapes)
+
+    def prefix(self, params, x):
+        return x if self.prefix_fn is None else self.prefix_fn(params, x)
+
+    def suffix(self, params, h):
+        return self.apply_fn(params, h) if self.suffix_fn is None else self.suffix_fn(params, h)
+
+    def split_arrays(self, split: str = "train") -> dict:
+        """The objective's arrays for ``split``, with activations below the edit cached."""
+        prefix = jax.jit(self.prefix)
+        return self.objective.arrays(lambda x: np.asarray(prefix(self.params, jnp.asarray(x))),
+                                     self.dataset.split(split))
+
+    def report(self, params: Params, split: str = "test", with_mia: bool = True,
+               target: int = 0) -> dict:
+        """The task's figures for ``params`` on ``split`` (:meth:`Objective.report`: the same
+        code for every method; ``with_mia=False`` skips an unlearning MIA's whole-split passes).
+        ``target``: which of an unlearning pool's forget sets the report is about."""
+        return self.objective.report(self.apply_fn, params, self.dataset, split, with_mia, target)
+
+    def arrays(self) -> TaskArrays:
+        """Build the :class:`TaskArrays` (runs the frozen prefix once over the train split)."""
+        train = jax.tree.map(jnp.asarray, self.split_arrays("train"))
+        params = jax.tree.map(jnp.asarray, self.params)
+        originals = tuple(jnp.reshape(get_leaf(params, p), matrix_shape(s))
+                          for p, s in zip(self.edit_paths, self.leaf_shapes, strict=True))
+        # The original's metrics on the whole train split, per target: the whole set is one
+        # "batch" in the minibatches' layout.
+        measure = jax.jit(self.objective.measure, static_argnums=0)
+        base = jnp.stack([measure(lambda h: self.suffix(params, h),
+                                  self.objective.target_sets(train, t))
+                          for t in range(self.objective.num_targets)])
+        return TaskArrays(params=params, originals=originals, train=train, base_metrics=base)
+
