@@ -36,23 +36,29 @@ class Trainer(NamedTuple):
 
 
 def unroll(env: EditWorld, env_params: EnvParams, act: Callable, obs, state: EnvState,
-           key: jax.Array, T: int, *, record: Callable, after_step: Callable | None = None):
-    """Step ``env`` ``T`` times from ``(obs, state)`` with ``act(t, obs, state)``; step ``t``
-    draws its minibatch with the ``t``-th split of ``key``.
+           key: jax.Array, T: int, *, record: Callable, after_step: Callable | None = None,
+           xs=None):
+    """Step ``env`` ``T`` times from ``(obs, state)`` with ``act(t, obs, state, x)``; step ``t``
+    draws its minibatch with the ``t``-th split of ``key`` and reads ``x``, the ``t``-th slice of
+    ``xs`` (e.g. open-loop actions ``[T, action_size]``; ``None``: nothing).
 
     ``record(state, reward, info)`` picks what each step keeps (stacked ``[T, ...]`` and
     returned); ``after_step(t, state)`` may rewrite the state after step ``t`` (APG's truncated
-    backpropagation). Differentiable in everything ``act`` and ``env_params`` hold.
+    backpropagation). ``obs=None``: the observation is not carried (an open-loop rule never
+    reads it, and XLA then drops it). Differentiable in everything ``act``, ``xs`` and
+    ``env_params`` hold.
     """
-    def step(carry, xs):
+    keep_obs = obs is not None
+
+    def step(carry, inputs):
         obs, state = carry
-        t, k = xs
-        obs, state, reward, _, info = env.step_env(k, state, act(t, obs, state), env_params)
+        t, k, x = inputs
+        obs, state, reward, _, info = env.step_env(k, state, act(t, obs, state, x), env_params)
         if after_step is not None:
             state = after_step(t, state)
-        return (obs, state), record(state, reward, info)
+        return (obs if keep_obs else None, state), record(state, reward, info)
 
-    _, out = jax.lax.scan(step, (obs, state), (jnp.arange(T), jax.random.split(key, T)))
+    _, out = jax.lax.scan(step, (obs, state), (jnp.arange(T), jax.random.split(key, T), xs))
     return out
 
 
@@ -79,7 +85,7 @@ def rollout_fn(env: EditWorld, act: ActFn, T: int):
     def run(editor_params, env_params, key, target):
         obs, state = env.reset_to(target, env_params)
         edits = unroll(env, env_params,
-                       lambda t, o, s: act(editor_params, t, o, s, env_params), obs, state, key,
+                       lambda t, o, s, _: act(editor_params, t, o, s, env_params), obs, state, key,
                        T, record=lambda s, reward, info: s.edit)
         return tuple(jnp.concatenate([e0[None], e], 0) for e0, e in zip(state.edit, edits,
                                                                          strict=True))

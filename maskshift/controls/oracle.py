@@ -67,9 +67,9 @@ def episode_return(env: EditWorld, env_params: EnvParams, actions: jax.Array,
     """Summed reward of one episode from the original weights with ``actions [T, action_size]``;
     step ``t`` draws its minibatch with the ``t``-th split of ``key``."""
     T = actions.shape[0]
-    obs, state = env.reset_env(key, env_params)
-    rewards = unroll(env, env_params, lambda t, o, s: actions[t], obs, state, key, T,
-                     record=lambda s, reward, info: reward)
+    _, state = env.reset_env(key, env_params)
+    rewards = unroll(env, env_params, lambda t, o, s, a: a, None, state, key, T,
+                     record=lambda s, reward, info: reward, xs=actions)
     return rewards.sum()
 
 

@@ -51,7 +51,7 @@ def make_train(config: APGConfig, env: EditWorld, mesh: Mesh | None = None) -> T
         """One episode's weighted return, plain return and last metrics (differentiable)."""
         obs, state = env.reset_env(key, env_params)
 
-        def act(t, obs, state):
+        def act(t, obs, state, _):
             pi, _ = network.apply(params, obs[None])
             return pi.mean()[0]
 
