@@ -14,6 +14,7 @@ then lists the devices of every host and the same mesh spans them all.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import jax
@@ -67,6 +68,15 @@ def check_chunk(num_envs: int, chunk: int | None, shards: int = 1) -> None:
             f"{num_envs} environments"
         raise ValueError(f"An environment chunk of {chunk} does not divide {where}; choose a "
                          "divisor of that count (`env_chunk`).")
+
+
+def device_memory_bytes() -> int:
+    """The memory of one of this process's devices: an accelerator's limit, or the host's RAM on
+    CPU."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def env_sharding(mesh: Mesh) -> NamedSharding:

@@ -37,7 +37,8 @@ import numpy as np
 import maskshift
 from maskshift.run import DEFAULT_TOTAL_STEPS, make_run_config, train_and_evaluate
 
-TOTAL_STEPS = DEFAULT_TOTAL_STEPS["ppo"]["unlearn"] if FULL else 64 * 8 * 4
+TOTAL_STEPS = DEFAULT_TOTAL_STEPS["ppo"]["unlearn"] if FULL else 16 * 8 * 4
+NUM_ENVS = 64 if FULL else 16  # the small setting: a quick look (and what CI runs)
 print("maskshift", maskshift.__version__, "on", jax.devices())
 before = maskshift.evaluate_model("unlearn", dataset=DATASET, data_dir=DATA_DIR,
                                   forget_classes=(FORGET,))
@@ -45,7 +46,7 @@ print({k: round(before[k], 3) for k in ("test_acc", "forget_acc", "retain_acc", 
     new_code_cell("""results = {}
 for env in ("mask", "shift"):
     cfg = make_run_config(env=env, task="unlearn", dataset=DATASET, data_dir=DATA_DIR,
-                          forget_classes=(FORGET,), total_steps=TOTAL_STEPS)
+                          forget_classes=(FORGET,), total_steps=TOTAL_STEPS, num_envs=NUM_ENVS)
     results[env] = train_and_evaluate(cfg, f"{OUT}/{env}", overwrite=OVERWRITE)"""),
     new_code_cell("""fig, ax = plt.subplots(figsize=(9, 3.5))
 classes = np.arange(len(before["per_class_acc"]))
@@ -90,9 +91,10 @@ from maskshift.data import Tokenizer, load_dataset, resolve_dataset
 from maskshift.models import pretrained
 from maskshift.run import DEFAULT_TOTAL_STEPS, make_run_config, train_and_evaluate
 
-TOTAL_STEPS = DEFAULT_TOTAL_STEPS["ppo"]["bias"] if FULL else 64 * 8 * 4
+TOTAL_STEPS = DEFAULT_TOTAL_STEPS["ppo"]["bias"] if FULL else 16 * 8 * 4
+NUM_ENVS = 64 if FULL else 16  # the small setting: a quick look (and what CI runs)
 cfg = make_run_config(env=ENV, task="bias", dataset=DATASET, data_dir=DATA_DIR,
-                      total_steps=TOTAL_STEPS)
+                      total_steps=TOTAL_STEPS, num_envs=NUM_ENVS)
 res = train_and_evaluate(cfg, OUT, overwrite=OVERWRITE)"""),
     new_code_cell("""b, a = res["before"], res["after"]
 cells = [(g, lab) for g in b["group_acc"] for lab in (0, 1)]

@@ -84,6 +84,8 @@ def test_pool_task_refuses_a_pool_of_one_and_the_bias_task(digits_model):
     from maskshift import bias_task
 
     with pytest.raises(ValueError, match="give at least two"):
+        pool_task(unlearning_task(7), [4])
+    with pytest.raises(ValueError, match="Forget class 4 is listed twice"):
         pool_task(unlearning_task(7), [4, 4])
     with pytest.raises(ValueError, match="outside the labels"):
         pool_task(unlearning_task(7), [1, 12])

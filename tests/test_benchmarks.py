@@ -57,6 +57,7 @@ def test_vmap_mode_reports_compile_memory_and_flops(envs):
         bench_vmap(env, p, 4, reps=1, chunk=3)
 
 
+@pytest.mark.slow
 def test_throughput_script_smallest_setting(tmp_path):
     out = tmp_path / "tp.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
@@ -75,6 +76,7 @@ def test_throughput_script_smallest_setting(tmp_path):
     assert "speed-up at each N" in proc.stdout
 
 
+@pytest.mark.slow
 def test_throughput_script_times_the_shared_draw_beside_the_per_env_one(tmp_path):
     out = tmp_path / "tp.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
@@ -90,20 +92,24 @@ def test_throughput_script_times_the_shared_draw_beside_the_per_env_one(tmp_path
     assert res["mask-bias-shared"]["loop"] == []    # one environment: the draws are the same
 
 
+@pytest.mark.slow
 def test_ppo_throughput_script_smallest_setting(tmp_path):
     out = tmp_path / "ppo.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ppo_throughput.py"),
-                           "--envs", "shift", "--tasks", "bias", "--num-envs", "4", "--chunks",
+                           "--policies", "residual", "--envs", "shift", "--tasks", "bias",
+                           "--num-envs", "4", "--chunks",
                            "none", "2", "--minibatches", "shared", "--updates", "1", "--reps",
                            "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["env_chunk"], r["minibatch"]) for r in rows] == [(None, "shared"), (2, "shared")]
+    assert [(r["policy"], r["env_chunk"], r["minibatch"]) for r in rows] == [
+        ("residual", None, "shared"), ("residual", 2, "shared")]
     for r in rows:
         assert r["env_steps_per_call"] == 4 * 8 and r["compile_s"] > 0
         assert r["env_steps_per_s"] == pytest.approx(32 / r["median_s"])
 
 
+@pytest.mark.slow
 def test_throughput_parts_split_the_step_and_bound_its_roofline_fraction(tmp_path):
     out = tmp_path / "tp.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
@@ -147,6 +153,7 @@ def test_throughput_script_rejects_a_bad_mode():
     assert proc.returncode == 2 and "invalid choice: 'warp'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_time_to_edit_script_smallest_setting(tmp_path):
     out = tmp_path / "tte.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "time_to_edit.py"),
@@ -164,6 +171,7 @@ def test_time_to_edit_script_smallest_setting(tmp_path):
     assert rows["MaskWorld"]["env_steps"] == 512
 
 
+@pytest.mark.slow
 def test_untrained_script_counts_pairs_per_skip_gain(tmp_path):
     """Two gains, one class and seed: a row per gain, each scored against its own original on
     val and test, and the per-gain counts add those up."""

@@ -10,6 +10,9 @@ from maskshift.cli import evaluate as cli_evaluate
 from maskshift.cli import train as cli_train
 
 TRAIN = [
+    (["--forget-class", "3", "3"], "argument --forget-class: 3 is listed twice"),
+    (["--num-envs", "100000000"], "GiB per device for its ppo episodes, and the device has"),
+    (["--algo", "apg", "--episode-length", "100000000"], "lower --num-envs or --episode-length"),
     (["--env", "grid"], "argument --env: invalid choice: 'grid'"),
     (["--task", "translate"], "argument --task: invalid choice: 'translate'"),
     (["--algo", "sgd"], "argument --algo: invalid choice: 'sgd'"),
@@ -56,12 +59,15 @@ TRAIN = [
     (["--algo", "gradient", "--minibatch", "shared"], "argument --minibatch: applies to --algo "
                                                       "ppo only"),
     (["--amortized", "--forget-class", "1", "2", "--algo", "apg"], "needs --task unlearn"),
-    (["--heads", "units"], "argument --heads: units heads read per-unit features; add "
-                           "--observation gradient"),
+    (["--heads", "units", "--observation", "summary"],
+     "argument --heads: units heads read per-unit features; add --observation gradient"),
     (["--algo", "gradient", "--observation", "gradient"], "argument --observation: applies to "
                                                           "--algo ppo only"),
     (["--algo", "apg", "--heads", "flat"], "argument --heads: applies to --algo ppo only"),
-    (["--skip-gain", "0.5"], "argument --skip-gain: applies to --heads units only"),
+    (["--heads", "flat", "--skip-gain", "0.5"], "argument --skip-gain: applies to --heads units "
+                                                "only"),
+    (["--observation", "summary", "--skip-gain", "0.5"],
+     "argument --skip-gain: applies to --heads units only"),
     (["--heads", "units", "--observation", "controller", "--skip-gain", "0"],
      "argument --skip-gain: expected a finite number > 0, got '0'"),
     (["--algo", "gradient", "--skip-gain", "1"], "argument --skip-gain: applies to --algo ppo "
@@ -77,6 +83,8 @@ EVALUATE = [
     (["--task", "bias", "--forget-class", "1"], "argument --forget-class: applies to --task "
                                                 "unlearn only"),
     (["--task", "unlearn", "--checkpoint", "/no/such/run"], "does not exist"),
+    (["--task", "unlearn", "--checkpoint", ""], "argument --checkpoint: expected a path, got an "
+                                                "empty string"),
     (["--task", "unlearn", "--seed", "-2"], "argument --seed: expected a whole number >= 0"),
     (["--task", "unlearn", "--split", "holdout"], "argument --split: invalid choice: 'holdout'"),
     (["--task", "unlearn", "--json=1"], "argument --json: ignored explicit argument '1'"),
@@ -137,6 +145,16 @@ def test_evaluate_refuses(argv, message, capsys, digits_model):
 def test_compare_refuses(argv, message, capsys, tmp_path, digits_model):
     _refused(cmp.main, [*argv, "--out", str(tmp_path / "o")], message, capsys)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("main, argv", [
+    (cli_train.main, ["--algo", "gradient"]), (cmp.main, ["--task", "unlearn"]),
+])
+def test_an_empty_out_is_refused(main, argv, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run directory would land here
+    _refused(main, [*argv, "--out", ""], "argument --out: expected a path, got an empty string",
+             capsys)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("main, argv", [

@@ -25,6 +25,7 @@ def test_unlearning_comparison_puts_the_retrained_mia_beside_every_method(tmp_pa
         C.compare("unlearn", (0,), out=out, methods=["original"], log=lambda s: None)
 
 
+@pytest.mark.slow
 def test_bias_comparison_reuses_finished_rl_runs_and_baselines(tmp_path, toxic_model):
     out = tmp_path / "cmp"
     lines = []
@@ -56,6 +57,7 @@ def test_unknown_method_is_named(tmp_path, toxic_model):
         C.compare("bias", (0,), out=tmp_path / "x", methods=["magic"], log=lambda s: None)
 
 
+@pytest.mark.slow
 def test_gradient_controls_sit_beside_the_rl_rows_with_env_steps(tmp_path, toxic_model):
     import subprocess
     import sys

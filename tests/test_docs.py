@@ -94,15 +94,16 @@ def test_the_readme_tour_runs(tmp_path, monkeypatch, capsys, digits_model):
     assert (tmp_path / "runs" / "tour-gradient" / "results.json").exists()
 
 
-def test_the_readme_brings_its_own_model_and_a_killed_run_resumes(tmp_path, monkeypatch,
-                                                                   capsys):
+@pytest.mark.slow
+def test_byom_brings_its_own_model_and_a_killed_run_resumes(tmp_path, monkeypatch, capsys):
     import maskshift
 
     monkeypatch.chdir(tmp_path)
-    code = [c for run, c in blocks(ROOT / "README.md", "python") if "task_from_model" in c]
-    assert len(code) == 1, "the README holds one bring-your-own-model block"
+    code = [c for run, c in blocks(ROOT / "docs" / "byom.md", "python")
+            if "train_and_evaluate(cfg, out, task=task)" in c]
+    assert len(code) == 1, "docs/byom.md holds one complete example"
     namespace: dict = {}
-    exec(compile(code[0], "README.md:byom", "exec"), namespace)
+    exec(compile(code[0], "byom.md:example", "exec"), namespace)
     assert "forget 0.9" in capsys.readouterr().out
     res, out = namespace["results"], Path(namespace["out"])
     assert res["after"]["forget_acc"] < res["before"]["forget_acc"]

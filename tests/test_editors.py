@@ -139,7 +139,7 @@ def test_apg_learns_on_a_tiny_budget(unlearn_env8):
 
 
 SMALL = tr.RunConfig(env="mask", task="unlearn", seed=1, rank=2, episode_length=3, eval_batch=16,
-                     updates_per_chunk=2)
+                     updates_per_chunk=2, algo="gradient")  # the summary observation
 SMALL_EDITORS = {"apg": APGConfig(num_envs=4, num_steps=3, total_timesteps=4 * 3 * 4),
                  "oracle": OracleConfig(restarts=2, iterations=4, iterations_per_chunk=2),
                  "gradient": GradientConfig()}
@@ -166,6 +166,7 @@ def test_a_controller_run_writes_what_a_trained_run_writes(algo, tmp_path, digit
     assert tr.finished_run(out, small(algo)) is not None
 
 
+@pytest.mark.slow
 def test_an_apg_run_resumes_after_a_kill(tmp_path, digits_model):
     cfg = small("apg")
     ref = tr.train_and_evaluate(cfg, tmp_path / "ref", log=lambda s: None)
@@ -187,6 +188,7 @@ def _blob_task(blob_mlp, forget=1):
                            forget_classes=forget, batch_size=16, name="blobs")
 
 
+@pytest.mark.slow
 def test_your_own_task_trains_resumes_and_refuses_another_task(tmp_path, blob_mlp):
     from maskshift.agents.ppo import PPOConfig
 

@@ -88,6 +88,7 @@ needs_real = pytest.mark.skipif(
     reason=f"Fashion-MNIST IDX files not in {REAL} (apt-get install dataset-fashion-mnist)")
 
 
+@pytest.mark.slow
 @needs_real
 def test_debian_fashion_mnist_is_read_whole():
     data = load_dataset("fashion_mnist")
@@ -98,6 +99,7 @@ def test_debian_fashion_mnist_is_read_whole():
     assert np.bincount(np.concatenate([data.train.y, data.val.y])).tolist() == [6000] * 10
 
 
+@pytest.mark.slow
 @needs_real
 def test_gradient_unlearning_on_real_fashion_mnist_subset(tmp_path):
     """A small real-data run: 3,000 train images, the built-in 28x28 CNN, the gradient controller
@@ -116,6 +118,7 @@ def test_gradient_unlearning_on_real_fashion_mnist_subset(tmp_path):
     assert after["forget_acc"] <= 0.05 and after["retain_acc"] >= before["retain_acc"] - 0.05
 
 
+@pytest.mark.slow
 def test_real_data_benchmark_on_a_small_idx_directory(tmp_path):
     """benchmarks/real_data.py end to end on tiny IDX files: the compare run per class, the table
     with the retrained model's MIA beside each method's, and the target counts."""

@@ -63,13 +63,14 @@ def test_a_pool_shared_draw_is_stratified_and_weighted_per_target(shared_envs):
     assert abs(float(m[2]) - float(p.task.base_metrics[1, 2])) < 0.1   # retain accuracy
 
 
+@pytest.mark.slow
 def test_ppo_trains_with_the_shared_draw(shared_envs, tmp_path):
     import json
 
     from maskshift.cli import train as cli_train
 
     out = tmp_path / "run"
-    argv = ["--minibatch", "shared", "--num-envs", "8", "--episode-length", "3",
+    argv = ["--heads", "flat", "--minibatch", "shared", "--num-envs", "8", "--episode-length", "3",
             "--total-steps", "48", "--out", str(out)]
     assert cli_train.main(argv) == 0
     res = json.loads((out / "results.json").read_text())

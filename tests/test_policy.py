@@ -113,6 +113,8 @@ def test_bad_policies_and_classes_are_one_line_exit_2_nothing_written(units_run,
             f.write_bytes(b"garbage")
     cases = [
         (["--policy", str(tmp_path / "nope")], "does not exist"),
+        (["--policy", str(corrupt / "policy.json")], "is a file, not a directory"),
+        (["--policy", ""], "argument --policy: expected a path, got an empty string"),
         (["--policy", str(tmp_path)], "holds no trained policy"),
         (["--policy", str(corrupt)], "policy.json is corrupt"),
         (["--policy", str(bias)], "was trained on the 'bias' task"),

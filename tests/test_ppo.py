@@ -70,6 +70,7 @@ def test_ppo_learns_a_tiny_editing_task(blob_task):
     assert (pred[y != 2] == y[y != 2]).mean() > 0.9
 
 
+@pytest.mark.slow
 def test_train_is_pure_and_vmaps_over_seeds(blob_task):
     env, env_params = maskshift.make("ShiftWorld-v0", task=blob_task, rank=1,
                                      max_steps_in_episode=4)

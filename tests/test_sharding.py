@@ -83,6 +83,7 @@ def sharded(tmp_path_factory):
     return json.loads(line[len("RESULT"):])
 
 
+@pytest.mark.slow
 def test_the_environment_batch_is_split_over_four_devices(sharded):
     assert sharded["devices"] == 4
     lay = sharded["layout"]
@@ -95,6 +96,7 @@ def test_the_environment_batch_is_split_over_four_devices(sharded):
     assert sharded["run1"]["train"]["env_batch_shards"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk", [1, 2])
 def test_map_envs_in_groups_on_each_of_four_devices(sharded, chunk):
     """Each device steps its own environments in groups; the results are one vmap's, still
@@ -104,6 +106,7 @@ def test_map_envs_in_groups_on_each_of_four_devices(sharded, chunk):
     assert res["carry_shards"] == 4 and res["ys_shards"] == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", ["4", "4c"])
 def test_sharded_training_gives_the_single_device_numbers(sharded, run):
     """Sharded over 4 devices, with or without stepping each device's environments in chunks."""

@@ -97,13 +97,14 @@ def test_data_dir_is_refused_for_an_embedded_dataset():
         load_dataset("digits", data_dir="/somewhere")
 
 
+@pytest.mark.slow
 def test_train_cli_on_mnist_under_mock_data(tmp_path, capsys):
     out = tmp_path / "mnist-run"
     with tfds.testing.mock_data(num_examples=300):  # pretraining takes 128-example batches
-        code = cli_train.main(["--env", "mask", "--dataset", "mnist", "--data-dir",
-                               str(tmp_path / "tfds"), "--num-envs", "8", "--episode-length",
-                               "2", "--total-steps", "32", "--eval-batch", "8", "--rank", "2",
-                               "--out", str(out)])
+        code = cli_train.main(["--env", "mask", "--heads", "flat", "--dataset", "mnist",
+                               "--data-dir", str(tmp_path / "tfds"), "--num-envs", "8",
+                               "--episode-length", "2", "--total-steps", "32", "--eval-batch",
+                               "8", "--rank", "2", "--out", str(out)])
     assert code == 0
     res = json.loads((out / "results.json").read_text())
     assert res["dataset"] == "mnist" and res["env"] == "MaskWorld-v0"

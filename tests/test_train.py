@@ -69,6 +69,7 @@ def test_a_foreign_directory_is_refused(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_same_result(tmp_path, finished):
     ref_out, ref, _ = finished
     out = tmp_path / "killed"

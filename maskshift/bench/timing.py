@@ -22,6 +22,7 @@ from maskshift.sharding import (
     check_chunk,
     check_divisible,
     constrain_envs,
+    device_memory_bytes,
     env_mesh,
     mesh_size,
     put_envs,
@@ -72,10 +73,7 @@ def _flops(stage) -> float | None:
 def memory_budget_bytes() -> int:
     """Bytes one benchmark program may plan to use: half the first device's memory on an
     accelerator, half the host's RAM on CPU."""
-    stats = jax.devices()[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"]) // 2
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    return device_memory_bytes() // 2
 
 
 def _device_peak() -> int | None:

@@ -50,6 +50,13 @@ def fraction(text: str) -> float:
     return _number(float, text, "a number from 0 to 1", lambda v: 0 <= v <= 1)
 
 
+def path(text: str) -> str:
+    """A file or directory path: refuses an empty one (it would silently mean the default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return text
+
+
 def refuse_unused(args, parser: argparse.ArgumentParser, flags: dict[str, str]) -> None:
     """Refuse flags given explicitly where they have no effect: ``flags`` maps an argparse
     destination (whose default is ``None``) to the reason it does not apply."""
@@ -88,7 +95,7 @@ def add_dataset_arguments(parser) -> None:
     parser.add_argument("--dataset", default=None,
                         help="default: digits (unlearn), toxic_templates (bias); TFDS: "
                              + ", ".join(TFDS_DATASETS))
-    parser.add_argument("--data-dir", default=None,
+    parser.add_argument("--data-dir", type=path, default=None,
                         help="where TFDS datasets are prepared (passed to tfds.data_source; "
                              "default $TFDS_DATA_DIR or ~/tensorflow_datasets), or a directory "
                              "of MNIST-style IDX files for mnist/fashion_mnist (fashion_mnist "

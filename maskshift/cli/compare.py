@@ -16,6 +16,7 @@ from maskshift.cli.args import (
     add_dataset_arguments,
     fail,
     nonneg_int,
+    path,
     positive_int,
     refuse_unused,
 )
@@ -36,7 +37,7 @@ def build_parser() -> Parser:
                    help="subset of methods (default: all)")
     p.add_argument("--rl-total-steps", type=positive_int, default=None,
                    help="env steps per PPO/APG run (default: maskshift.train's)")
-    p.add_argument("--out", default=None, help="default runs/compare-<task>")
+    p.add_argument("--out", type=path, default=None, help="default runs/compare-<task>")
     p.add_argument("--overwrite", action="store_true")
     return p
 

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from maskshift.cli.args import Parser, fail, nonneg_int
+from maskshift.cli.args import Parser, fail, nonneg_int, path
 from maskshift.run import OutputDirError, check_out_dir
 from maskshift.run.policy import edit_with_policy, load_policy
 from maskshift.tasks import SUMMARY_KEYS
@@ -26,11 +26,11 @@ from maskshift.tasks import SUMMARY_KEYS
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m maskshift.edit", description=__doc__.split("\n")[0])
-    p.add_argument("--policy", required=True, metavar="DIR",
+    p.add_argument("--policy", type=path, required=True, metavar="DIR",
                    help="the --out directory of a finished `maskshift.train --algo ppo` run")
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", required=True,
                    help="class(es) to forget")
-    p.add_argument("--out", default=None, help="write the edited params here (edited/)")
+    p.add_argument("--out", type=path, default=None, help="write the edited params here (edited/)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return p

@@ -14,7 +14,14 @@ import json
 import sys
 
 from maskshift.checkpoint import CheckpointError
-from maskshift.cli.args import Parser, add_dataset_arguments, fail, nonneg_int, refuse_unused
+from maskshift.cli.args import (
+    Parser,
+    add_dataset_arguments,
+    fail,
+    nonneg_int,
+    path,
+    refuse_unused,
+)
 from maskshift.data import TASK_KINDS
 from maskshift.run.evaluate import evaluate_model
 from maskshift.tasks import SUMMARY_KEYS
@@ -47,7 +54,8 @@ def build_parser() -> Parser:
     add_dataset_arguments(p)
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn task only (default: 7)")
-    p.add_argument("--checkpoint", default=None, help="a run directory written by maskshift.train")
+    p.add_argument("--checkpoint", type=path, default=None,
+                   help="a run directory written by maskshift.train")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the pretrained target model")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

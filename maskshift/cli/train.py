@@ -32,6 +32,7 @@ from maskshift.cli.args import (
     fraction,
     nonneg_float,
     nonneg_int,
+    path,
     positive_float,
     positive_int,
     refuse_unused,
@@ -49,7 +50,12 @@ from maskshift.run import (
     make_run_config,
     train_and_evaluate,
 )
-from maskshift.run.config import check_algo, default_heads, default_observation
+from maskshift.run.config import (
+    LONG_PPO_TOTAL_STEPS,
+    check_algo,
+    default_heads,
+    default_observation,
+)
 
 TRAINED_ONLY = "applies to --algo ppo or apg only (gradient and oracle train nothing)"
 
@@ -84,27 +90,29 @@ def _add_what_to_edit(p: Parser) -> None:
                         "pool of classes to train over")
     p.add_argument("--amortized", action="store_true",
                    help="train one policy over the --forget-class pool, one class drawn per "
-                        "episode, then edit each (ppo, unlearn; defaults to --observation "
-                        "controller --heads units, which serve classes never seen)")
+                        "episode, then edit each (ppo, unlearn; its unit heads serve classes "
+                        "never seen)")
 
 
 def _add_editor_options(p: Parser) -> None:
     """The trained editors' budget and policy, and the action's shape."""
     p.add_argument("--total-steps", type=positive_int, default=None,
-                   help=f"env steps to train, ppo/apg (default: {DEFAULT_TOTAL_STEPS})")
+                   help=f"env steps to train, ppo/apg (default: residual ppo "
+                        f"{DEFAULT_TOTAL_STEPS['ppo']}, apg {DEFAULT_TOTAL_STEPS['apg']}, "
+                        f"any other ppo policy and --amortized {LONG_PPO_TOTAL_STEPS})")
     p.add_argument("--num-envs", type=positive_int, default=None,
                    help="parallel environments, ppo/apg (default 64)")
     p.add_argument("--rank", type=positive_int, default=4)
     p.add_argument("--episode-length", type=positive_int, default=8)
     p.add_argument("--observation", default=None, choices=OBSERVATIONS,
-                   help="what the policy sees, ppo: summary (default; fixed size), gradient "
-                        "(adds per-unit factors of the reward terms' gradients; size grows with "
-                        "m + n) or controller (adds those of the gradient controller's "
-                        "direction too; the default with --amortized)")
+                   help="what the policy sees, ppo: controller (default: per-unit factors of "
+                        "the reward terms' gradients and of the gradient controller's direction; "
+                        "size grows with m + n), gradient (without the controller's) or summary "
+                        "(fixed size; the default with --heads flat)")
     p.add_argument("--heads", default=None, choices=HEADS,
-                   help="policy action heads, ppo: flat (default; one vector for all of U "
-                        "and V) or units (one network shared over units; needs --observation "
-                        "gradient)")
+                   help="policy action heads, ppo: units (default: one network shared over "
+                        "units, starting on the controller's direction; needs a per-unit "
+                        "observation) or flat (one vector for all of U and V: flat PPO)")
     p.add_argument("--skip-gain", type=positive_float, default=None,
                    help=f"--heads units: the initial gain of the skip path on the factors the "
                         f"heads start on (default {PPOConfig.skip_gain})")
@@ -142,7 +150,7 @@ def _add_reward_and_selection(p: Parser) -> None:
 
 def _add_output_and_devices(p: Parser) -> None:
     """Where the run goes and what it runs on."""
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", type=path, default=None,
                    help="output directory (default runs/<env>-<task>-s<seed>, "
                         "runs/<env>-<task>-<algo>-s<seed> for another algo)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -188,6 +196,9 @@ def check_combinations(args, parser: Parser) -> None:
                      "gradient (or controller)")
     if args.skip_gain is not None and heads_of(args) != "units":
         parser.error("argument --skip-gain: applies to --heads units only; drop it")
+    if args.forget_class and len(set(args.forget_class)) != len(args.forget_class):
+        twice = next(c for c in args.forget_class if args.forget_class.count(c) > 1)
+        parser.error(f"argument --forget-class: {twice} is listed twice; list each class once")
     if args.lambda_utility == 0 and args.lambda_edit == 0:
         parser.error("argument --lambda-edit: with --lambda-utility 0 too the reward is always 0; "
                      "give one of them a value > 0")
@@ -195,12 +206,12 @@ def check_combinations(args, parser: Parser) -> None:
 
 def observation_of(args) -> str:
     """The observation a run uses: ``--observation``, else the library's default."""
-    return args.observation or default_observation(args.amortized)
+    return args.observation or default_observation(args.algo, args.heads)
 
 
 def heads_of(args) -> str:
     """The policy's heads: ``--heads``, else the library's default."""
-    return args.heads or default_heads(args.amortized, observation_of(args))
+    return args.heads or default_heads(observation_of(args))
 
 
 def check_amortized_args(args, parser: Parser) -> None:

@@ -74,6 +74,9 @@ def check_forget_classes(forget_classes, num_classes: int) -> tuple[int, ...]:
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
         raise ValueError(f"Forget class {bad[0]} is outside the labels 0..{num_classes - 1}.")
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise ValueError(f"Forget class {repeated[0]} is listed twice; list each class once.")
     if len(set(classes)) == num_classes:
         raise ValueError("Forgetting every class leaves no retain set.")
     return classes

@@ -16,15 +16,23 @@ from maskshift.controls import GradientConfig, OracleConfig
 EDITOR_CONFIGS = {"ppo": PPOConfig, "apg": APGConfig, "gradient": GradientConfig,
                   "oracle": OracleConfig}
 ALGOS = tuple(EDITOR_CONFIGS)
+# residual PPO's updates on the bias task (measured on val: README, "Results")
+BIAS_UPDATES = 640
 TRAINED_ALGOS = ("ppo", "apg")
 EditorConfig = PPOConfig | APGConfig | GradientConfig | OracleConfig
-# Budgets that reach the README's targets on the embedded data (measured, see README).
-DEFAULT_TOTAL_STEPS = {"ppo": {"unlearn": 64 * 8 * 160, "bias": 64 * 8 * 640},
+# Budgets (env steps) of the default editors, measured to reach the README's targets on the
+# embedded data: PPO's is the residual policy's (unit heads over the controller observation).
+DEFAULT_TOTAL_STEPS = {"ppo": {"unlearn": 64 * 8 * 10, "bias": 64 * 8 * BIAS_UPDATES},
                        "apg": {"unlearn": 64 * 8 * 40, "bias": 64 * 8 * 80}}
+# Flat PPO (and unit heads over the plain gradient observation, and an amortized policy, which
+# trains over a pool of targets) keep the budget they were measured at before the residual
+# policy became the default.
+LONG_PPO_TOTAL_STEPS = {"unlearn": 64 * 8 * 160, "bias": 64 * 8 * 640}
 DEFAULT_LR = {"ppo": PPOConfig.learning_rate, "apg": APGConfig.learning_rate}
 DEFAULT_TOLERANCE = {"unlearn": 0.03, "bias": 0.02}
-# An amortized policy reads each class's gradients: the controller observation, unit heads.
-AMORTIZED_OBSERVATION = "controller"
+# The default policy reads the controller observation with unit heads that start on the gradient
+# controller's direction (the residual policy: README, "Results").
+DEFAULT_OBSERVATION = "controller"
 # The fields that only choose the best step of an episode: a finished trained run that differs
 # from a config in these alone is re-selected, not retrained (maskshift.run.reselect).
 SELECTION_FIELDS = ("select_tolerance", "select_rule")
@@ -44,16 +52,29 @@ def check_algo(algo: str) -> str:
     return algo
 
 
-def default_observation(amortized: bool) -> str:
-    """What a policy sees by default: the controller observation for an amortized policy (it
-    must read each class's gradients), else the fixed-size summary."""
-    return AMORTIZED_OBSERVATION if amortized else "summary"
+def default_observation(algo: str, heads: str | None = None) -> str:
+    """What the environment shows by default: the controller observation to a PPO policy (the
+    residual policy reads it) unless its heads are flat, the fixed-size summary to a flat PPO
+    policy and to every other editor (APG's flat network; the controllers read no observation,
+    and the summary costs least)."""
+    return DEFAULT_OBSERVATION if algo == "ppo" and heads != "flat" else "summary"
 
 
-def default_heads(amortized: bool, observation: str) -> str:
-    """A policy's heads by default: unit heads for an amortized policy that reads per-unit
-    features, else flat heads."""
-    return "units" if amortized and observation != "summary" else "flat"
+def default_heads(observation: str) -> str:
+    """A PPO policy's heads by default: unit heads where the observation has per-unit features,
+    else flat heads."""
+    return "units" if observation != "summary" else "flat"
+
+
+def default_total_steps(algo: str, task: str, *, heads: str = "flat",
+                        observation: str = "summary", amortized: bool = False) -> int:
+    """A trained editor's budget: :data:`DEFAULT_TOTAL_STEPS` for APG and for the residual PPO
+    policy (unit heads, controller observation, one target); :data:`LONG_PPO_TOTAL_STEPS` for
+    every other PPO policy."""
+    residual = heads == "units" and observation == "controller" and not amortized
+    if algo == "ppo" and not residual:
+        return LONG_PPO_TOTAL_STEPS[task]
+    return DEFAULT_TOTAL_STEPS[algo][task]
 
 
 def editor_config(algo: str, task: str = "unlearn", *, episode_length: int = 8,
@@ -64,7 +85,8 @@ def editor_config(algo: str, task: str = "unlearn", *, episode_length: int = 8,
                   oracle_iterations: int | None = None) -> EditorConfig:
     """The config of ``algo``'s editor, every option not given at its default: a trained
     editor's budget is :data:`DEFAULT_TOTAL_STEPS` for ``task`` (at least one update), its
-    rollout as long as the episode, PPO's minibatches ``gcd(4, num_envs * episode_length)``."""
+    rollout as long as the episode, PPO's minibatches ``gcd(4, num_envs * episode_length)``; by
+    default PPO is the residual policy (:func:`default_observation`, :func:`default_heads`)."""
     check_algo(algo)
     if algo == "gradient":
         return GradientConfig()
@@ -72,16 +94,18 @@ def editor_config(algo: str, task: str = "unlearn", *, episode_length: int = 8,
         return OracleConfig(restarts=oracle_restarts or OracleConfig.restarts,
                             iterations=oracle_iterations or OracleConfig.iterations)
     num_envs = num_envs or PPOConfig.num_envs
-    total = max(total_steps or DEFAULT_TOTAL_STEPS[algo][task], num_envs * episode_length)
+    observation = observation or default_observation(algo, heads)
+    heads = heads or default_heads(observation)
+    total = total_steps or default_total_steps(algo, task, heads=heads, observation=observation,
+                                               amortized=amortized)
+    total = max(total, num_envs * episode_length)
     lr = DEFAULT_LR[algo] if lr is None else lr
     if algo == "apg":
         return APGConfig(num_envs=num_envs, num_steps=episode_length, total_timesteps=total,
                          learning_rate=lr)
-    observation = observation or default_observation(amortized)
     return PPOConfig(num_envs=num_envs, num_steps=episode_length, total_timesteps=total,
                      learning_rate=lr, num_minibatches=math.gcd(4, num_envs * episode_length),
-                     heads=heads or default_heads(amortized, observation),
-                     skip_gain=skip_gain or PPOConfig.skip_gain)
+                     heads=heads, skip_gain=skip_gain or PPOConfig.skip_gain)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +154,8 @@ class RunConfig:
     def __post_init__(self):
         check_algo(self.algo)
         if self.observation is None:
-            object.__setattr__(self, "observation", default_observation(self.amortized))
+            heads = getattr(self.editor, "heads", None)
+            object.__setattr__(self, "observation", default_observation(self.algo, heads))
         if self.editor is None:
             object.__setattr__(self, "editor", editor_config(
                 self.algo, self.task if self.task in ("unlearn", "bias") else "unlearn",
@@ -204,7 +229,7 @@ def make_run_config(*, algo: str = "ppo", task: str = "unlearn", episode_length:
                     **fields) -> RunConfig:
     """A :class:`RunConfig` with its editor's config built by :func:`editor_config`: every
     option left ``None`` takes the library's default. ``fields``: any other RunConfig field."""
-    observation = observation or default_observation(amortized)
+    observation = observation or default_observation(algo, heads)
     editor = editor_config(algo, task, episode_length=episode_length, amortized=amortized,
                            observation=observation, total_steps=total_steps, num_envs=num_envs,
                            lr=lr, heads=heads, skip_gain=skip_gain,

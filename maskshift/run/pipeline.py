@@ -34,7 +34,13 @@ from maskshift.run.config import (
 )
 from maskshift.run.editors import EDITORS
 from maskshift.run.results import EpisodeMismatch, finished_run, write_run
-from maskshift.sharding import check_chunk, check_divisible, env_mesh, mesh_size
+from maskshift.sharding import (
+    check_chunk,
+    check_divisible,
+    device_memory_bytes,
+    env_mesh,
+    mesh_size,
+)
 from maskshift.tasks import Task
 
 
@@ -51,6 +57,39 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
     if any(out.iterdir()) and not (out / "ckpt").exists():
         raise OutputDirError(f"{out} exists and is not a maskshift run; choose another `out`, or "
                             "pass `overwrite=True` to replace its contents.")
+
+
+def estimated_bytes(cfg: RunConfig, env) -> int:
+    """A lower estimate of the memory a run's batch of episodes needs on each device: the edits
+    of every environment (several live copies; more with a gradient observation, whose
+    backward passes hold their own), each step's minibatch activations through the edited
+    layers, and a PPO rollout's stored observations and actions."""
+    edit = sum(m * n for m, n in env.shapes)
+    units = sum(m + n for m, n in env.shapes)
+    rows = 2 * getattr(env.task.objective, "batch_size", 64)
+    if cfg.algo == "oracle":
+        envs, steps = cfg.editor.restarts, cfg.episode_length
+    elif cfg.algo in TRAINED_ALGOS:
+        envs, steps = cfg.editor.num_envs, cfg.editor.num_steps
+    else:
+        envs, steps = 1, cfg.episode_length
+    copies = 4 if env.observation == "summary" else 10
+    per_env = edit * copies + rows * units * 2 + steps * (2 * env.obs_size + 3 * env.action_size)
+    if cfg.algo in ("apg", "oracle"):  # backpropagation through the whole episode keeps each step
+        per_env += steps * edit * copies
+    return 4 * envs * per_env
+
+
+def check_memory(cfg: RunConfig, env, mesh) -> None:
+    """Refuse a run whose batch of episodes cannot fit in memory (``ValueError``, before
+    anything runs), naming the estimate and the device's memory."""
+    need = estimated_bytes(cfg, env) // mesh_size(mesh)
+    have = device_memory_bytes()
+    if need > have:
+        raise ValueError(f"The run needs at least {need / 2**30:.1f} GiB per device for its "
+                         f"{cfg.algo} episodes, and the device has {have / 2**30:.1f} GiB: lower "
+                         "`num_envs` or `episode_length` (or spread the environments over more "
+                         "`devices`).")
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -93,6 +132,7 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
         check_chunk(cfg.editor.num_envs, env_chunk, mesh_size(mesh))
     cfg, task = resolve_task(cfg, task)
     env, env_params = build_env(cfg, task)  # validates env, task, dataset, classes, rank
+    check_memory(cfg, env, mesh)
     if cfg.algo != "ppo":
         check_differentiable(env, env_params, cfg.algo)
     _prepare_out(out, overwrite)

@@ -74,6 +74,9 @@ def load_policy(path) -> Policy:
     none, or it is corrupt)."""
     path = Path(path)
     meta_path = path / "policy.json"
+    if path.is_file():
+        raise ValueError(f"The policy directory {path} is a file, not a directory; pass the "
+                         "`out` directory of a finished PPO run (`algo='ppo'`).")
     if not path.is_dir():
         raise ValueError(f"The policy directory {path} does not exist; pass the `out` directory "
                          "of a finished PPO run (`algo='ppo'`).")
