@@ -109,8 +109,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny budget and two values per sweep")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
+    # flat PPO: the network the documented ablations were measured with
     settings = {"env": args.env, "task": args.task, "seed": args.seed,
-                "total_steps": args.total_steps}
+                "total_steps": args.total_steps, "heads": "flat"}
     sweeps, batches = SWEEPS, EVAL_BATCHES
     if args.quick:
         settings.update(total_steps=args.total_steps or 16 * 8 * 4, num_envs=16, rank=2)

@@ -42,11 +42,13 @@ def _settings(args):
                         yield algo, task, cls, env, seed
 
 
-def _run(out: Path, algo, task, cls, env, seed) -> dict:
+def _run(out: Path, algo, task, cls, env, seed, heads: str = "flat") -> dict:
     name = f"{env}-{task}" + ("" if cls is None else f"-c{cls}")
-    name += ("" if algo == "ppo" else f"-{algo}") + f"-s{seed}"
+    name += ("" if algo == "ppo" else f"-{algo}") + ("-units" if algo == "ppo" and heads == "units"
+                                                      else "") + f"-s{seed}"
     cfg = make_run_config(env=env, task=task, seed=seed, algo=algo,
-                          forget_classes=(7,) if cls is None else (cls,))
+                          forget_classes=(7,) if cls is None else (cls,),
+                          heads=heads if algo == "ppo" else None)
     run_dir = out / name
     res = reuse_or_run(cfg, run_dir, log=lambda s: print(s, flush=True))
     return {"algo": algo, "env": env, "task": task, "forget_class": cls, "seed": seed,
@@ -180,6 +182,10 @@ def main(argv=None) -> int:
     p.add_argument("--envs", nargs="+", default=["mask", "shift"])
     p.add_argument("--algos", nargs="+", default=["ppo"],
                    help="editors of maskshift.train (ppo apg gradient oracle)")
+    p.add_argument("--heads", default="flat", choices=("flat", "units"),
+                   help="the ppo policy: flat (default here: the tables in docs/comparison.md "
+                        "were measured with it) or units (maskshift.train's default, residual "
+                        "PPO)")
     p.add_argument("--classes", type=int, nargs="+", default=None,
                    help="forget classes for the unlearning runs (default: the CLI's, 7)")
     p.add_argument("--retrain-reference", action="store_true",
@@ -193,7 +199,7 @@ def main(argv=None) -> int:
     for d in args.from_compare or []:
         rows += rows_from_comparison(Path(d))
     for setting in [] if args.from_compare else _settings(args):
-        rows.append(_run(Path(args.out), *setting))
+        rows.append(_run(Path(args.out), *setting, heads=args.heads))
         r = rows[-1]
         print(f"{r['algo']:>8} {r['env']:>5} {r['task']:>7} class {r['forget_class']} seed "
               f"{r['seed']}: target {'met' if r['meets_target'] else 'MISSED'} "
