@@ -104,6 +104,7 @@ def amortized_run(tmp_path_factory, digits_model):
     return out
 
 
+@pytest.mark.slow
 def test_an_amortized_run_reports_every_target_and_saves_its_policy(amortized_run):
     res = json.loads((amortized_run / "results.json").read_text())
     assert res["amortized"] and [t["forget_classes"] for t in res["targets"]] == [[0], [1], [2]]
@@ -117,6 +118,7 @@ def test_an_amortized_run_reports_every_target_and_saves_its_policy(amortized_ru
     assert not (amortized_run / "edited").exists()
 
 
+@pytest.mark.slow
 def test_an_editor_edits_held_out_classes_with_one_compilation(amortized_run):
     policy = load_policy(amortized_run)
     editor = PolicyEditor(policy, targets=[(5,), (6,)])

@@ -56,6 +56,7 @@ def test_edit_cli_json_has_evaluate_keys(units_run, capsys):
     assert out["after"]["source"].startswith("policy ")
 
 
+@pytest.mark.slow
 def test_unit_heads_serve_another_model(units_run):
     """A shape-free policy trained on the CNN's [512, 64] edits a user's MLP's [24, 32] layer;
     a class with no train examples is refused."""
@@ -138,6 +139,7 @@ def test_bad_policies_and_classes_are_one_line_exit_2_nothing_written(units_run,
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_edit_module_runs_in_a_fresh_interpreter(tmp_path):
     """``python -m maskshift.edit`` as a user runs it (imports in its own order)."""
     import subprocess

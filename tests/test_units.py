@@ -142,6 +142,7 @@ def test_unit_heads_are_shape_free_and_start_on_the_edit_gradient():
         assert cos > 0.95
 
 
+@pytest.mark.slow
 def test_a_units_run_trains_selects_and_records_its_policy(tmp_path, digits_model):
     import json
 

@@ -1,0 +1,50 @@
+"""The benchmark scripts that train or edit end to end (time to edit, the untrained policy),
+each in its smallest setting: slow tests, kept apart from test_benchmarks.py so the two files
+can run on different workers."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.slow
+def test_time_to_edit_script_smallest_setting(tmp_path):
+    out = tmp_path / "tte.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "time_to_edit.py"),
+                           "--methods", "MaskWorld", "finetune", "--rl-total-steps", "512",
+                           "--json", str(out)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["pretrain_cold_seconds"] > 0
+    rows = {r["method"]: r for r in res["rows"]}
+    assert set(rows) == {"MaskWorld", "finetune"}
+    for r in rows.values():
+        assert r["wall_seconds"] > r["in_process_seconds"] > 0
+        assert r["pretrained_from_cache"]  # the warm-up filled the cache
+        assert r["meets_target"] == (r["forget_acc"] <= 0.02 and r["retain_acc"] >= 0.90)
+    assert rows["MaskWorld"]["env_steps"] == 512
+
+
+@pytest.mark.slow
+def test_untrained_script_counts_pairs_per_skip_gain(tmp_path):
+    """Two gains, one class and seed: a row per gain, each scored against its own original on
+    val and test, and the per-gain counts add those up."""
+    out = tmp_path / "untrained.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "untrained.py"),
+                           "--envs", "shift", "--classes", "3", "--seeds", "0", "--skip-gains",
+                           "1.0", "0.5", "--json", str(out)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    rows = res["rows"]
+    assert [(r["class"], r["skip_gain"]) for r in rows] == [(3, 1.0), (3, 0.5)]
+    for r in rows:
+        want = (r["val"]["forget_acc"] <= 0.05
+                and r["val"]["retain_acc"] >= r["val_before"]["retain_acc"] - 0.03)
+        assert r["val_target"] == want and r["val_before"]["forget_acc"] > 0.5
+    assert [s["val_target"] for s in res["summary"]] == [int(r["val_target"]) for r in rows]
