@@ -16,7 +16,8 @@ from maskshift.controls import GradientConfig, OracleConfig
 EDITOR_CONFIGS = {"ppo": PPOConfig, "apg": APGConfig, "gradient": GradientConfig,
                   "oracle": OracleConfig}
 ALGOS = tuple(EDITOR_CONFIGS)
-# residual PPO's updates on the bias task (measured on val: README, "Results")
+# residual PPO's updates on the bias task: fewer fell short of worst-group 0.60 in MaskWorld
+# (docs/training.md, "The default PPO policy is the residual one")
 BIAS_UPDATES = 640
 TRAINED_ALGOS = ("ppo", "apg")
 EditorConfig = PPOConfig | APGConfig | GradientConfig | OracleConfig
@@ -31,7 +32,7 @@ LONG_PPO_TOTAL_STEPS = {"unlearn": 64 * 8 * 160, "bias": 64 * 8 * 640}
 DEFAULT_LR = {"ppo": PPOConfig.learning_rate, "apg": APGConfig.learning_rate}
 DEFAULT_TOLERANCE = {"unlearn": 0.03, "bias": 0.02}
 # The default policy reads the controller observation with unit heads that start on the gradient
-# controller's direction (the residual policy: README, "Results").
+# controller's direction (the residual policy: README, "Quick start").
 DEFAULT_OBSERVATION = "controller"
 # The fields that only choose the best step of an episode: a finished trained run that differs
 # from a config in these alone is re-selected, not retrained (maskshift.run.reselect).
