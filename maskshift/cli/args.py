@@ -57,18 +57,22 @@ def path(text: str) -> str:
     return text
 
 
+# config fields whose flag has another name
+FLAG_NAMES = {"forget_classes": "forget-class"}
+_FIELD = re.compile(r"`([a-z_]+)(?:=([^`]*))?`")
+
+
+def flag_of(name: str) -> str:
+    """The flag of an argparse destination or a config field: ``env_chunk`` -> ``--env-chunk``."""
+    return "--" + FLAG_NAMES.get(name, name).replace("_", "-")
+
+
 def refuse_unused(args, parser: argparse.ArgumentParser, flags: dict[str, str]) -> None:
     """Refuse flags given explicitly where they have no effect: ``flags`` maps an argparse
     destination (whose default is ``None``) to the reason it does not apply."""
     for dest, why in flags.items():
         if getattr(args, dest) is not None:
-            flag = "--" + dest.replace("_", "-")
-            parser.error(f"argument {flag}: {why}; drop it")
-
-
-# config fields whose flag has another name
-FLAG_NAMES = {"forget_classes": "forget-class", "policy_dir": "policy"}
-_FIELD = re.compile(r"`([a-z_]+)(?:=([^`]*))?`")
+            parser.error(f"argument {flag_of(dest)}: {why}; drop it")
 
 
 def as_flags(message) -> str:
@@ -77,7 +81,7 @@ def as_flags(message) -> str:
     becomes its flag (``--overwrite``, ``--algo ppo``, ``--forget-class 0 1``)."""
     def flag(match: re.Match) -> str:
         name, value = match.group(1), match.group(2)
-        text = "--" + FLAG_NAMES.get(name, name).replace("_", "-")
+        text = flag_of(name)
         if value is None or value == "True":
             return text
         return f"{text} {value.strip(chr(39) + '()[]').replace(',', '')}"

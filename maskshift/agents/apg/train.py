@@ -21,7 +21,7 @@ import optax
 from jax.sharding import Mesh
 
 from maskshift.agents.apg.config import APGConfig
-from maskshift.agents.common import Trainer, unroll
+from maskshift.agents.common import Trainer, policy_act, unroll
 from maskshift.agents.networks import make_network
 from maskshift.envs import EditWorld, EnvParams
 from maskshift.sharding import check_divisible, constrain_envs
@@ -50,10 +50,10 @@ def make_train(config: APGConfig, env: EditWorld, mesh: Mesh | None = None) -> T
     def episode(params, key, env_params):
         """One episode's weighted return, plain return and last metrics (differentiable)."""
         obs, state = env.reset_env(key, env_params)
+        mean_action = policy_act(network)
 
         def act(t, obs, state, _):
-            pi, _ = network.apply(params, obs[None])
-            return pi.mean()[0]
+            return mean_action(params, t, obs, state, env_params)
 
         def truncate(t, state):
             cut = (t + 1) % config.truncation == 0
