@@ -3,17 +3,39 @@
 The public API is re-exported here; everything else may change.
 """
 
-from maskshift.agents.apg import APGConfig
-from maskshift.agents.ppo import PPOConfig
-from maskshift.checkpoint import CheckpointError, load_edited, save_edited
-from maskshift.controls import GradientConfig, OracleConfig
-from maskshift.data import Dataset, Split, load_dataset
-from maskshift.envs import REGISTERED_ENVS, EnvParams, EnvState, MaskWorld, ShiftWorld, make
-from maskshift.models import pretrained
-from maskshift.run import RunConfig, make_run_config, train_and_evaluate
-from maskshift.run.evaluate import evaluate_model
-from maskshift.run.policy import PolicyEditor, edit_with_policy, load_policy
-from maskshift.tasks import Task, bias_task, pool_task, task_from_model, unlearning_task
+import importlib
+
+# the public name -> the module that defines it. Imported on first use (PEP 562), so that
+# ``import maskshift.hosts`` can join a multi-process run before anything touches a JAX backend
+# (gymnax computes at import time).
+_EXPORTS = {
+    "APGConfig": "maskshift.agents.apg", "PPOConfig": "maskshift.agents.ppo",
+    "CheckpointError": "maskshift.checkpoint", "load_edited": "maskshift.checkpoint",
+    "save_edited": "maskshift.checkpoint", "GradientConfig": "maskshift.controls",
+    "OracleConfig": "maskshift.controls", "Dataset": "maskshift.data", "Split": "maskshift.data",
+    "load_dataset": "maskshift.data", "REGISTERED_ENVS": "maskshift.envs",
+    "EnvParams": "maskshift.envs", "EnvState": "maskshift.envs", "MaskWorld": "maskshift.envs",
+    "ShiftWorld": "maskshift.envs", "make": "maskshift.envs", "pretrained": "maskshift.models",
+    "RunConfig": "maskshift.run", "make_run_config": "maskshift.run",
+    "train_and_evaluate": "maskshift.run", "evaluate_model": "maskshift.run.evaluate",
+    "PolicyEditor": "maskshift.run.policy", "edit_with_policy": "maskshift.run.policy",
+    "load_policy": "maskshift.run.policy", "Task": "maskshift.tasks",
+    "bias_task": "maskshift.tasks", "pool_task": "maskshift.tasks",
+    "task_from_model": "maskshift.tasks", "unlearning_task": "maskshift.tasks",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'maskshift' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
+
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,7 @@
-"""Atomic file output and Orbax pytree storage shared by the cache, checkpoints and results."""
+"""Atomic file output and Orbax pytree storage shared by the cache, checkpoints and results.
+
+In a run of several processes (:mod:`maskshift.hosts`) only process 0 writes: every writer here
+returns without touching the disk in the others, so all processes may run the same code."""
 
 from __future__ import annotations
 
@@ -12,9 +15,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from maskshift.hosts import is_primary
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
+    if not is_primary():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -52,10 +59,13 @@ def tree_checksum(tree) -> str:
 
 
 def save_pytree(directory: str | os.PathLike, tree) -> None:
-    """Save a pytree of arrays with Orbax into ``directory`` (which must not exist yet)."""
-    import orbax.checkpoint as ocp
+    """Save a pytree of arrays with Orbax into ``directory`` (which must not exist yet).
 
-    with ocp.StandardCheckpointer() as ckptr:
+    Host arrays (NumPy, or arrays one process holds whole: :func:`maskshift.hosts.host_copy`);
+    process 0 writes them alone."""
+    if not is_primary():
+        return
+    with _checkpointer() as ckptr:
         ckptr.save(Path(directory).absolute(), tree)
         ckptr.wait_until_finished()
 
@@ -63,14 +73,24 @@ def save_pytree(directory: str | os.PathLike, tree) -> None:
 def restore_pytree(directory: str | os.PathLike, abstract_tree):
     """Restore a pytree saved by :func:`save_pytree`, checked against ``abstract_tree``'s
     structure, shapes and dtypes (Orbax raises on a mismatch)."""
+    with _checkpointer() as ckptr:
+        return ckptr.restore(Path(directory).absolute(), abstract_tree)
+
+
+def _checkpointer():
+    """An Orbax checkpointer that reads and writes in this process alone (every pytree saved here
+    is a host copy; Orbax would otherwise wait for every process at each save)."""
     import orbax.checkpoint as ocp
 
-    with ocp.StandardCheckpointer() as ckptr:
-        return ckptr.restore(Path(directory).absolute(), abstract_tree)
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+        primary_host=me, active_processes={me}))
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
     """Move a fully written ``tmp_dir`` into place as ``final_dir``, replacing an old one."""
+    if not is_primary():
+        return
     if final_dir.exists():
         old = final_dir.with_name(f".{final_dir.name}.old-{os.getpid()}")
         os.replace(final_dir, old)
@@ -84,6 +104,9 @@ def save_figure(fig, path) -> None:
     """Save a matplotlib figure as a PNG atomically (written aside, then renamed), and close it."""
     import matplotlib.pyplot as plt
 
+    if not is_primary():
+        plt.close(fig)
+        return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)

@@ -20,6 +20,7 @@ import jax
 
 from maskshift._io import atomic_write_json, replace_dir, restore_pytree, save_pytree, tree_checksum
 from maskshift._types import Params
+from maskshift.hosts import is_primary
 
 FORMAT = "maskshift-edited-v1"
 
@@ -31,6 +32,8 @@ class CheckpointError(ValueError):
 def save_edited(directory, params: Params, meta: dict) -> Path:
     """Atomically write ``params`` and ``meta`` as an edited-model checkpoint in ``directory``."""
     directory = Path(directory)
+    if not is_primary():  # several processes: process 0 writes (maskshift.hosts)
+        return directory
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=".edited."))
     try:

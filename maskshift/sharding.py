@@ -106,8 +106,10 @@ def put_replicated(tree, mesh: Mesh):
 
 
 def num_shards(x: jax.Array) -> int:
-    """How many distinct pieces ``x``'s leading axis is split into across devices."""
-    return len({(s.index[0].start, s.index[0].stop) for s in x.addressable_shards})
+    """How many distinct pieces ``x``'s leading axis is split into across devices (of every
+    process)."""
+    pieces = x.sharding.devices_indices_map(x.shape).values()
+    return len({(idx[0].start, idx[0].stop) for idx in pieces})
 
 
 def map_envs(fn, carry, xs, shared, chunk: int | None = None, mesh: Mesh | None = None):

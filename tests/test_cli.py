@@ -9,6 +9,8 @@ from maskshift.cli import compare as cmp
 from maskshift.cli import evaluate as cli_evaluate
 from maskshift.cli import train as cli_train
 
+JOIN = ["--distributed", "--num-processes", "2", "--process-id", "1"]  # process 1 of 2
+
 TRAIN = [
     (["--forget-class", "3", "3"], "argument --forget-class: 3 is listed twice"),
     (["--num-envs", "100000000"], "GiB per device for its ppo episodes, and the device has"),
@@ -53,6 +55,22 @@ TRAIN = [
     (["--env-chunk", "0"], "argument --env-chunk: expected a whole number >= 1"),
     (["--algo", "apg", "--env-chunk", "8"], "argument --env-chunk: applies to --algo ppo only"),
     (["--distributed=1"], "argument --distributed: ignored explicit argument '1'"),
+    (["--coordinator", "127.0.0.1:1"], "argument --coordinator: applies to --distributed only"),
+    (["--num-processes", "2"], "argument --num-processes: applies to --distributed only"),
+    (["--process-id", "0"], "argument --process-id: applies to --distributed only"),
+    (["--distributed-timeout", "5"], "argument --distributed-timeout: applies to --distributed"),
+    (["--distributed", "--num-processes", "1", "--process-id", "0", "--coordinator", "h:1"],
+     "needs at least 2 processes (--num-processes is 1)"),
+    (["--distributed", "--num-processes", "2", "--process-id", "2", "--coordinator", "h:1"],
+     "Process id 2 is outside 0..1 for 2 processes"),
+    (["--distributed", "--num-processes", "two", "--process-id", "0", "--coordinator", "h:1"],
+     "The process count and id must be integers"),
+    (["--distributed", "--num-processes", "2"], "--coordinator, --process-id missing"),
+    ([*JOIN, "--coordinator", "nohost"], "The coordinator address 'nohost' is not host:port"),
+    ([*JOIN, "--coordinator", "127.0.0.1:9", "--distributed-timeout", "1"],
+     "Could not join the distributed run at 127.0.0.1:9 within 1 s"),
+    ([*JOIN, "--coordinator", "127.0.0.1:9", "--distributed-timeout", "0"],
+     "timeout must be at least 1 second, got 0 (--distributed-timeout)"),
     (["--observation", "pixels"], "argument --observation: invalid choice: 'pixels'"),
     (["--amortized", "--forget-class", "3"], "give a pool of at least two classes"),
     (["--minibatch", "each"], "argument --minibatch: invalid choice: 'each'"),

@@ -8,7 +8,7 @@ import pytest
 
 from maskshift.agents.ppo import PPOConfig, policy_network
 from maskshift.envs import make
-from maskshift.envs.observe import gradient_factors, probes
+from maskshift.envs.observe import gradient_factors, gradient_rows, probes
 from maskshift.tasks import task_from_model
 
 
@@ -72,8 +72,9 @@ def test_the_controller_observation_holds_the_controllers_direction(gradient_env
     g_rows = np.asarray(o_g[grad.summary_size:grad.summary_size + m * grad.unit_features])
     rows = np.asarray(obs[ctl.summary_size:ctl.summary_size + m * f]).reshape(m, f)
     np.testing.assert_allclose(rows[:, :2 * r], g_rows.reshape(m, -1)[:, :2 * r], atol=1e-6)
-    # the controller's direction on the same minibatch, factored the same way
-    batch = ctl.task.objective.sample(key, cp.task.train, st0.target)
+    # the controller's direction on the same minibatch's gradient rows, factored the same way
+    batch = gradient_rows(ctl.task.objective.sample(key, cp.task.train, st0.target),
+                          ctl.gradient_share)
     g_u, g_e = term_gradients(ctl, st1.edit, cp, batch=batch)
     direction = g_e[0] / jnp.linalg.norm(g_e[0]) + g_u[0] / jnp.linalg.norm(g_u[0])
     u, _ = gradient_factors(direction, probes(n, r))
@@ -156,3 +157,14 @@ def test_a_units_run_trains_selects_and_records_its_policy(tmp_path, digits_mode
     assert res["config"]["observation"] == "gradient"
     assert res["config"]["editor"]["heads"] == "units"
     assert res["train"]["env_steps"] == 48 and 0 <= res["best_step"] <= 3
+
+
+def test_gradient_rows_take_the_first_share_of_every_part(gradient_envs):
+    batch = {"h_retain": jnp.arange(8.0), "h_forget": jnp.arange(8.0) + 10, "y": jnp.arange(3)}
+    out = gradient_rows(batch, 0.25)
+    np.testing.assert_array_equal(out["h_retain"], [0.0, 1.0])
+    np.testing.assert_array_equal(out["h_forget"], [10.0, 11.0])
+    assert out["y"].shape == (1,)  # at least one row
+    env, _ = gradient_envs["controller"]
+    with pytest.raises(ValueError, match="gradient_share must be in"):
+        type(env)(env.task, observation="controller", gradient_share=0.0)

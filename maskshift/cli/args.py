@@ -58,7 +58,7 @@ def path(text: str) -> str:
 
 
 # config fields whose flag has another name
-FLAG_NAMES = {"forget_classes": "forget-class"}
+FLAG_NAMES = {"forget_classes": "forget-class", "timeout": "distributed-timeout"}
 _FIELD = re.compile(r"`([a-z_]+)(?:=([^`]*))?`")
 
 

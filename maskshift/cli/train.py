@@ -37,6 +37,7 @@ from maskshift.cli.args import (
     positive_int,
     refuse_unused,
 )
+from maskshift.cli.launch import DISTRIBUTED_FLAGS, add_distributed_arguments, join
 from maskshift.controls import OracleConfig
 from maskshift.data import check_task
 from maskshift.envs import MINIBATCHES, OBSERVATIONS
@@ -159,9 +160,7 @@ def _add_output_and_devices(p: Parser) -> None:
     p.add_argument("--env-chunk", type=positive_int, default=None,
                    help="step each device's environments in groups of this many: faster on "
                         "CPU, e.g. 8 (default: one vmap over all of them, best on GPU/TPU); ppo")
-    p.add_argument("--distributed", action="store_true",
-                   help="call jax.distributed.initialize() first (multi-host: TPU pods, "
-                        "multi-node GPU); run the same command on every host")
+    add_distributed_arguments(p)
 
 
 
@@ -188,6 +187,8 @@ def check_combinations(args, parser: Parser) -> None:
         unused.update(dataset=own, data_dir=own, edit=own)
         if not args.amortized:
             unused["forget_class"] = own
+    if not args.distributed:
+        unused.update({k: "applies to --distributed only" for k in DISTRIBUTED_FLAGS})
     refuse_unused(args, parser, unused)
     if args.amortized:
         check_amortized_args(args, parser)
@@ -252,8 +253,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     check_combinations(args, parser)
     out = args.out or default_out(args)
-    if args.distributed:
-        jax.distributed.initialize()
+    if args.distributed and not jax.distributed.is_initialized():
+        join(args, parser)  # the entry module joins first; a call of main() joins here
     try:
         cfg = config_from_args(args)
         train_and_evaluate(cfg, out, overwrite=args.overwrite, devices=args.devices,

@@ -9,11 +9,13 @@
 With ``observation="gradient"`` a **unit block** follows, for each edited matrix: ``F`` features
 per input unit (row) and per output unit (column), ``F = 2 r + 2``, so it grows with ``m + n``, not
 ``m * n``. They are MEND-style factors of the gradients of the two reward terms with respect to the
-current edit, on the step's train minibatch: for each term's gradient ``G [m, n]``, ``V = G^T G P``
-and ``U = G V`` for a fixed probe matrix ``P [n, r]`` (one step of subspace iteration; each
-column scaled to unit RMS, so ``U V^T`` spans ``G``'s leading directions), then each row's and
-column's mean and mean-absolute deviation. At reset they are those of the original weights on
-the whole train split (``EnvParams.reset_units``, computed once by ``make_params``).
+current edit, on a share of the step's train minibatch (by default the first quarter of each
+part's rows, ``EditWorld(gradient_share=...)``; the metrics read every row): for each term's
+gradient ``G [m, n]``, ``V = G^T G P`` and ``U = G V`` for a fixed probe matrix ``P [n, r]``
+(one step of subspace iteration; each column scaled to unit RMS, so ``U V^T`` spans ``G``'s
+leading directions), then each row's and column's mean and mean-absolute deviation. At reset
+they are those of the original weights on the whole train split (``EnvParams.reset_units``,
+computed once by ``make_params``).
 
 ``observation="controller"`` adds ``r`` features per unit (``F = 3 r + 2``, after the edit term's):
 the same factors of the greedy gradient controller's direction on the minibatch,
@@ -30,6 +32,7 @@ the environments never import the controls that act on them.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax.numpy as jnp
 import numpy as np
@@ -82,6 +85,12 @@ def pool_matrix(k: int, bins: int) -> np.ndarray:
     ids = (np.arange(k) * bins) // k
     onehot = (ids[:, None] == np.arange(bins)[None, :]).astype(np.float32)
     return onehot / np.maximum(onehot.sum(0, keepdims=True), 1.0)
+
+
+def gradient_rows(batch: dict, share: float) -> dict:
+    """The first ``ceil(share * rows)`` rows of every array of a minibatch (its draws are
+    independent, so they are a uniform sub-sample of it)."""
+    return {k: v[: max(1, math.ceil(share * v.shape[0]))] for k, v in batch.items()}
 
 
 def unit_features(observation: str, rank: int) -> int:

@@ -57,6 +57,7 @@ from gymnax.environments import environment, spaces
 from maskshift._types import Array, Params, PRNGKey
 from maskshift.envs.observe import (
     OBSERVATIONS,
+    gradient_rows,
     observation_vector,
     reset_observation,
     unit_block,
@@ -79,6 +80,11 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
       observation: ``"summary"`` (fixed size), ``"gradient"`` (the summary, then per-unit
         gradient factors; see the module docstring) or ``"controller"`` (those, then the factors
         of the gradient controller's direction).
+      gradient_share: the share of each step's minibatch rows (the first ``ceil(share * rows)``
+        of each part) whose gradients the unit block factors; the metrics and the reward read
+        every row. ``0.25`` (default) cut the controller observation's step from 3.2-4.1x to
+        about 2.8x the summary step's at N = 1,024 on a 2-core CPU, and every default command
+        still met its target (docs/performance.md); ``1.0`` is the whole minibatch.
     """
 
     kind = "edit"
@@ -87,8 +93,12 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
     env_defaults: dict = {}
 
     def __init__(self, task: Task, rank: int = 4, obs_bins: int = 8,
-                 observation: str = "summary", minibatch: str = "per_env"):
+                 observation: str = "summary", minibatch: str = "per_env",
+                 gradient_share: float = 0.25):
         super().__init__()
+        if not 0.0 < gradient_share <= 1.0:
+            raise ValueError(f"gradient_share must be in (0, 1], got {gradient_share!r}.")
+        self.gradient_share = gradient_share
         if observation not in OBSERVATIONS:
             raise ValueError(f"Unknown observation {observation!r}; choose one of "
                              f"{', '.join(OBSERVATIONS)}.")
@@ -240,8 +250,10 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         batch = self._sample(key, params, target)
         if self.observation == "summary":
             return self.metrics_on(edit, batch, params), None
-        # "gradient" and "controller" read the reward terms' gradients
-        metrics, grads = self._metrics_and_grads(edit, batch, params, target)
+        # "gradient" and "controller" read the reward terms' gradients, on a share of the rows
+        metrics = self.metrics_on(edit, batch, params)
+        _, grads = self._metrics_and_grads(edit, gradient_rows(batch, self.gradient_share),
+                                           params, target)
         return metrics, unit_block(self, edit, grads, params)
 
     def observe(self, edit: tuple, metrics: Array, time, params: EnvParams, units=None) -> Array:

@@ -35,6 +35,7 @@ from maskshift._io import (
 )
 from maskshift._types import Params, PRNGKey
 from maskshift.data import Dataset
+from maskshift.hosts import is_primary
 from maskshift.models.networks import DigitsCNN, ImageCNN, StagedModule, TextClassifier
 
 CACHE_FORMAT = 1
@@ -231,7 +232,7 @@ def pretrained(
             )
     params = train_classifier(model, dataset, jax.random.key(seed), config)
     params = jax.tree.map(lambda p: np.asarray(p), params)
-    if use_cache:
+    if use_cache and is_primary():  # several processes: process 0 writes (maskshift.hosts)
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
         try:

@@ -13,9 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from maskshift._io import tree_checksum
 from maskshift.agents import apg, ppo
 from maskshift.agents.common import policy_act, rollout_fn
 from maskshift.controls import gradient_edits, oracle_edits
+from maskshift.hosts import host_copy
 from maskshift.run.config import RunConfig, TrainingError
 from maskshift.run.loop import train_checkpointed
 from maskshift.run.policy import save_policy
@@ -33,6 +35,9 @@ def trained_policy(cfg: RunConfig, env, env_params, out: Path, *, mesh, env_chun
     if isinstance(done, dict):  # stopped early
         return done
     rs, history, stats = done
+    # every process of a multi-process run prints the same checksum (maskshift.hosts)
+    stats = {**stats, "policy_checksum": tree_checksum(host_copy(rs.params))}
+    log(f"policy checksum {stats['policy_checksum'][:16]}")
     if cfg.algo == "ppo":  # reusable with maskshift.run.policy.edit_with_policy
         save_policy(out, cfg, env, rs.params)
     run = rollout_fn(env, policy_act(trainer.network), int(env_params.max_steps_in_episode))

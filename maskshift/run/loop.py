@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskshift._io import atomic_write_json, replace_dir, restore_pytree, save_pytree
+from maskshift.hosts import host_copy, is_primary
 from maskshift.run.config import RunConfig, TrainingError, training_fields
 from maskshift.sharding import num_shards
 
@@ -33,9 +34,14 @@ def _runner_to_disk(rs) -> dict:
 
 
 def save_runner(out: Path, rs, history: dict, cfg: RunConfig) -> None:
+    """Write ``out/ckpt`` atomically. Every process calls it (the state's host copy is a
+    collective); process 0 writes."""
+    state = host_copy(_runner_to_disk(rs))
+    if not is_primary():
+        return
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".ckpt."))
     try:
-        save_pytree(tmp / "state", _runner_to_disk(rs))
+        save_pytree(tmp / "state", state)
         atomic_write_json(tmp / "meta.json", {"format": CKPT_FORMAT, "update": int(rs.update),
                                               "config": cfg.to_json(), "history": history})
         replace_dir(tmp, out / "ckpt")

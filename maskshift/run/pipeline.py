@@ -22,7 +22,10 @@ import json
 import shutil
 from pathlib import Path
 
+import jax
+
 from maskshift.controls import check_differentiable
+from maskshift.hosts import is_primary, sync
 from maskshift.run.build import build_env, resolve_task
 from maskshift.run.config import (
     SELECTION_FIELDS,
@@ -93,9 +96,12 @@ def check_memory(cfg: RunConfig, env, mesh) -> None:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and overwrite:
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    """Make ``out`` ready (emptied with ``overwrite``): process 0 does, the others wait for it."""
+    if is_primary():
+        if out.exists() and overwrite:
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+    sync("maskshift-out-ready")
 
 
 def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
@@ -122,6 +128,7 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
     check_algo(cfg.algo)
     cfg.editor.validate()
     check_out_dir(out, overwrite)
+    sync("maskshift-out-checked")  # every process has read `out` before process 0 changes it
     mesh = env_mesh(devices)
     if cfg.algo in TRAINED_ALGOS:
         check_divisible(cfg.trainer_config.num_envs, mesh)
@@ -146,7 +153,8 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
     if isinstance(done, dict):  # stopped early: the checkpoint is left to resume from
         return done
     edits, history, stats = done
-    stats = {**stats, "devices": mesh_size(mesh), "platform": mesh.devices.flat[0].platform}
+    stats = {**stats, "devices": mesh_size(mesh), "platform": mesh.devices.flat[0].platform,
+             "processes": jax.process_count()}
     return write_run(out, cfg, env, env_params, edits, history, stats, log)
 
 

@@ -36,6 +36,7 @@ from maskshift.agents.common import policy_act, rollout_fn
 from maskshift.agents.ppo import policy_network
 from maskshift.checkpoint import save_edited
 from maskshift.data import check_forget_classes
+from maskshift.hosts import host_copy, is_primary
 from maskshift.run.build import build_env, resolve_task
 from maskshift.run.config import RunConfig, select_tolerance
 from maskshift.run.select import select_and_report, to_host
@@ -56,7 +57,9 @@ class Policy:
 
 def save_policy(out: Path, cfg: RunConfig, env, params) -> None:
     """Write ``out/policy/`` and ``out/policy.json`` atomically (after a trained PPO run)."""
-    params = jax.tree.map(np.asarray, params)
+    params = host_copy(params)
+    if not is_primary():  # several processes: process 0 writes (maskshift.hosts)
+        return
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".policy."))
     try:
         save_pytree(tmp / "params", params)

@@ -7,10 +7,8 @@ utility drop it allows is the run's ``select_tolerance``.
 
 from __future__ import annotations
 
-import jax
-import numpy as np
-
 from maskshift.envs import EditWorld, EnvParams
+from maskshift.hosts import host_copy
 
 
 def edited_params_at(env: EditWorld, env_params: EnvParams, edits, t: int):
@@ -46,4 +44,4 @@ def select_and_report(env: EditWorld, env_params: EnvParams, edits, tolerance: f
 
 
 def to_host(tree):
-    return jax.tree.map(np.asarray, tree)
+    return host_copy(tree)
