@@ -5,17 +5,22 @@ import pytest
 from maskshift.run import compare as C
 
 
-def test_unlearning_comparison_puts_the_retrained_mia_beside_every_method(tmp_path,
-                                                                           digits_model):
+def test_unlearning_comparison_sorts_by_the_avg_gap_to_the_retrained_model(tmp_path,
+                                                                             digits_model):
     out = tmp_path / "cmp"
     res = C.compare("unlearn", (0,), out=out, methods=["original", "ssd"], log=lambda s: None)
     assert res["methods"] == ["original", "retrain", "ssd"]  # retrain added as the reference
     md = (out / "comparison.md").read_text()
-    assert "The retrained model's MIA" in md and "mia_gap_to_retrain" in md
-    for m in res["methods"]:
-        assert f"| {m} |" in md
+    assert "Avg. Gap" in md and "| ua | ra | ta | mia_efficacy | mia | avg_gap |" in md
     s = res["summary"]
-    assert s["retrain"]["mia_gap_to_retrain"]["mean"] == 0.0
+    rows = [line.split(" |")[0][2:] for line in md.splitlines() if line.startswith("| ")][1:]
+    assert rows == sorted(res["methods"], key=lambda m: s[m]["avg_gap"]["mean"])
+    assert rows[0] == "retrain" and s["retrain"]["avg_gap"]["mean"] == 0.0
+    assert s["retrain"]["ua"]["mean"] == pytest.approx(100.0)  # never saw a 7
+    assert s["original"]["avg_gap"]["mean"] > 20.0  # remembers every 7
+    # SSD ran its val grid, and the report says which setting won
+    assert s["ssd"]["settings"][0] in ({"alpha": 5.0}, {"alpha": 10.0}, {"alpha": 20.0})
+    assert len(res["runs"]["ssd"][0]["grid"]) == 3
     assert s["original"]["forget_acc"]["mean"] == pytest.approx(1.0)
     assert s["retrain"]["forget_acc"]["mean"] <= 0.05  # never saw a 7
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,8 +1,11 @@
 """Hand-designed editing algorithms to compare RL editing against, on the same task and metrics."""
 
 from maskshift.baselines.bias import BIAS_BASELINES
-from maskshift.baselines.unlearning import UNLEARNING_BASELINES
+from maskshift.baselines.field import FIELD_BASELINES
+from maskshift.baselines.tuning import GRIDS, tuned
+from maskshift.baselines.unlearning import UNLEARNING_BASELINES, retrained
 
-BASELINES = {"unlearn": UNLEARNING_BASELINES, "bias": BIAS_BASELINES}
+BASELINES = {"unlearn": {**UNLEARNING_BASELINES, **FIELD_BASELINES}, "bias": BIAS_BASELINES}
 
-__all__ = ["BASELINES", "BIAS_BASELINES", "UNLEARNING_BASELINES"]
+__all__ = ["BASELINES", "BIAS_BASELINES", "FIELD_BASELINES", "GRIDS", "UNLEARNING_BASELINES",
+           "retrained", "tuned"]

@@ -12,11 +12,17 @@ import numpy as np
 
 from maskshift._types import Params, PRNGKey
 from maskshift.data import Dataset, Split
-from maskshift.models.pretrain import cross_entropy_loss, default_model, fit, train_classifier
+from maskshift.models.pretrain import (
+    cross_entropy_loss,
+    default_model,
+    fit,
+    pretrained,
+    train_classifier,
+)
 from maskshift.tasks import Task, UnlearnObjective
 
 
-def _forget_mask(task: Task, y) -> np.ndarray:
+def forget_rows(task: Task, y) -> np.ndarray:
     if not isinstance(task.objective, UnlearnObjective):
         raise ValueError(f"Task {task.name!r} is not an unlearning task.")
     return np.isin(np.asarray(y), task.objective.forget_classes)
@@ -25,7 +31,7 @@ def _forget_mask(task: Task, y) -> np.ndarray:
 def retain_dataset(task: Task) -> Dataset:
     """The task's dataset with every forget-class example removed from the train split."""
     tr = task.dataset.train
-    keep = ~_forget_mask(task, tr.y)
+    keep = ~forget_rows(task, tr.y)
     return dataclasses.replace(task.dataset, train=Split(tr.x[keep], tr.y[keep]))
 
 
@@ -36,6 +42,19 @@ def retrain(task: Task, key: PRNGKey) -> Params:
                          "carry it, for your own model pass model=... to the Task.")
     _, config = default_model(task.dataset)
     return train_classifier(task.model, retain_dataset(task), key, config)
+
+
+def retrained(task: Task, seed: int, *, use_cache: bool = True) -> Params:
+    """The retrained reference every Avg. Gap is measured against: :func:`retrain` with
+    ``jax.random.key(seed)``, computed once per (model, data, forget set, seed) and cached like
+    the pretrained models (the retain set's data fingerprint keys the entry)."""
+    if task.model is None:
+        raise ValueError("The retrained reference needs the task's Flax module (Task.model) to "
+                         "train from scratch; your own Task has none, so the Avg. Gap cannot be "
+                         "computed (pass model=... to the Task, or read the other figures).")
+    _, config = default_model(task.dataset)
+    return pretrained(retain_dataset(task), seed, model=task.model, config=config,
+                      use_cache=use_cache).params
 
 
 def finetune(task: Task, key: PRNGKey, epochs: int = 5, learning_rate: float = 1e-3) -> Params:
@@ -50,7 +69,7 @@ def gradient_ascent(task: Task, key: PRNGKey, epochs: int = 20, learning_rate: f
     """Ascend the cross-entropy on the forget set; with ``graddiff`` also descend it on a retain
     minibatch of the same size at every step (GradDiff)."""
     tr = task.dataset.train
-    f = _forget_mask(task, tr.y)
+    f = forget_rows(task, tr.y)
     xf, yf = tr.x[f], tr.y[f]
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()[-1])
     r_idx = rng.choice(np.flatnonzero(~f), size=len(yf), replace=len(yf) > (~f).sum())
@@ -66,7 +85,7 @@ def gradient_ascent(task: Task, key: PRNGKey, epochs: int = 20, learning_rate: f
 def random_relabel(task: Task, key: PRNGKey, num_classes: int) -> np.ndarray:
     """A label for every train example: forget examples get a random *wrong* class."""
     y = np.asarray(task.dataset.train.y).copy()
-    f = _forget_mask(task, y)
+    f = forget_rows(task, y)
     shift = np.asarray(jax.random.randint(key, (int(f.sum()),), 1, num_classes))
     y[f] = (y[f] + shift) % num_classes
     return y
@@ -113,7 +132,7 @@ def ssd(task: Task, key: PRNGKey, alpha: float = 10.0, lam: float = 1.0) -> Para
     train set and on the forget set, then :func:`dampen` (defaults as its reference code)."""
     del key  # deterministic
     tr = task.dataset.train
-    f = _forget_mask(task, tr.y)
+    f = forget_rows(task, tr.y)
     imp_d = diagonal_fisher(task.apply_fn, task.params, tr.x, tr.y)
     imp_f = diagonal_fisher(task.apply_fn, task.params, tr.x[f], tr.y[f])
     return dampen(task.params, imp_d, imp_f, alpha, lam)
@@ -123,10 +142,11 @@ UNLEARNING_BASELINES = {
     "retrain": retrain,
     "finetune": finetune,
     "gradient_ascent": gradient_ascent,
-    "graddiff": lambda task, key: gradient_ascent(task, key, graddiff=True),
+    "graddiff": lambda task, key, **setting: gradient_ascent(task, key, graddiff=True, **setting),
     "random_labels": random_labels,
     "ssd": ssd,
 }
 
-__all__ = ["UNLEARNING_BASELINES", "dampen", "diagonal_fisher", "finetune", "gradient_ascent",
-           "random_labels", "random_relabel", "retain_dataset", "retrain", "ssd"]
+__all__ = ["UNLEARNING_BASELINES", "dampen", "diagonal_fisher", "finetune", "forget_rows",
+           "gradient_ascent", "random_labels", "random_relabel", "retain_dataset", "retrain",
+           "retrained", "ssd"]

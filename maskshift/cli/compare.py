@@ -37,6 +37,9 @@ def build_parser() -> Parser:
                    help="subset of methods (default: all)")
     p.add_argument("--rl-total-steps", type=positive_int, default=None,
                    help="env steps per PPO/APG run (default: maskshift.train's)")
+    p.add_argument("--no-tune", dest="no_tune", action="store_const", const=True, default=None,
+                   help="run each unlearning baseline at its default setting instead of choosing "
+                        "from its small grid on val (maskshift.baselines.GRIDS)")
     p.add_argument("--out", type=path, default=None, help="default runs/compare-<task>")
     p.add_argument("--overwrite", action="store_true")
     return p
@@ -46,7 +49,9 @@ def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     if args.task == "bias":
-        refuse_unused(args, p, {"forget_class": "applies to --task unlearn only"})
+        refuse_unused(args, p, {"forget_class": "applies to --task unlearn only",
+                                "no_tune": "applies to --task unlearn only (bias baselines have "
+                                           "no grid)"})
     if len(set(args.seeds)) != len(args.seeds):
         p.error(f"argument --seeds: {args.seeds} repeats a seed; list each seed once")
     out = Path(args.out or f"runs/compare-{args.task}")
@@ -56,7 +61,8 @@ def main(argv=None) -> int:
         compare(args.task, tuple(args.seeds), out=out, dataset=args.dataset,
                 forget_classes=tuple(args.forget_class or (7,)), methods=args.methods,
                 rl_total_steps=args.rl_total_steps, overwrite=args.overwrite,
-                data_dir=args.data_dir, log=lambda s: print(s, flush=True))
+                data_dir=args.data_dir, tune=not args.no_tune,
+                log=lambda s: print(s, flush=True))
     except (ValueError, TrainingError, CheckpointError) as err:
         fail(p, err, 2)
     return 0

@@ -9,6 +9,7 @@ from maskshift.metrics.bias import (
     positive_score,
     worst_group_accuracy,
 )
+from maskshift.metrics.field import FIELD_KEYS, avg_gap, field_figures, mia_efficacy
 from maskshift.metrics.reports import bias_report, meets_unlearning_target, unlearning_report
 from maskshift.metrics.unlearning import (
     accuracy,
@@ -21,6 +22,10 @@ from maskshift.metrics.unlearning import (
 )
 
 __all__ = [
+    "FIELD_KEYS",
+    "avg_gap",
+    "field_figures",
+    "mia_efficacy",
     "accuracy",
     "bias_aucs",
     "bias_report",

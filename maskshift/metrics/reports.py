@@ -17,6 +17,7 @@ from maskshift._types import Params
 from maskshift.data import Dataset
 from maskshift.metrics import bias as B
 from maskshift.metrics import unlearning as U
+from maskshift.metrics.field import field_figures
 
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
 
@@ -39,7 +40,9 @@ def unlearning_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, forge
     far from the decision boundary they were forgotten), ``per_class_acc`` and ``mia`` (attack
     fitted on retain-train vs test, scored on forget-train). ``with_mia=False`` leaves the MIA
     out: it runs the model over the whole train and test splits, which selecting a step on val
-    does not need.
+    does not need. With the MIA come the field's figures (:mod:`maskshift.metrics.field`), in
+    points: ``ua``, ``ra`` (train forget and retain sets), ``ta`` (test, outside the forget
+    classes) and ``mia_efficacy``.
     """
     ev = dataset.split(split)
     logits = _logits(apply_fn, params, ev.x)
@@ -60,6 +63,9 @@ def unlearning_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, forge
         out["mia"] = float(_membership_inference(train_logits, test_logits, train_logits,
                                                   w_members=1.0 - train_forget,
                                                   w_target=train_forget))
+        out.update(field_figures(train_logits, dataset.train.y, np.asarray(train_forget) > 0,
+                                 test_logits, dataset.test.y,
+                                 np.isin(dataset.test.y, np.atleast_1d(forget_classes))))
     return out
 
 

@@ -86,9 +86,11 @@ def init_params(model: nn.Module, dataset: Dataset, key: PRNGKey) -> Params:
 
 
 def fit(params: Params, loss_fn, arrays: tuple, key: PRNGKey, *, epochs: int, batch_size: int,
-        learning_rate: float, weight_decay: float = 0.0) -> Params:
+        learning_rate: float, weight_decay: float = 0.0,
+        gradient_transform: optax.GradientTransformation | None = None) -> Params:
     """Minimise ``loss_fn(params, *minibatch)`` with AdamW over shuffled minibatches of
     ``arrays`` (a tuple of arrays sharing their first axis). Pure up to the returned params.
+    ``gradient_transform`` runs on the gradients before AdamW (a saliency mask, an ℓ1 term).
 
     A host loop over one jitted optimizer step. On XLA:CPU a convolution inside a ``lax.scan``
     (a while loop) runs about 10x slower than outside one, and unrolling an epoch costs ~10 s of
@@ -102,6 +104,8 @@ def fit(params: Params, loss_fn, arrays: tuple, key: PRNGKey, *, epochs: int, ba
     if steps == 0:
         raise ValueError("fit() needs at least one example.")
     tx = optax.adamw(learning_rate, weight_decay=weight_decay)
+    if gradient_transform is not None:
+        tx = optax.chain(gradient_transform, tx)
 
     @functools.partial(jax.jit, donate_argnums=0)
     def step(carry, arrays, batches, i):  # batches: [steps, batch_size] indices

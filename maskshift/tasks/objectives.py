@@ -144,7 +144,7 @@ class UnlearnObjective(Objective):
     env_defaults: tuple[tuple[str, float], ...] = (("lambda_utility", 10.0), ("lambda_edit", 1.0))
     # the gradient controller's weight on the normalised utility gradient (maskshift.controls)
     control_utility_weight: float = 1.0
-    summary_keys: tuple[str, ...] = ("forget_acc", "retain_acc", "test_acc", "mia")
+    summary_keys: tuple[str, ...] = ("forget_acc", "retain_acc", "test_acc", "mia", "mia_efficacy")
 
     @property
     def targets(self) -> tuple[tuple[int, ...], ...]:

@@ -1,0 +1,107 @@
+"""Class-wise forgetting measured as the unlearning literature measures it: every class × seeds,
+every editor of the action space and every baseline, UA / RA / TA / MIA-Efficacy / entropy MIA /
+Avg. Gap to the retrained model, wall time and how many runs meet the target.
+
+    python benchmarks/field.py --classes 0 1 2 3 4 5 6 7 8 9 --seeds 0 1 2 \\
+        --out runs/field-digits --json benchmarks/results/field-digits.json
+    python benchmarks/field.py --dataset fashion_mnist --seeds 0 1 --out runs/field-fashion \\
+        --json benchmarks/results/field-fashion.json
+
+One ``maskshift.compare`` per forget class (``OUT/class<c>/``, reused when finished, so a killed
+run picks up where it was), then every (class, seed) run of each method pooled: mean ± std of
+each figure, the mean wall seconds, and the runs that meet the target (forget accuracy ≤ 0.02,
+retain within 0.03 of the original's, test split). Writes the table as Markdown next to the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from maskshift._io import atomic_write_json, atomic_write_text
+from maskshift.metrics import meets_unlearning_target
+from maskshift.run.compare import TABLE_KEYS, compare
+
+EDITORS = ["MaskWorld-gradient", "ShiftWorld-gradient", "MaskWorld-oracle", "ShiftWorld-oracle",
+           "MaskWorld-residual", "ShiftWorld-residual", "MaskWorld", "ShiftWorld"]
+BASELINES = ["retrain", "finetune", "gradient_ascent", "graddiff", "random_labels", "ssd",
+             "salun", "l1_sparse", "scrub"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchmarks/field.py", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default=None, help="default: the embedded digits")
+    p.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--methods", nargs="+", default=["original", *BASELINES, *EDITORS])
+    p.add_argument("--out", default="runs/field")
+    p.add_argument("--json", default=None, help="write the pooled figures here (and a .md)")
+    return p
+
+
+def class_result(c: int, args) -> dict:
+    out = Path(args.out) / f"class{c}"
+    if (out / "comparison.json").exists():
+        saved = json.loads((out / "comparison.json").read_text())
+        if saved["seeds"] == args.seeds and set(args.methods) <= set(saved["methods"]):
+            return saved
+    return compare("unlearn", tuple(args.seeds), out=out, dataset=args.dataset,
+                   forget_classes=(c,), methods=args.methods, overwrite=True,
+                   log=lambda s: print(f"[class {c}] {s}", flush=True))
+
+
+def pooled(results: list[dict], methods: list[str]) -> dict:
+    keys = (*TABLE_KEYS["unlearn"], "forget_acc", "retain_acc", "wall_seconds")
+    table = {}
+    for m in methods:
+        runs = [r for res in results for r in res["runs"][m]]
+        originals = [r for res in results for r in res["runs"]["original"]]
+        table[m] = {k: {"mean": float(np.mean([r[k] for r in runs])),
+                        "std": float(np.std([r[k] for r in runs]))} for k in keys}
+        table[m]["runs"] = len(runs)
+        table[m]["meets_target"] = int(sum(meets_unlearning_target(o, r)
+                                           for r, o in zip(runs, originals, strict=True)))
+        settings = [json.dumps(r["setting"]) for r in runs if "setting" in r]
+        if settings:
+            table[m]["settings"] = {s: settings.count(s) for s in sorted(set(settings))}
+    return table
+
+
+def markdown(table: dict, args) -> str:
+    keys = TABLE_KEYS["unlearn"]
+    lines = [f"Class-wise forgetting on `{args.dataset or 'digits'}`, classes {args.classes} × "
+             f"seeds {args.seeds}, test split (UA, RA on train). Points except the entropy MIA "
+             "(0–1); mean ± std over every (class, seed) run; sorted by Avg. Gap.", "",
+             "| method | " + " | ".join(keys) + " | meets target | wall s |",
+             "|---|" + "---|" * (len(keys) + 2)]
+    for m in sorted(table, key=lambda m: table[m]["avg_gap"]["mean"]):
+        t = table[m]
+        digits = {k: 3 if k == "mia" else 2 for k in keys}
+        cells = [f"{t[k]['mean']:.{digits[k]}f} ± {t[k]['std']:.{digits[k]}f}" for k in keys]
+        lines.append(f"| {m} | " + " | ".join(cells)
+                     + f" | {t['meets_target']}/{t['runs']} | {t['wall_seconds']['mean']:.1f} |")
+    chosen = {m: t["settings"] for m, t in table.items() if "settings" in t}
+    if chosen:
+        lines += ["", "Settings the val grid chose (runs): " + "; ".join(
+            f"{m} " + ", ".join(f"{s} ×{n}" for s, n in c.items()) for m, c in chosen.items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    results = [class_result(c, args) for c in args.classes]
+    table = pooled(results, args.methods)
+    md = markdown(table, args)
+    print(md)
+    if args.json:
+        atomic_write_json(args.json, {"args": vars(args), "table": table})
+        atomic_write_text(Path(args.json).with_suffix(".md"), md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
