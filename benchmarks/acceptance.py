@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from maskshift._io import atomic_write_json, atomic_write_text
-from maskshift.metrics import meets_unlearning_target
+from maskshift.metrics import avg_gap, meets_unlearning_target
 from maskshift.run import make_run_config, reuse_or_run
 
 
@@ -118,42 +118,44 @@ def class_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def retrain_mias(classes, seeds) -> dict:
-    """``{(class, seed): MIA on test}`` of the CNN retrained from scratch without that class (the
-    gold reference of ``maskshift.compare``, seed ``s`` for ``jax.random.key(s)``)."""
-    import jax
-
-    from maskshift.baselines.unlearning import retrain
+def retrain_reports(classes, seeds) -> dict:
+    """``{(class, seed): test report}`` of the CNN retrained from scratch without that class (the
+    cached reference of every Avg. Gap, :func:`maskshift.baselines.retrained`)."""
+    from maskshift.baselines import retrained
     from maskshift.tasks import unlearning_task
 
     out = {}
     for c in classes:
         task = unlearning_task(c)
         for s in seeds:
-            out[(c, s)] = task.report(retrain(task, jax.random.key(s)))["mia"]
-            print(f"retrained without class {c}, seed {s}: MIA {out[(c, s)]:.3f}", flush=True)
+            out[(c, s)] = task.report(retrained(task, s))
+            print(f"retrained without class {c}, seed {s}: MIA {out[(c, s)]['mia']:.3f}, "
+                  f"MIA-Efficacy {out[(c, s)]['mia_efficacy']:.1f}", flush=True)
     return out
 
 
-def mia_table(rows: list[dict], ref: dict) -> str:
-    """Mean test MIA per forget class and editor beside the retrained models' for that class, and
-    over every class."""
+def field_table(rows: list[dict], ref: dict) -> str:
+    """Per editor over its unlearning runs: the field's figures (points), the entropy MIA beside
+    the retrained models', and the Avg. Gap to the retrained model of the same class and seed;
+    sorted by Avg. Gap."""
     import statistics as st
 
+    from maskshift.metrics import FIELD_KEYS
+
     cols = list(dict.fromkeys((r["algo"], r["env"]) for r in rows if r["task"] == "unlearn"))
-    classes = sorted({r["forget_class"] for r in rows if r["task"] == "unlearn"})
-
-    def fmt(v):
-        return f"{st.mean(v):.3f} ± {st.pstdev(v):.3f}" if v else ""
-
-    lines = ["| class | retrained | " + " | ".join(f"{a} {e}" for a, e in cols) + " |",
-             "|---|---|" + "---|" * len(cols)]
-    for c in classes + ["all"]:
-        refs = [v for (k, _), v in ref.items() if c in ("all", k)]
-        cells = [fmt([r["after"]["mia"] for r in rows if (r["algo"], r["env"]) == col
-                      and c in ("all", r["forget_class"])]) for col in cols]
-        lines.append(f"| {c} | {fmt(refs)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    table = []
+    for col in cols:
+        runs = [r for r in rows if r["task"] == "unlearn" and (r["algo"], r["env"]) == col]
+        refs = [ref[(r["forget_class"], r["seed"])] for r in runs]
+        gaps = [avg_gap(r["after"], t) for r, t in zip(runs, refs, strict=True)]
+        cells = [f"{st.mean(r['after'][k] for r in runs):.2f}" for k in FIELD_KEYS]
+        table.append((st.mean(gaps), f"| {col[0]} {col[1]} | " + " | ".join(cells)
+                      + f" | {st.mean(r['after']['mia'] for r in runs):.3f} "
+                      f"({st.mean(t['mia'] for t in refs):.3f}) | {st.mean(gaps):.2f} ± "
+                      f"{st.pstdev(gaps):.2f} |"))
+    lines = ["| editor | UA | RA | TA | MIA-Efficacy | MIA (retrained) | Avg. Gap |",
+             "|---|---|---|---|---|---|---|"]
+    return "\n".join(lines + [line for _, line in sorted(table)])
 
 
 def markdown(rows: list[dict]) -> str:
@@ -189,8 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("--classes", type=int, nargs="+", default=None,
                    help="forget classes for the unlearning runs (default: the CLI's, 7)")
     p.add_argument("--retrain-reference", action="store_true",
-                   help="also retrain the CNN without each forget class (every seed) and put "
-                        "the editors' MIA beside the retrained models'")
+                   help="also retrain the CNN without each forget class (every seed; cached) and "
+                        "put the editors' MIA and Avg. Gap beside the retrained models'")
     p.add_argument("--from-compare", nargs="+", default=None, metavar="DIR",
                    help="tabulate the editor runs of these maskshift.compare outputs instead of "
                         "running anything")
@@ -207,13 +209,16 @@ def main(argv=None) -> int:
     md = markdown(rows)
     if args.retrain_reference:
         classes = sorted({r["forget_class"] for r in rows if r["task"] == "unlearn"})
-        ref = retrain_mias(classes, args.seeds)
-        md += ("\nTest MIA, mean ± std over seeds, beside the model retrained without that class "
-               "(seeds " + " ".join(map(str, args.seeds)) + "):\n\n" + mia_table(rows, ref)
-               + "\n")
+        ref = retrain_reports(classes, args.seeds)
+        md += ("\nThe field's figures (points; UA, RA on train), the entropy MIA beside the "
+               "retrained models', and the Avg. Gap to the model retrained without that class "
+               "with the same seed (seeds " + " ".join(map(str, args.seeds)) + "), means over "
+               "every run, sorted by Avg. Gap:\n\n" + field_table(rows, ref) + "\n")
         for r in rows:
             if r["task"] == "unlearn":
-                r["retrain_mia"] = ref.get((r["forget_class"], r["seed"]))
+                t = ref.get((r["forget_class"], r["seed"]))
+                r["retrain_mia"] = t and t["mia"]
+                r["avg_gap"] = t and avg_gap(r["after"], t)
     atomic_write_text(Path(args.out) / "acceptance.md", md)
     atomic_write_json(Path(args.out) / "acceptance.json", rows)
     print(md)

@@ -48,6 +48,14 @@ def _json_default(o):
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serialisable")
 
 
+def file_in_the_way(directory: str | os.PathLike) -> Path | None:
+    """The first existing path among ``directory`` and its parents that is a file, not a
+    directory (a directory could never be made there), or ``None``."""
+    directory = Path(directory).absolute()
+    return next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()),
+                None)
+
+
 def tree_checksum(tree) -> str:
     """SHA-256 over every leaf's dtype, shape and bytes, in tree order."""
     h = hashlib.sha256()

@@ -23,7 +23,7 @@ TRAIN = [
     (["--edit", "Dense_9"], "Unknown layer or leaf 'Dense_9' to edit"),
     (["--task-factory", "no_such_module:make"], "--task-factory 'no_such_module:make' cannot be"),
     (["--task-factory", "json"], "must look like package.module:function"),
-    (["--seed", "-1"], "argument --seed: expected a whole number >= 0, got '-1'"),
+    (["--seed", "-1"], "argument --seed: expected a whole number from 0 to 4294967295, got '-1'"),
     (["--forget-class", "11"], "outside the labels 0..9"),
     (["--forget-class", "x"], "argument --forget-class: expected a whole number >= 0"),
     (["--task", "bias", "--forget-class", "3"],
@@ -55,6 +55,16 @@ TRAIN = [
     (["--env-chunk", "0"], "argument --env-chunk: expected a whole number >= 1"),
     (["--algo", "apg", "--env-chunk", "8"], "argument --env-chunk: applies to --algo ppo only"),
     (["--distributed=1"], "argument --distributed: ignored explicit argument '1'"),
+    (["--seed", "99999999999999999999"], "argument --seed: expected a whole number from 0 to "
+                                         "4294967295"),
+    (["--total-steps", "100"], "A budget of 100 env steps is less than one update (64 "
+                               "environments x 8 steps = 512); give --total-steps 512"),
+    (["--algo", "apg", "--total-steps", "100"], "A budget of 100 env steps is less than one"),
+    (["--edit", "Dense_0", "Dense_0"], "A leaf is listed twice"),
+    (["--edit", ""], "Unknown layer or leaf '' to edit"),
+    (["--forget-class", *map(str, range(10))], "Forgetting every class leaves no retain set"),
+    (["--task-factory", "os:getcwd"], "returned str, not a maskshift.Task"),
+    (["--env-chunk", "128"], "An environment chunk of 128 does not divide 64 environments"),
     (["--coordinator", "127.0.0.1:1"], "argument --coordinator: applies to --distributed only"),
     (["--num-processes", "2"], "argument --num-processes: applies to --distributed only"),
     (["--process-id", "0"], "argument --process-id: applies to --distributed only"),
@@ -103,7 +113,9 @@ EVALUATE = [
     (["--task", "unlearn", "--checkpoint", "/no/such/run"], "does not exist"),
     (["--task", "unlearn", "--checkpoint", ""], "argument --checkpoint: expected a path, got an "
                                                 "empty string"),
-    (["--task", "unlearn", "--seed", "-2"], "argument --seed: expected a whole number >= 0"),
+    (["--task", "unlearn", "--seed", "-2"], "argument --seed: expected a whole number from 0"),
+    (["--task", "unlearn", "--seed", "4294967296"], "argument --seed: expected a whole number "
+                                                    "from 0 to 4294967295"),
     (["--task", "unlearn", "--split", "holdout"], "argument --split: invalid choice: 'holdout'"),
     (["--task", "unlearn", "--json=1"], "argument --json: ignored explicit argument '1'"),
 ]
@@ -119,6 +131,10 @@ COMPARE = [
     (["--task", "unlearn", "--rl-total-steps", "0"], "argument --rl-total-steps: expected a whole "
                                                      "number >= 1"),
     (["--task", "unlearn", "--overwrite=no"], "argument --overwrite: ignored explicit argument"),
+    (["--task", "unlearn", "--seeds", "4294967296"], "argument --seeds: expected a whole number "
+                                                     "from 0 to 4294967295"),
+    (["--task", "bias", "--no-tune"], "argument --no-tune: applies to --task unlearn only"),
+    (["--task", "unlearn", "--no-tune=1"], "argument --no-tune: ignored explicit argument"),
 ]
 
 
@@ -182,4 +198,5 @@ def test_out_naming_a_file_is_refused(main, argv, capsys, tmp_path):
     target = tmp_path / "notes.txt"
     target.write_text("mine")
     _refused(main, [*argv, "--out", str(target)], "is an existing file, not a directory", capsys)
-    assert target.read_text() == "mine"
+    _refused(main, [*argv, "--out", str(target / "run")], "file, not a directory", capsys)
+    assert target.read_text() == "mine" and list(tmp_path.iterdir()) == [target]

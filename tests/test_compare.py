@@ -89,3 +89,23 @@ def test_gradient_controls_sit_beside_the_rl_rows_with_env_steps(tmp_path, toxic
     assert sorted((r["algo"], r["env"]) for r in rows) == [("gradient", "mask"),
                                                            ("gradient", "shift")]
     assert "| editor | env | task | target met |" in (table / "acceptance.md").read_text()
+
+
+def test_your_own_task_without_a_module_is_compared_without_the_gap(tmp_path, blob_mlp):
+    """No Flax module to retrain from scratch: one line says so, every other figure stays."""
+    from maskshift.tasks import task_from_model
+
+    model, params, x, y = blob_mlp
+    task = task_from_model(model.apply, params, ["Dense_1"], train=(x[:400], y[:400]),
+                           val=(x[400:500], y[400:500]), test=(x[500:], y[500:]),
+                           forget_classes=2)
+    said = []
+    res = C.compare("unlearn", (0,), out=tmp_path / "own", methods=["original", "finetune"],
+                    task=task, tune=False, log=said.append)
+    assert res["methods"] == ["original", "finetune"]
+    assert any(s.startswith("no retrained reference") for s in said)
+    assert "avg_gap" not in res["summary"]["finetune"]
+    assert res["summary"]["finetune"]["mia_efficacy"]["mean"] >= 0.0
+    assert "| finetune |" in (tmp_path / "own" / "comparison.md").read_text()
+    with pytest.raises(ValueError, match="objective is 'unlearn', not 'bias'"):
+        C.compare("bias", (0,), out=tmp_path / "x", task=task, log=said.append)

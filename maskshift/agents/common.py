@@ -107,3 +107,13 @@ def deterministic_rollout(env: EditWorld, env_params: EnvParams, network, policy
     """Run the policy's mean actions from the original weights for one episode on ``target``
     (see :func:`rollout_edits`)."""
     return rollout_edits(env, env_params, policy_act(network), policy_params, target=target)
+
+
+def check_budget(total_timesteps: int, num_envs: int, num_steps: int) -> None:
+    """A trainer's step budget must hold at least one update of ``num_envs * num_steps`` steps
+    (a smaller one would silently train a whole update anyway)."""
+    per_update = num_envs * num_steps
+    if total_timesteps < per_update:
+        raise ValueError(f"A budget of {total_timesteps} env steps is less than one update "
+                         f"({num_envs} environments x {num_steps} steps = {per_update}); give "
+                         f"`total_timesteps={per_update}` or more, or fewer `num_envs`.")

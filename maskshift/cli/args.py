@@ -38,6 +38,11 @@ def nonneg_int(text: str) -> int:
     return _number(int, text, "a whole number >= 0", lambda v: v >= 0)
 
 
+def seed_int(text: str) -> int:
+    """A PRNG seed: ``jax.random.key`` takes 0 .. 2**32 - 1."""
+    return _number(int, text, "a whole number from 0 to 4294967295", lambda v: 0 <= v < 2**32)
+
+
 def positive_float(text: str) -> float:
     return _number(float, text, "a finite number > 0", lambda v: v > 0)
 
@@ -58,7 +63,8 @@ def path(text: str) -> str:
 
 
 # config fields whose flag has another name
-FLAG_NAMES = {"forget_classes": "forget-class", "timeout": "distributed-timeout"}
+FLAG_NAMES = {"forget_classes": "forget-class", "timeout": "distributed-timeout",
+              "total_timesteps": "total-steps"}
 _FIELD = re.compile(r"`([a-z_]+)(?:=([^`]*))?`")
 
 

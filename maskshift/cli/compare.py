@@ -19,6 +19,7 @@ from maskshift.cli.args import (
     path,
     positive_int,
     refuse_unused,
+    seed_int,
 )
 from maskshift.run import TrainingError
 from maskshift.run.compare import compare
@@ -30,7 +31,7 @@ def build_parser() -> Parser:
                            "task.")
     p.add_argument("--task", required=True, choices=("unlearn", "bias"))
     add_dataset_arguments(p)
-    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn only (default 7)")
     p.add_argument("--methods", nargs="+", default=None,

@@ -21,6 +21,7 @@ from maskshift.cli.args import (
     nonneg_int,
     path,
     refuse_unused,
+    seed_int,
 )
 from maskshift.data import TASK_KINDS
 from maskshift.run.evaluate import evaluate_model
@@ -56,7 +57,7 @@ def build_parser() -> Parser:
                    help="class(es) to forget, unlearn task only (default: 7)")
     p.add_argument("--checkpoint", type=path, default=None,
                    help="a run directory written by maskshift.train")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the pretrained target model")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the pretrained target model")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return p

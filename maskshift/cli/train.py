@@ -36,6 +36,7 @@ from maskshift.cli.args import (
     positive_float,
     positive_int,
     refuse_unused,
+    seed_int,
 )
 from maskshift.cli.launch import DISTRIBUTED_FLAGS, add_distributed_arguments, join
 from maskshift.controls import OracleConfig
@@ -85,7 +86,7 @@ def _add_what_to_edit(p: Parser) -> None:
     p.add_argument("--task-factory", default=None, metavar="MODULE:FUNCTION",
                    help="your own task: a function with no arguments returning a maskshift.Task "
                         "(e.g. task_from_model(...)); replaces --task, --dataset and --edit")
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn only (default 7); with --amortized, the "
                         "pool of classes to train over")

@@ -26,6 +26,7 @@ from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.baselines import BASELINES, GRIDS, retrained, tuned
 from maskshift.data import load_dataset, resolve_dataset
 from maskshift.metrics import FIELD_KEYS, avg_gap, meets_unlearning_target
+from maskshift.run.build import task_fingerprint
 from maskshift.run.config import (
     ALGOS,
     DEFAULT_TOLERANCE,
@@ -33,8 +34,8 @@ from maskshift.run.config import (
     TrainingError,
     make_run_config,
 )
-from maskshift.run.pipeline import reuse_or_run
-from maskshift.tasks import SUMMARY_KEYS, bias_task, unlearning_task
+from maskshift.run.pipeline import refuse_file_in_the_way, reuse_or_run
+from maskshift.tasks import SUMMARY_KEYS, Task, bias_task, unlearning_task
 
 # method name -> (env, algo, policy): every maskshift.train editor in the environments' action
 # space; a policy is the PPO network's (heads, observation): "units" reads the gradient
@@ -68,8 +69,14 @@ def _run_dir(out: Path, method: str, seed: int) -> Path:
 
 def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str | None = None,
             forget_classes=(7,), methods=None, rl_total_steps: int | None = None,
-            overwrite: bool = False, data_dir=None, tune: bool = True, log=print) -> dict:
+            overwrite: bool = False, data_dir=None, tune: bool = True,
+            task: Task | None = None, log=print) -> dict:
     """Run every method for every seed; write and return the comparison.
+
+    ``task``: your own :class:`~maskshift.tasks.Task` (``task_name`` must be its objective's
+    name; ``dataset`` and ``forget_classes`` come from it). Without its Flax module
+    (``Task.model``) no model can be retrained from scratch: the comparison says so in one line
+    and reports every figure but the Avg. Gap.
 
     ``tune``: every unlearning baseline runs its small grid (:data:`maskshift.baselines.GRIDS`)
     and keeps the setting the val rule prefers (the RL editors' step-selection rule); ``False``
@@ -77,13 +84,23 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
     :func:`maskshift.baselines.retrained` model of each seed; every unlearning report carries its
     Avg. Gap to it."""
     out = Path(out)
+    refuse_file_in_the_way(out)
     if (out / "comparison.json").exists() and not overwrite:
         raise TrainingError(f"{out} already holds a comparison; choose another `out` or pass "
                             "`overwrite=True`.")
-    name = resolve_dataset(task_name, dataset)
-    data = load_dataset(name, data_dir=data_dir)
-    task = (unlearning_task(forget_classes, dataset=data) if task_name == "unlearn"
-            else bias_task(dataset=data))
+    own = task is not None
+    if own:
+        if task.objective.name != task_name:
+            raise ValueError(f"Your task's objective is {task.objective.name!r}, not "
+                             f"{task_name!r}; pass `task_name={task.objective.name!r}`.")
+        name = task.dataset.name
+        if task_name == "unlearn":
+            forget_classes = tuple(task.objective.forget_classes)
+    else:
+        name = resolve_dataset(task_name, dataset)
+        data = load_dataset(name, data_dir=data_dir)
+        task = (unlearning_task(forget_classes, dataset=data) if task_name == "unlearn"
+                else bias_task(dataset=data))
     all_methods = ["original", *BASELINES[task_name], *RL_METHODS]
     methods = list(methods or all_methods)
     unknown = [m for m in methods if m not in all_methods]
@@ -91,11 +108,16 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
         raise ValueError(f"Unknown method {unknown[0]!r}; choose from {', '.join(all_methods)}.")
     if task_name == "unlearn" and "retrain" not in methods:
         methods.insert(1, "retrain")  # the gold reference every MIA is compared with
+    if task_name == "unlearn" and task.model is None:  # nothing to retrain from scratch
+        methods = [m for m in methods if m != "retrain"]
+        log("no retrained reference: your task has no Flax module (Task.model) to train from "
+            "scratch, so the Avg. Gap is left out (pass model=... to the Task to get it)")
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     # what a cached baseline report must have been made for to be reused
     made_for = {"task": task_name, "dataset": name, "data_dir": data_dir and str(data_dir),
-                "forget_classes": list(forget_classes) if task_name == "unlearn" else None}
+                "forget_classes": list(forget_classes) if task_name == "unlearn" else None,
+                "own_task": task_fingerprint(task) if own else None}
     for seed in seeds:
         for m in methods:
             t0 = time.perf_counter()
@@ -105,7 +127,8 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
                 run_dir = _run_dir(out, m, seed)
                 cfg = rl_config(task_name, m, seed, forget_classes, dataset, rl_total_steps,
                                  data_dir)
-                res = reuse_or_run(cfg, run_dir, log=lambda s: log("  " + s))
+                res = reuse_or_run(cfg, run_dir, task=task if own else None,
+                                   log=lambda s: log("  " + s))
                 rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"],
                        "env_steps": res["train"]["env_steps"]}
             else:
@@ -167,12 +190,13 @@ TABLE_KEYS = {"unlearn": (*FIELD_KEYS, "mia", "avg_gap"), "bias": SUMMARY_KEYS["
 def _summarise(runs: dict, task_name: str) -> dict:
     """Mean and std over seeds of each method's headline figures; for unlearning also the Avg.
     Gap of every run to the retrained model of its seed and how many runs meet the target."""
-    if task_name == "unlearn":
+    if task_name == "unlearn" and "retrain" in runs:
         ref = runs["retrain"]
         for reps in runs.values():
             for r, r0 in zip(reps, ref, strict=True):
                 r["avg_gap"] = avg_gap(r, r0)
-    keys = (*dict.fromkeys((*SUMMARY_KEYS[task_name], *TABLE_KEYS[task_name])), "wall_seconds")
+    keys = [k for k in dict.fromkeys((*SUMMARY_KEYS[task_name], *TABLE_KEYS[task_name],
+                                      "wall_seconds")) if k in next(iter(runs.values()))[0]]
     summary = {}
     for m, reps in runs.items():
         summary[m] = {k: {"mean": float(np.mean([r[k] for r in reps])),
@@ -191,12 +215,12 @@ def _summarise(runs: dict, task_name: str) -> dict:
 
 def _markdown(result: dict) -> str:
     task = result["task"]
-    keys = list(TABLE_KEYS[task])
+    keys = [k for k in TABLE_KEYS[task] if k in result["summary"][result["methods"][0]]]
     lines = [f"Task `{task}` on `{result['dataset']}`"
              + (f", forget {result['forget_classes']}" if task == "unlearn" else "")
              + f"; mean ± std over seeds {result['seeds']}.", ""]
     methods = list(result["methods"])
-    if task == "unlearn":
+    if "avg_gap" in keys:
         methods.sort(key=lambda m: result["summary"][m]["avg_gap"]["mean"])
         lines += ["In points, the unlearning literature's definitions (docs/comparison.md, \"The "
                   "field's yardstick\"): UA = 1 − accuracy on the forget set and RA accuracy on "

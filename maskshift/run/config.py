@@ -97,9 +97,11 @@ def editor_config(algo: str, task: str = "unlearn", *, episode_length: int = 8,
     num_envs = num_envs or PPOConfig.num_envs
     observation = observation or default_observation(algo, heads)
     heads = heads or default_heads(observation)
-    total = total_steps or default_total_steps(algo, task, heads=heads, observation=observation,
-                                               amortized=amortized)
-    total = max(total, num_envs * episode_length)
+    # a budget given explicitly is checked by the editor config (at least one update); the
+    # default grows to one update for a large environment count
+    total = total_steps or max(default_total_steps(algo, task, heads=heads,
+                                                   observation=observation, amortized=amortized),
+                               num_envs * episode_length)
     lr = DEFAULT_LR[algo] if lr is None else lr
     if algo == "apg":
         return APGConfig(num_envs=num_envs, num_steps=episode_length, total_timesteps=total,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import jax
 
+from maskshift._io import file_in_the_way
 from maskshift.controls import check_differentiable
 from maskshift.hosts import is_primary, sync
 from maskshift.run.build import build_env, resolve_task
@@ -47,13 +48,22 @@ from maskshift.sharding import (
 from maskshift.tasks import Task
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse an output directory the run must not touch (changes nothing on disk)."""
-    if overwrite or not out.exists():
-        return
-    if not out.is_dir():
+def refuse_file_in_the_way(out: Path) -> None:
+    """Refuse an output directory that is, or lies under, an existing file."""
+    blocker = file_in_the_way(out)
+    if blocker == out.absolute():
         raise OutputDirError(f"`out` {out} is an existing file, not a directory; choose another "
                              "`out`.")
+    if blocker is not None:
+        raise OutputDirError(f"`out` {out} lies under {blocker}, which is a file, not a "
+                             "directory; choose another `out`.")
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse an output directory the run must not touch (changes nothing on disk)."""
+    refuse_file_in_the_way(out)
+    if overwrite or not out.exists():
+        return
     if (out / "results.json").exists():
         raise OutputDirError(f"{out} already holds a finished run (results.json). Choose another "
                             "`out`, or pass `overwrite=True` to replace it.")

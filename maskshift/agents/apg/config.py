@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from maskshift.agents.common import check_budget
+
 
 @dataclasses.dataclass(frozen=True)
 class APGConfig:
@@ -40,6 +42,7 @@ class APGConfig:
         for name in ("num_envs", "num_steps", "total_timesteps", "hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        check_budget(self.total_timesteps, self.num_envs, self.num_steps)
         if self.truncation is not None and self.truncation < 1:
             raise ValueError(f"truncation must be at least 1 (or None), got {self.truncation}.")
         for name in ("learning_rate", "max_grad_norm"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from maskshift.agents.common import check_budget
 from maskshift.agents.networks import DEFAULT_SKIP_GAIN, HEADS
 
 
@@ -53,6 +54,7 @@ class PPOConfig:
                      "num_minibatches", "hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        check_budget(self.total_timesteps, self.num_envs, self.num_steps)
         if (self.num_envs * self.num_steps) % self.num_minibatches:
             raise ValueError(f"num_envs * num_steps = {self.num_envs * self.num_steps} is not "
                              f"divisible by num_minibatches = {self.num_minibatches}.")
