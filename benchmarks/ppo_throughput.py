@@ -16,49 +16,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import sys
-import time
-
-import jax
 
 from maskshift._io import atomic_write_json
-from maskshift.agents import ppo
 from maskshift.bench import machine
-from maskshift.envs import ENV_ALIASES, make
-from maskshift.run.config import editor_config
-from maskshift.tasks import make_task
-
-POLICIES = {"residual": ("units", "controller"), "flat": ("flat", "summary")}
-
-
-def ppo_steps_per_s(env_name: str, task: str, num_envs: int, minibatch: str,
-                    chunk: int | None, updates: int, reps: int, policy: str = "residual") -> dict:
-    """Env-steps/s of ``updates`` PPO updates per call (median of ``reps`` calls)."""
-    heads, observation = POLICIES[policy]
-    env, p = make(ENV_ALIASES[env_name], task=make_task(task), minibatch=minibatch,
-                  observation=observation)
-    config = editor_config("ppo", task, num_envs=num_envs, heads=heads, observation=observation,
-                           total_steps=num_envs * 8 * updates)
-    chunk = chunk if chunk is not None and chunk < num_envs else None
-    trainer = ppo.make_train(config, env, None, chunk)
-    rs = jax.jit(trainer.init)(jax.random.key(0), p)
-    t0 = time.perf_counter()
-    run = jax.jit(trainer.run, static_argnums=2).lower(rs, p, updates).compile()
-    compile_s = time.perf_counter() - t0
-    rs, _ = jax.block_until_ready(run(rs, p))  # warm-up
-    seconds = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        rs, _ = jax.block_until_ready(run(rs, p))
-        seconds.append(time.perf_counter() - t0)
-    steps = num_envs * 8 * updates
-    med = statistics.median(seconds)
-    return {"policy": policy, "env": env_name, "task": task, "num_envs": num_envs,
-            "minibatch": minibatch, "env_chunk": chunk, "updates_per_call": updates,
-            "env_steps_per_call": steps,
-            "seconds": seconds, "median_s": med, "env_steps_per_s": steps / med,
-            "compile_s": compile_s}
+from maskshift.bench.ppo import POLICIES, ppo_steps_per_s
 
 
 def main(argv=None) -> int:

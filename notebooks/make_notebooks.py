@@ -14,6 +14,56 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).parent
 
+# The accelerator notebook's first cell: tests/test_notebooks.py runs its functions against a
+# simulated GPU runtime (everything below ``if __name__ == "__main__"`` is what the cell does).
+INSTALL_CELL = """import os
+import shutil
+import subprocess
+import sys
+
+# On Colab, where maskshift comes from: its git URL ("git+https://github.com/<you>/maskshift.git")
+# or a folder you uploaded ("/content/maskshift"). None: maskshift is already installed here.
+MASKSHIFT_SOURCE = None
+EXTRAS = {"gpu": "cuda12", "tpu": "tpu", "cpu": None}
+
+
+def detect_runtime(environ=os.environ, which=shutil.which, exists=os.path.exists) -> str:
+    \"\"\"'tpu', 'gpu' or 'cpu': the accelerator this runtime has, read before JAX starts.\"\"\"
+    if environ.get("COLAB_TPU_ADDR") or environ.get("TPU_NAME") or exists("/dev/accel0"):
+        return "tpu"
+    if which("nvidia-smi") or exists("/dev/nvidia0"):
+        return "gpu"
+    return "cpu"
+
+
+def pip_spec(source: str, runtime: str) -> str:
+    \"\"\"maskshift from ``source`` with the extra that keeps ``runtime``'s accelerator.\"\"\"
+    extra = EXTRAS[runtime]
+    if extra is None:
+        return source
+    return f"maskshift[{extra}] @ {source}" if "://" in source else f"{source}[{extra}]"
+
+
+def check_platform(runtime: str, platform: str) -> None:
+    \"\"\"Stop with one line if JAX no longer sees the runtime's accelerator.\"\"\"
+    if runtime != "cpu" and platform != runtime:
+        raise SystemExit(f"This runtime has a {runtime.upper()} but JAX runs on {platform}: the "
+                         "install replaced its accelerator JAX; restart the runtime and install "
+                         f"with pip install '{pip_spec('SOURCE', runtime)}'.")
+
+
+if __name__ == "__main__":
+    RUNTIME = detect_runtime()
+    if "google.colab" in sys.modules and MASKSHIFT_SOURCE is None:
+        raise SystemExit("Set MASKSHIFT_SOURCE to maskshift's git URL or an uploaded folder.")
+    if MASKSHIFT_SOURCE is not None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                        pip_spec(MASKSHIFT_SOURCE, RUNTIME)], check=True)
+    import jax
+
+    check_platform(RUNTIME, jax.devices()[0].platform)
+    print(f"runtime {RUNTIME}: jax {jax.__version__} on {jax.devices()}")"""
+
 QUICKSTART = [
     new_markdown_cell("""# maskshift quickstart: unlearn a class with MaskWorld and ShiftWorld
 
@@ -128,64 +178,50 @@ for i in fixed[:8]:
 ]
 
 THROUGHPUT = [
-    new_markdown_cell("""# Throughput on a Colab GPU/TPU runtime: vmap scaling and sharding over every device
+    new_markdown_cell("""# maskshift on a Colab GPU/TPU runtime: install, then measure what matters
 
 Run it on Colab (Runtime -> Change runtime type -> GPU or TPU) or anywhere JAX sees an
-accelerator. The first cell installs maskshift when it runs on Colab."""),
-    new_code_cell("""import subprocess
-import sys
-
-# On Colab, install maskshift from its source: set MASKSHIFT_SOURCE to your clone's git URL
-# ("git+https://github.com/<you>/maskshift.git") or to a folder you uploaded ("/content/maskshift").
-MASKSHIFT_SOURCE = None
-if "google.colab" in sys.modules:
-    if MASKSHIFT_SOURCE is None:
-        raise ValueError("Set MASKSHIFT_SOURCE to maskshift's git URL or an uploaded folder.")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", MASKSHIFT_SOURCE], check=True)"""),
-    new_code_cell("""# Parameters. The small setting runs in about a minute on a CPU (and in CI); FULL = True
-# sweeps to 65,536 parallel environments (an accelerator's range).
+accelerator. The first cell detects the runtime, installs maskshift with the extra that keeps its
+accelerator (`maskshift[cuda12]`, `maskshift[tpu]`), and stops with one line if JAX no longer
+sees that accelerator. The rest measures the environment step (unlearning and bias, summary and
+controller observations) up to 65,536 parallel environments, end-to-end PPO training with the
+default editor, and one amortized edit, each with compile time apart and the device beside it:
+the figures `python benchmarks/accelerator.py --json FILE` writes."""),
+    new_code_cell(INSTALL_CELL),
+    new_code_cell("""# Parameters. The small setting runs in a minute or two on a CPU (and in CI); FULL = True
+# measures the accelerator's range (N up to 65,536; PPO up to 4,096 environments).
 FULL = False
-NS = (1, 16, 256, 1024, 4096, 16384, 65536) if FULL else (1, 16, 128)
-REPS = 5 if FULL else 2
-OUT = "runs/throughput"
+OUT = "runs/accelerator"
 """),
     new_code_cell("""import jax
-from IPython.display import Image, display
 
-from maskshift.bench import machine, plot_throughput, run_throughput
+from maskshift.bench.accelerator import FULL as FULL_SETTING
+from maskshift.bench.accelerator import SMALL, accelerator_report
 
-print(machine())
-devices = len(jax.devices())
-# every N is split over all devices, so keep the counts that divide evenly
-ns = tuple(n for n in NS if n % devices == 0) or (devices,)
-modes = ("vmap", "chunked", "loop") if jax.devices()[0].platform == "cpu" else ("vmap", "loop")
-res = run_throughput(envs=("mask", "shift"), tasks=("bias",), ns=ns, reps=REPS, modes=modes,
-                     max_serial_n=256)"""),
+setting = FULL_SETTING if FULL else SMALL
+report = accelerator_report(**setting)"""),
     new_code_cell("""import os
 
+from IPython.display import Image, display
+
+from maskshift.bench import plot_throughput
+
+m = report["machine"]
+print(f"{m['device_count']}x {m['device_kind']} ({m['platform']}), jax {m['jax']}")
+print("environment step, steps/s (compile s):")
+for label, r in report["steps"]["results"].items():
+    print(f"  {label:<28}", "  ".join(f"N={e['n']}: {e['steps_per_s']:,.0f} ({e['compile_s']:.1f})"
+                                      for e in r["vmap"]))
+print("PPO, default editor, env-steps/s (compile s):")
+for r in report["ppo"]:
+    print(f"  {r['env']} N={r['num_envs']}: {r['env_steps_per_s']:,.0f} ({r['compile_s']:.1f})")
+a = report["amortized"]
+if a:
+    print(f"amortized edit: {a['edit_seconds']:.2f} s ({a['first_edit_seconds']:.2f} s with compile)")
 os.makedirs(OUT, exist_ok=True)
-plot_throughput(res, f"{OUT}/throughput.png")
-display(Image(f"{OUT}/throughput.png"))
-for label, r in res["results"].items():
-    print(label, {k: {n: round(x, 1) for n, x in v.items()} for k, v in r["ratios"].items()})"""),
-    new_code_cell("""# PPO with the environment batch sharded over every device: one jax.sharding.Mesh, no pmap.
-from maskshift.agents.ppo import PPOConfig, make_train
-from maskshift.envs import make
-from maskshift.sharding import env_mesh, num_shards
-from maskshift.tasks import bias_task
-
-mesh = env_mesh()  # all visible devices
-num_envs = 8 * mesh.devices.size
-env, env_params = make("shift", task=bias_task(), max_steps_in_episode=4)
-trainer = make_train(PPOConfig(num_envs=num_envs, num_steps=4,
-                               total_timesteps=num_envs * 4 * 2), env, mesh)
-rs = jax.jit(trainer.init)(jax.random.key(0), env_params)
-rs, metrics = jax.jit(trainer.run, static_argnums=2)(rs, env_params, 2)
-print(f"{num_envs} environments over {mesh.devices.size} device(s): observations split into "
-      f"{num_shards(rs.obs)} shard(s), {rs.obs.sharding}")
-print("episode return per update:", metrics["episode_return"])"""),
+plot_throughput(report["steps"], f"{OUT}/throughput.png")
+display(Image(f"{OUT}/throughput.png"))"""),
 ]
-
 
 def write(name: str, cells) -> None:
     nb = new_notebook(cells=cells, metadata={

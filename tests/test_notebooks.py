@@ -34,3 +34,32 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]
     assert not errors
+
+
+def _install_cell() -> dict:
+    """The accelerator notebook's install cell, its functions defined and nothing run."""
+    nb = nbformat.read(Path(__file__).parent.parent / "notebooks" / "throughput_colab_tpu.ipynb",
+                       as_version=4)
+    source = next(c.source for c in nb.cells if "def detect_runtime" in c.source)
+    namespace = {"__name__": "install_cell"}
+    exec(compile(source, "install_cell", "exec"), namespace)
+    return namespace
+
+
+def test_the_install_cell_keeps_a_simulated_gpu_runtimes_accelerator():
+    cell = _install_cell()
+    gpu = cell["detect_runtime"]({}, lambda cmd: "/usr/bin/nvidia-smi" if cmd == "nvidia-smi"
+                                 else None, lambda path: False)
+    assert gpu == "gpu"
+    assert cell["detect_runtime"]({"COLAB_TPU_ADDR": "10.0.0.2:8470"}, lambda c: None,
+                                  lambda p: False) == "tpu"
+    assert cell["detect_runtime"]({}, lambda c: None, lambda p: False) == "cpu"
+    url = "git+https://github.com/me/maskshift.git"
+    assert cell["pip_spec"](url, "gpu") == f"maskshift[cuda12] @ {url}"
+    assert cell["pip_spec"]("/content/maskshift", "tpu") == "/content/maskshift[tpu]"
+    assert cell["pip_spec"]("/content/maskshift", "cpu") == "/content/maskshift"
+    cell["check_platform"]("gpu", "gpu")  # the accelerator is still there
+    with pytest.raises(SystemExit) as stop:  # the install fell back to the CPU build
+        cell["check_platform"]("gpu", "cpu")
+    message = str(stop.value)
+    assert "This runtime has a GPU but JAX runs on cpu" in message and "\n" not in message
