@@ -132,8 +132,8 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
                 rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"],
                        "env_steps": res["train"]["env_steps"]}
             else:
-                rep = _baseline_report(task, task_name, m, seed, out / "baselines",
-                                       {**made_for, "tune": tune}, log)
+                rep = _baseline_report(task, task_name, m, seed, out / "baselines", made_for,
+                                       tune, log)
             wall = rep.pop("_train_wall", None) or time.perf_counter() - t0
             rep["wall_seconds"] = wall
             runs[m].append(rep)
@@ -154,11 +154,11 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
 
 
 def _baseline_report(task, task_name: str, method: str, seed: int, cache: Path, ident: dict,
-                     log) -> dict:
+                     tune: bool, log) -> dict:
     """``method``'s test report for ``seed``, kept in ``cache/<method>-s<seed>.json`` (with the
     task it was made for) so a restarted comparison reuses it instead of training it again."""
     path = cache / f"{method}-s{seed}.json"
-    tune = ident.pop("tune") and task_name == "unlearn" and method in GRIDS
+    tune = tune and task_name == "unlearn" and method in GRIDS
     ident = {**ident, "method": method, "seed": seed, "grid": GRIDS.get(method) if tune else None,
              "format": 2}
     if path.exists():
@@ -223,7 +223,7 @@ def _markdown(result: dict) -> str:
     if "avg_gap" in keys:
         methods.sort(key=lambda m: result["summary"][m]["avg_gap"]["mean"])
         lines += ["In points, the unlearning literature's definitions (docs/comparison.md, \"The "
-                  "field's yardstick\"): UA = 1 − accuracy on the forget set and RA accuracy on "
+                  "field's yardstick\"): UA = 100 − accuracy on the forget set and RA accuracy on "
                   "the retain set (train split), TA test accuracy outside the forget classes, "
                   "MIA-Efficacy (SVC on true-class confidence), the entropy MIA (0–1), Avg. Gap = "
                   "mean |method − retrain| over UA, RA, TA, MIA-Efficacy against the retrained "

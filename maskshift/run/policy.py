@@ -39,7 +39,7 @@ from maskshift.data import check_forget_classes
 from maskshift.hosts import host_copy, is_primary
 from maskshift.run.build import build_env, resolve_task
 from maskshift.run.config import RunConfig, select_tolerance
-from maskshift.run.select import select_and_report, to_host
+from maskshift.run.select import select_and_report
 
 POLICY_FORMAT = "maskshift-policy-v1"
 
@@ -191,7 +191,7 @@ class PolicyEditor:
                   "before": before, "after": after}
         if out is not None:
             out = Path(out)
-            save_edited(out, to_host(edited), {
+            save_edited(out, host_copy(edited), {
                 "task": "unlearn", "dataset": self.task.dataset.name, "env": env.name,
                 "algo": "policy", "seed": self.config.seed,
                 "edit_paths": ["/".join(p) for p in self.task.edit_paths],

@@ -13,9 +13,10 @@ import numpy as np
 from maskshift._io import atomic_write_json
 from maskshift.checkpoint import save_edited
 from maskshift.envs import EnvParams
+from maskshift.hosts import host_copy
 from maskshift.run.config import RunConfig, canonical_config, select_tolerance
 from maskshift.run.plots import plots
-from maskshift.run.select import select_and_report, to_host
+from maskshift.run.select import select_and_report
 from maskshift.tasks import SUMMARY_KEYS
 
 
@@ -62,7 +63,7 @@ def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, hist
             "edit_paths": ["/".join(p) for p in env.task.edit_paths]}
     if cfg.task == "unlearn":
         meta["forget_classes"] = list(env.task.objective.forget_classes)
-    save_edited(out, to_host(ep["edited"]), meta)
+    save_edited(out, host_copy(ep["edited"]), meta)
     results = {
         "env": env.name, "task": cfg.task, "algo": cfg.algo, "dataset": env.task.dataset.name,
         "seed": cfg.seed, "config": {**cfg.to_json(), "env_params": _env_params_json(env_params)},

@@ -8,7 +8,6 @@ utility drop it allows is the run's ``select_tolerance``.
 from __future__ import annotations
 
 from maskshift.envs import EditWorld, EnvParams
-from maskshift.hosts import host_copy
 
 
 def edited_params_at(env: EditWorld, env_params: EnvParams, edits, t: int):
@@ -41,7 +40,3 @@ def select_and_report(env: EditWorld, env_params: EnvParams, edits, tolerance: f
     return {"best_step": best, "edited": edited, "val_per_step": vals,
             "before": env.task.report(env_params.task.params, "test", True, target),
             "after": env.task.report(edited, "test", True, target)}
-
-
-def to_host(tree):
-    return host_copy(tree)
