@@ -100,6 +100,27 @@ TRAIN = [
      "argument --skip-gain: expected a finite number > 0, got '0'"),
     (["--algo", "gradient", "--skip-gain", "1"], "argument --skip-gain: applies to --algo ppo "
                                                  "--heads units only"),
+    (["--task", "backdoor", "--target-class", "12"], "Backdoor target class 12 is outside the "
+                                                     "labels 0..9"),
+    (["--task", "backdoor", "--trigger-size", "8"], "A trigger of size 8 does not fit 8x8 images"),
+    (["--task", "backdoor", "--trigger-size", "0"], "argument --trigger-size: expected a whole "
+                                                    "number >= 1"),
+    (["--task", "backdoor", "--poison-rate", "1.5"], "The poison rate must lie in (0, 1), got 1.5"),
+    (["--target-class", "1"], "argument --target-class: applies to --task backdoor only"),
+    (["--task", "bias", "--poison-rate", "0.1"], "argument --poison-rate: applies to --task "
+                                                 "backdoor only"),
+    (["--task", "backdoor", "--backdoor-reward", "asr"], "argument --backdoor-reward: invalid "
+                                                         "choice: 'asr'"),
+    (["--task", "backdoor", "--dataset", "toxic_templates"], "serves the 'bias' task, not "
+                                                             "'backdoor'"),
+    (["--objective-factory", "no_such_module:make"], "--objective-factory 'no_such_module:make' "
+                                                     "cannot be loaded"),
+    (["--objective-factory", "os:getcwd"], "returned str, not a maskshift.tasks.Objective"),
+    (["--objective-factory", "json:dumps"], "--objective-factory 'json:dumps' failed (TypeError"),
+    (["--task-factory", "os:getcwd", "--objective-factory", "os:getcwd"],
+     "argument --objective-factory: your --task-factory builds the task"),
+    (["--amortized", "--forget-class", "1", "2", "--objective-factory", "os:getcwd"],
+     "drop --objective-factory (or --amortized)"),
 ]
 
 EVALUATE = [
@@ -118,6 +139,12 @@ EVALUATE = [
                                                     "from 0 to 4294967295"),
     (["--task", "unlearn", "--split", "holdout"], "argument --split: invalid choice: 'holdout'"),
     (["--task", "unlearn", "--json=1"], "argument --json: ignored explicit argument '1'"),
+    (["--task", "backdoor", "--target-class", "10"], "Backdoor target class 10 is outside"),
+    (["--task", "backdoor", "--trigger-size", "x"], "argument --trigger-size: expected a whole"),
+    (["--task", "backdoor", "--poison-rate", "0"], "argument --poison-rate: expected a finite "
+                                                   "number > 0"),
+    (["--task", "unlearn", "--target-class", "1"], "argument --target-class: applies to --task "
+                                                   "backdoor only"),
 ]
 
 COMPARE = [
@@ -133,7 +160,13 @@ COMPARE = [
     (["--task", "unlearn", "--overwrite=no"], "argument --overwrite: ignored explicit argument"),
     (["--task", "unlearn", "--seeds", "4294967296"], "argument --seeds: expected a whole number "
                                                      "from 0 to 4294967295"),
-    (["--task", "bias", "--no-tune"], "argument --no-tune: applies to --task unlearn only"),
+    (["--task", "bias", "--no-tune"], "argument --no-tune: applies to --task unlearn or "
+                                      "backdoor only"),
+    (["--task", "backdoor", "--target-class", "10"], "Backdoor target class 10 is outside"),
+    (["--task", "unlearn", "--trigger-size", "3"], "argument --trigger-size: applies to --task "
+                                                   "backdoor only"),
+    (["--task", "backdoor", "--poison-rate", "2"], "The poison rate must lie in (0, 1), got 2.0"),
+    (["--task", "backdoor", "--backdoor-reward", "x"], "argument --backdoor-reward: invalid"),
     (["--task", "unlearn", "--no-tune=1"], "argument --no-tune: ignored explicit argument"),
 ]
 

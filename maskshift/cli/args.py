@@ -10,7 +10,10 @@ import argparse
 import math
 import re
 
-from maskshift.data import TFDS_DATASETS
+from maskshift.data import TASK_KINDS, TFDS_DATASETS
+
+# the built-in tasks, for every command's --task
+TASKS = tuple(TASK_KINDS)
 
 
 class Parser(argparse.ArgumentParser):
@@ -100,10 +103,38 @@ def fail(parser: argparse.ArgumentParser, err, status: int = 2):
     parser.exit(status, f"error: {as_flags(err)}\n")
 
 
+# the backdoor task's flags (argparse destinations): defaults None, so an unused one is refused
+BACKDOOR_FLAGS = ("target_class", "trigger_size", "poison_rate", "backdoor_reward")
+
+
+def add_backdoor_arguments(parser, reward: bool = True) -> None:
+    """The backdoor task's planted trigger and (``reward``) its edit term, the same in every
+    command."""
+    parser.add_argument("--target-class", type=nonneg_int, default=None,
+                        help="backdoor: the class the trigger forces (default 0)")
+    parser.add_argument("--trigger-size", type=positive_int, default=None,
+                        help="backdoor: side of the square trigger in the bottom-right corner, "
+                             "pixels (default 2)")
+    parser.add_argument("--poison-rate", type=positive_float, default=None,
+                        help="backdoor: share of train images stamped and relabelled to plant "
+                             "it, in (0, 1) (default 0.05)")
+    if not reward:
+        return
+    parser.add_argument("--backdoor-reward", default=None, choices=("surrogate", "success_rate"),
+                        help="backdoor: the edit term, surrogate (default: cross-entropy of "
+                             "triggered images to their true labels) or success_rate (the attack "
+                             "success rate itself; no gradient follows it)")
+
+
+def backdoor_fields(args) -> dict:
+    """The RunConfig fields of the backdoor flags given (the others keep their defaults)."""
+    return {k: getattr(args, k) for k in BACKDOOR_FLAGS if getattr(args, k, None) is not None}
+
+
 def add_dataset_arguments(parser) -> None:
     """``--dataset`` and ``--data-dir``, the same in every command."""
     parser.add_argument("--dataset", default=None,
-                        help="default: digits (unlearn), toxic_templates (bias); TFDS: "
+                        help="default: digits (unlearn, backdoor), toxic_templates (bias); TFDS: "
                              + ", ".join(TFDS_DATASETS))
     parser.add_argument("--data-dir", type=path, default=None,
                         help="where TFDS datasets are prepared (passed to tfds.data_source; "

@@ -3,6 +3,7 @@ evaluated by the same code, side by side (:func:`maskshift.run.compare.compare`)
 
     python -m maskshift.compare --task unlearn --seeds 0 1 2 --out runs/compare-unlearn
     python -m maskshift.compare --task bias
+    python -m maskshift.compare --task backdoor --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from pathlib import Path
 
 from maskshift.checkpoint import CheckpointError
 from maskshift.cli.args import (
+    BACKDOOR_FLAGS,
+    TASKS,
     Parser,
+    add_backdoor_arguments,
     add_dataset_arguments,
+    backdoor_fields,
     fail,
     nonneg_int,
     path,
@@ -29,8 +34,9 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m maskshift.compare",
                description="Baselines vs every editor in the environments' action space, on one "
                            "task.")
-    p.add_argument("--task", required=True, choices=("unlearn", "bias"))
+    p.add_argument("--task", required=True, choices=TASKS)
     add_dataset_arguments(p)
+    add_backdoor_arguments(p)
     p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn only (default 7)")
@@ -39,8 +45,9 @@ def build_parser() -> Parser:
     p.add_argument("--rl-total-steps", type=positive_int, default=None,
                    help="env steps per PPO/APG run (default: maskshift.train's)")
     p.add_argument("--no-tune", dest="no_tune", action="store_const", const=True, default=None,
-                   help="run each unlearning baseline at its default setting instead of choosing "
-                        "from its small grid on val (maskshift.baselines.GRIDS)")
+                   help="run each unlearning or backdoor baseline at its default setting "
+                        "instead of choosing from its small grid on val "
+                        "(maskshift.baselines.GRIDS)")
     p.add_argument("--out", type=path, default=None, help="default runs/compare-<task>")
     p.add_argument("--overwrite", action="store_true")
     return p
@@ -49,10 +56,13 @@ def build_parser() -> Parser:
 def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
+    if args.task != "unlearn":
+        refuse_unused(args, p, {"forget_class": "applies to --task unlearn only"})
     if args.task == "bias":
-        refuse_unused(args, p, {"forget_class": "applies to --task unlearn only",
-                                "no_tune": "applies to --task unlearn only (bias baselines have "
-                                           "no grid)"})
+        refuse_unused(args, p, {"no_tune": "applies to --task unlearn or backdoor only (bias "
+                                           "baselines have no grid)"})
+    if args.task != "backdoor":
+        refuse_unused(args, p, {k: "applies to --task backdoor only" for k in BACKDOOR_FLAGS})
     if len(set(args.seeds)) != len(args.seeds):
         p.error(f"argument --seeds: {args.seeds} repeats a seed; list each seed once")
     out = Path(args.out or f"runs/compare-{args.task}")
@@ -63,6 +73,7 @@ def main(argv=None) -> int:
                 forget_classes=tuple(args.forget_class or (7,)), methods=args.methods,
                 rl_total_steps=args.rl_total_steps, overwrite=args.overwrite,
                 data_dir=args.data_dir, tune=not args.no_tune,
+                task_options=backdoor_fields(args),
                 log=lambda s: print(s, flush=True))
     except (ValueError, TrainingError, CheckpointError) as err:
         fail(p, err, 2)

@@ -15,19 +15,20 @@ import sys
 
 from maskshift.checkpoint import CheckpointError
 from maskshift.cli.args import (
+    BACKDOOR_FLAGS,
+    TASKS,
     Parser,
+    add_backdoor_arguments,
     add_dataset_arguments,
+    backdoor_fields,
     fail,
     nonneg_int,
     path,
     refuse_unused,
     seed_int,
 )
-from maskshift.data import TASK_KINDS
 from maskshift.run.evaluate import evaluate_model
 from maskshift.tasks import SUMMARY_KEYS
-
-TASKS = tuple(TASK_KINDS)
 
 
 def format_table(result: dict) -> str:
@@ -39,10 +40,10 @@ def format_table(result: dict) -> str:
         lines[0] += f" forget={result['forget_classes']}"
     width = max(len(k) for k, _ in rows)
     lines += [f"  {k:<{width}}  {v:8.4f}" for k, v in rows]
-    if result["task"] == "unlearn":
+    if "per_class_acc" in result:
         accs = " ".join(f"{i}:{a:.3f}" for i, a in enumerate(result["per_class_acc"]))
         lines.append(f"  per-class accuracy  {accs}")
-    else:
+    elif "group_acc" in result:
         lines.append("  group accuracy (label 0 / label 1):")
         for g, (a0, a1) in result["group_acc"].items():
             lines.append(f"    {g:<16} {a0:.3f} / {a1:.3f}")
@@ -53,6 +54,7 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m maskshift.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--task", required=True, choices=TASKS)
     add_dataset_arguments(p)
+    add_backdoor_arguments(p, reward=False)
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn task only (default: 7)")
     p.add_argument("--checkpoint", type=path, default=None,
@@ -66,13 +68,16 @@ def build_parser() -> Parser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.task == "bias":
+    if args.task != "unlearn":
         refuse_unused(args, parser, {"forget_class": "applies to --task unlearn only"})
+    if args.task != "backdoor":
+        refuse_unused(args, parser, {k: "applies to --task backdoor only" for k in BACKDOOR_FLAGS
+                                     if k != "backdoor_reward"})
     try:
         result = evaluate_model(args.task, dataset=args.dataset,
                                 forget_classes=tuple(args.forget_class or (7,)),
                                 checkpoint=args.checkpoint, seed=args.seed, split=args.split,
-                                data_dir=args.data_dir)
+                                data_dir=args.data_dir, **backdoor_fields(args))
     except (ValueError, CheckpointError) as err:
         fail(parser, err, 2)
     print(json.dumps(result) if args.json else format_table(result))

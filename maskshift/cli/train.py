@@ -26,8 +26,12 @@ from maskshift.agents.networks import HEADS
 from maskshift.agents.ppo import PPOConfig
 from maskshift.checkpoint import CheckpointError
 from maskshift.cli.args import (
+    BACKDOOR_FLAGS,
+    TASKS,
     Parser,
+    add_backdoor_arguments,
     add_dataset_arguments,
+    backdoor_fields,
     fail,
     fraction,
     nonneg_float,
@@ -77,7 +81,8 @@ def _add_what_to_edit(p: Parser) -> None:
     """The model, task, data, editor and seed."""
     p.add_argument("--env", default="mask", choices=("mask", "shift"),
                    help="mask (MaskWorld) or shift (ShiftWorld)")
-    p.add_argument("--task", default="unlearn", choices=("unlearn", "bias"))
+    p.add_argument("--task", default="unlearn", choices=TASKS,
+                   help="unlearn (default), bias or backdoor (remove a planted trigger)")
     p.add_argument("--algo", default="ppo", choices=ALGOS,
                    help="the editor (default ppo; gradient and oracle need no training)")
     add_dataset_arguments(p)
@@ -86,6 +91,11 @@ def _add_what_to_edit(p: Parser) -> None:
     p.add_argument("--task-factory", default=None, metavar="MODULE:FUNCTION",
                    help="your own task: a function with no arguments returning a maskshift.Task "
                         "(e.g. task_from_model(...)); replaces --task, --dataset and --edit")
+    p.add_argument("--objective-factory", default=None, metavar="MODULE:FUNCTION",
+                   help="your own objective: a function with no arguments returning a "
+                        "maskshift.tasks.Objective, edited on --task's model and data "
+                        "(docs/objectives.md)")
+    add_backdoor_arguments(p)
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn only (default 7); with --amortized, the "
@@ -127,13 +137,14 @@ def _add_editor_options(p: Parser) -> None:
 def _add_reward_and_selection(p: Parser) -> None:
     """Reward coefficients, step size, minibatch, learning rate, the oracle and selection."""
     p.add_argument("--lambda-utility", type=nonneg_float, default=None,
-                   help="utility coefficient (default: 10 unlearn, 2 bias)")
+                   help="utility coefficient (default: 10 unlearn and backdoor, 2 bias)")
     p.add_argument("--lambda-edit", type=nonneg_float, default=None,
-                   help="edit coefficient (default: 1 unlearn, 4 bias)")
+                   help="edit coefficient (default: 1 unlearn and backdoor, 4 bias)")
     p.add_argument("--step-size", type=positive_float, default=None,
                    help="largest change per step (default 0.25 mask, 0.1 shift)")
     p.add_argument("--eval-batch", type=positive_int, default=None,
-                   help="train examples per set per step (default 64 unlearn, 128 bias)")
+                   help="train examples per set per step (default 64 unlearn and backdoor, 128 "
+                        "bias)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help=f"learning rate, ppo/apg (default: {DEFAULT_LR})")
     p.add_argument("--oracle-restarts", type=positive_int, default=None,
@@ -144,7 +155,7 @@ def _add_reward_and_selection(p: Parser) -> None:
                         f"(default {OracleConfig.iterations})")
     p.add_argument("--select-tolerance", type=fraction, default=None,
                    help="utility drop allowed when choosing the best step on validation "
-                        "(default 0.03 unlearn, 0.02 bias)")
+                        "(default 0.03 unlearn, 0.02 bias and backdoor)")
     p.add_argument("--updates-per-chunk", type=positive_int, default=None,
                    help="updates per compiled chunk (progress and checkpoint after each; "
                         "default 20), ppo/apg")
@@ -169,8 +180,10 @@ def _add_output_and_devices(p: Parser) -> None:
 def check_combinations(args, parser: Parser) -> None:
     """Refuse flags that have no effect with the others given (one line, exit 2)."""
     unused = {}
-    if args.task == "bias":
+    if args.task != "unlearn":
         unused["forget_class"] = "applies to --task unlearn only"
+    if args.task != "backdoor":
+        unused.update({k: "applies to --task backdoor only" for k in BACKDOOR_FLAGS})
     if args.algo not in ("ppo", "apg"):
         unused.update(total_steps=TRAINED_ONLY, num_envs=TRAINED_ONLY, lr=TRAINED_ONLY,
                       updates_per_chunk=TRAINED_ONLY)
@@ -185,7 +198,7 @@ def check_combinations(args, parser: Parser) -> None:
         unused["minibatch"] = "applies to --algo ppo only (the controllers run one environment)"
     if args.task_factory is not None:
         own = "your --task-factory builds the task (its model, data and edited layers)"
-        unused.update(dataset=own, data_dir=own, edit=own)
+        unused.update(dataset=own, data_dir=own, edit=own, objective_factory=own)
         if not args.amortized:
             unused["forget_class"] = own
     if not args.distributed:
@@ -237,6 +250,7 @@ def config_from_args(args) -> RunConfig:
         lambda_edit=args.lambda_edit, step_size=args.step_size, eval_batch=args.eval_batch,
         select_tolerance=args.select_tolerance, updates_per_chunk=args.updates_per_chunk,
         edit=args.edit, task_factory=args.task_factory, observation=args.observation,
+        objective_factory=args.objective_factory, **backdoor_fields(args),
         amortized=args.amortized, minibatch=args.minibatch, total_steps=args.total_steps,
         num_envs=args.num_envs, lr=args.lr, heads=args.heads, skip_gain=args.skip_gain,
         oracle_restarts=args.oracle_restarts, oracle_iterations=args.oracle_iterations)
@@ -244,8 +258,9 @@ def config_from_args(args) -> RunConfig:
 
 def default_out(args) -> str:
     algo = "" if args.algo == "ppo" else f"-{args.algo}"
-    task = ("custom" if args.task_factory else args.task) + ("-amortized" if args.amortized
-                                                            else "")
+    task = ("custom" if args.task_factory else args.task) + ("-own" if args.objective_factory
+                                                            else "") \
+        + ("-amortized" if args.amortized else "")
     return f"runs/{args.env}-{task}{algo}-s{args.seed}"
 
 

@@ -20,7 +20,10 @@ DATASETS: dict[str, tuple[str, Callable[..., Dataset]]] = {
 # Datasets read through tfds.data_source (they take ``data_dir``); the others ship in the package.
 TFDS_DATASETS = (*IMAGE_DATASETS, "civil_comments")
 # The embedded default dataset of each task.
-TASK_KINDS: dict[str, str] = {"unlearn": "digits", "bias": "toxic_templates"}
+TASK_KINDS: dict[str, str] = {"unlearn": "digits", "bias": "toxic_templates",
+                              "backdoor": "digits"}
+# Tasks that run on the datasets of another task (a backdoor is planted in image classifiers).
+SAME_DATA_AS = {"backdoor": "unlearn"}
 
 
 def dataset_task(name: str) -> str:
@@ -62,7 +65,7 @@ def resolve_dataset(task: str, dataset: str | None) -> str:
     check_task(task)
     name = dataset or TASK_KINDS[task]
     serves = dataset_task(name)
-    if serves != task:
+    if serves != SAME_DATA_AS.get(task, task):
         raise ValueError(f"Dataset {name!r} serves the {serves!r} task, not {task!r}.")
     return name
 

@@ -1,5 +1,7 @@
-"""Batched, pure metrics for unlearning and bias mitigation, plus whole-model reports."""
+"""Batched, pure metrics for unlearning, bias mitigation and backdoor removal, plus whole-model
+reports."""
 
+from maskshift.metrics.backdoor import attack_success_rate
 from maskshift.metrics.bias import (
     bias_aucs,
     flip_rate,
@@ -10,7 +12,12 @@ from maskshift.metrics.bias import (
     worst_group_accuracy,
 )
 from maskshift.metrics.field import FIELD_KEYS, avg_gap, field_figures, mia_efficacy
-from maskshift.metrics.reports import bias_report, meets_unlearning_target, unlearning_report
+from maskshift.metrics.reports import (
+    backdoor_report,
+    bias_report,
+    meets_unlearning_target,
+    unlearning_report,
+)
 from maskshift.metrics.unlearning import (
     accuracy,
     fit_logistic_1d,
@@ -27,6 +34,8 @@ __all__ = [
     "field_figures",
     "mia_efficacy",
     "accuracy",
+    "attack_success_rate",
+    "backdoor_report",
     "bias_aucs",
     "bias_report",
     "fit_logistic_1d",

@@ -15,8 +15,10 @@ import numpy as np
 
 from maskshift._types import Params
 from maskshift.data import Dataset
+from maskshift.data.backdoor import Trigger, victims
 from maskshift.metrics import bias as B
 from maskshift.metrics import unlearning as U
+from maskshift.metrics.backdoor import attack_success_rate
 from maskshift.metrics.field import field_figures
 
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
@@ -92,6 +94,23 @@ def bias_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, split: str 
         "flip_rate": float(B.flip_rate(pred, pred_cf)),
         "group_acc": {names[i]: [float(a) for a in gacc[i]] for i in range(num_groups)},
         **{k: {names[i + 1]: float(v[i]) for i in range(num_groups - 1)} for k, v in aucs.items()},
+    }
+
+
+def backdoor_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, trigger: Trigger,
+                    split: str = "test") -> dict:
+    """Backdoor figures of one model on ``split`` (clean data; the trigger is stamped here):
+    ``clean_acc`` (accuracy on the clean split), ``asr`` (attack success rate: the share of the
+    split's images of other classes that, triggered, are classified as the target) and
+    ``triggered_acc`` (accuracy on those triggered images against their true labels)."""
+    ev = dataset.split(split)
+    idx = victims(ev, trigger)
+    triggered = _logits(apply_fn, params, trigger.stamp(ev.x[idx]))
+    y_victims = jnp.asarray(ev.y[idx])
+    return {
+        "clean_acc": float(U.accuracy(_logits(apply_fn, params, ev.x), jnp.asarray(ev.y))),
+        "asr": float(attack_success_rate(triggered, trigger.target)),
+        "triggered_acc": float(U.accuracy(triggered, y_victims)),
     }
 
 

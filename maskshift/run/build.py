@@ -7,11 +7,14 @@ import dataclasses
 import hashlib
 import importlib
 
+import jax
+import jax.numpy as jnp
+
 from maskshift._io import tree_checksum
 from maskshift.data import load_dataset, resolve_dataset
 from maskshift.envs import ENV_ALIASES, make
 from maskshift.run.config import RunConfig
-from maskshift.tasks import Task, bias_task, pool_task, unlearning_task
+from maskshift.tasks import Objective, Task, backdoor_task, bias_task, pool_task, unlearning_task
 
 
 def check_amortized(cfg: RunConfig) -> None:
@@ -21,24 +24,74 @@ def check_amortized(cfg: RunConfig) -> None:
     if cfg.task != "unlearn":
         raise ValueError(f"`amortized` trains over a pool of forget classes: it needs "
                          f"`task='unlearn'`, not {cfg.task!r}.")
+    if cfg.objective_factory is not None:
+        raise ValueError("`amortized` trains over a pool of the built-in unlearning objective's "
+                         "forget classes; drop `objective_factory` (or `amortized`).")
     if cfg.algo != "ppo":
         raise ValueError(f"`amortized` trains one policy for many edits: it needs "
                          f"`algo='ppo'`, not {cfg.algo!r} (a controller edits one class per run).")
 
 
-def load_task_factory(spec: str):
-    """``"package.module:function"`` -> the function (a clear error for a wrong spec)."""
+def load_task_factory(spec: str, field: str = "task_factory"):
+    """``"package.module:function"`` -> the function (a clear error, naming ``field``, for a
+    wrong spec)."""
     module, _, name = spec.partition(":")
     if not module or not name:
-        raise ValueError(f"`task_factory` {spec!r} must look like package.module:function.")
+        raise ValueError(f"`{field}` {spec!r} must look like package.module:function.")
     try:
         fn = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"`task_factory` {spec!r} cannot be loaded ({type(err).__name__}: "
+        raise ValueError(f"`{field}` {spec!r} cannot be loaded ({type(err).__name__}: "
                          f"{err}); check the module is importable and defines {name}.") from None
     if not callable(fn):
-        raise ValueError(f"`task_factory` {spec!r} is not a function.")
+        raise ValueError(f"`{field}` {spec!r} is not a function.")
     return fn
+
+
+def call_factory(spec: str, field: str):
+    """What the user's factory ``spec`` returns; its failure as one ``ValueError`` line."""
+    factory = load_task_factory(spec, field)
+    try:
+        return factory()
+    except Exception as err:  # a user's code: its failure in one line, the fix named
+        first = str(err).splitlines()[0][:200] if str(err) else ""
+        raise ValueError(f"`{field}` {spec!r} failed ({type(err).__name__}: {first}); call it "
+                         "yourself to see the traceback.") from None
+
+
+def load_objective(spec: str) -> Objective:
+    """The :class:`~maskshift.tasks.Objective` the factory ``spec`` returns (``ValueError``
+    naming the problem otherwise)."""
+    objective = call_factory(spec, "objective_factory")
+    if not isinstance(objective, Objective):
+        raise ValueError(f"`objective_factory` {spec!r} returned {type(objective).__name__}, not "
+                         "a maskshift.tasks.Objective.")
+    return objective
+
+
+def check_objective(task: Task) -> None:
+    """Run ``task``'s objective once on a train minibatch: its metrics must be a finite vector of
+    ``len(metric_names)`` and its reward terms finite scalars (``ValueError`` naming the fault,
+    before anything trains)."""
+    obj = task.objective
+    arrays = task.arrays()
+    try:
+        batch = obj.sample(jax.random.key(0), arrays.train, 0)
+        metrics = obj.measure(lambda h: task.suffix(arrays.params, h), batch)
+        terms = obj.terms(metrics, arrays.base_metrics[0])
+    except Exception as err:  # a user's objective: say which part failed, in one line
+        raise ValueError(f"Objective {obj.name!r} failed on a train minibatch "
+                         f"({type(err).__name__}: {str(err).splitlines()[0][:200]}).") from None
+    if jnp.shape(metrics) != (len(obj.metric_names),):
+        raise ValueError(f"Objective {obj.name!r} measured metrics of shape {jnp.shape(metrics)}; "
+                         f"measure() must return one value per metric name "
+                         f"({len(obj.metric_names)}).")
+    if len(terms) != 2 or any(jnp.shape(t) != () for t in terms):
+        raise ValueError(f"Objective {obj.name!r}: terms() must return two scalars (utility, "
+                         f"edit), got shapes {[jnp.shape(t) for t in terms]}.")
+    if not all(bool(jnp.isfinite(t)) for t in (*terms, *metrics)):
+        raise ValueError(f"Objective {obj.name!r} gives a non-finite reward term or metric on the "
+                         "original model; its reward must be a finite scalar per environment.")
 
 
 def task_fingerprint(task: Task) -> str:
@@ -49,25 +102,46 @@ def task_fingerprint(task: Task) -> str:
     return hashlib.sha256(head + tree_checksum((task.params, splits)).encode()).hexdigest()[:16]
 
 
-def builtin_task(cfg: RunConfig) -> Task:
+def builtin_task(cfg: RunConfig, model_seed: int = 0) -> Task:
+    """The built-in task ``cfg`` names, on the model pretrained with ``model_seed``; with
+    ``cfg.objective_factory``, that task's model and data under the factory's objective."""
     data = load_dataset(resolve_dataset(cfg.task, cfg.dataset), data_dir=cfg.data_dir)
     if cfg.task == "unlearn":
-        return unlearning_task(cfg.forget_classes, dataset=data, edit=cfg.edit,
+        task = unlearning_task(cfg.forget_classes, dataset=data, edit=cfg.edit, seed=model_seed,
                                batch_size=cfg.eval_batch or 64, amortized=cfg.amortized)
-    return bias_task(dataset=data, edit=cfg.edit, batch_size=cfg.eval_batch or 128)
+    elif cfg.task == "backdoor":
+        task = backdoor_task(dataset=data, target_class=cfg.target_class,
+                             trigger_size=cfg.trigger_size, poison_rate=cfg.poison_rate,
+                             edit=cfg.edit, seed=model_seed, batch_size=cfg.eval_batch or 64,
+                             edit_term=cfg.backdoor_reward)
+    else:
+        task = bias_task(dataset=data, edit=cfg.edit, seed=model_seed,
+                         batch_size=cfg.eval_batch or 128)
+    if cfg.objective_factory is None:
+        return task
+    task = dataclasses.replace(task, name=f"{task.name}-own",
+                               objective=load_objective(cfg.objective_factory))
+    check_objective(task)
+    return task
 
 
 def resolve_task(cfg: RunConfig, task: Task | None = None) -> tuple[RunConfig, Task]:
     """The task a run edits and the config that records it: ``task`` (your own), else the one
     ``cfg.task_factory`` builds, else the built-in ``cfg.task`` on ``cfg.dataset``."""
+    if cfg.task_factory is not None and cfg.objective_factory is not None:
+        raise ValueError("Give `task_factory` (your own task, objective included) or "
+                         "`objective_factory` (your objective on a built-in task), not both.")
     if task is None and cfg.task_factory is not None:
-        task = load_task_factory(cfg.task_factory)()
+        task = call_factory(cfg.task_factory, "task_factory")
         if not isinstance(task, Task):
             raise ValueError(f"`task_factory` {cfg.task_factory!r} returned "
                              f"{type(task).__name__}, not a maskshift.Task.")
     check_amortized(cfg)
     if task is None:
-        return cfg, builtin_task(cfg)
+        task = builtin_task(cfg)
+        if cfg.objective_factory is None:
+            return cfg, task
+        return dataclasses.replace(cfg, task_fingerprint=task_fingerprint(task)), task
     if cfg.amortized and task.objective.num_targets == 1:
         task = pool_task(task, cfg.forget_classes)
     if task.objective.num_targets > 1:

@@ -24,9 +24,9 @@ import numpy as np
 
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.baselines import BASELINES, GRIDS, retrained, tuned
-from maskshift.data import load_dataset, resolve_dataset
-from maskshift.metrics import FIELD_KEYS, avg_gap, meets_unlearning_target
-from maskshift.run.build import task_fingerprint
+from maskshift.data import resolve_dataset
+from maskshift.metrics import FIELD_KEYS, avg_gap
+from maskshift.run.build import builtin_task, task_fingerprint
 from maskshift.run.config import (
     ALGOS,
     DEFAULT_TOLERANCE,
@@ -35,7 +35,7 @@ from maskshift.run.config import (
     make_run_config,
 )
 from maskshift.run.pipeline import refuse_file_in_the_way, reuse_or_run
-from maskshift.tasks import SUMMARY_KEYS, Task, bias_task, unlearning_task
+from maskshift.tasks import SUMMARY_KEYS, Task
 
 # method name -> (env, algo, policy): every maskshift.train editor in the environments' action
 # space; a policy is the PPO network's (heads, observation): "units" reads the gradient
@@ -50,7 +50,7 @@ RL_METHODS.update({f"{world}-{policy}": (env, "ppo", policy) for policy in ("uni
 
 
 def rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
-              data_dir=None) -> RunConfig:
+              data_dir=None, **task_options) -> RunConfig:
     """The config a train run with ``method``'s env and algo uses
     (:func:`~maskshift.run.config.make_run_config`); ``total_steps`` overrides a trained editor's
     budget."""
@@ -58,7 +58,8 @@ def rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
     heads, observation = POLICIES[policy]
     return make_run_config(env=env, task=task, dataset=dataset, data_dir=data_dir, seed=seed,
                            forget_classes=tuple(forget), algo=algo, observation=observation,
-                           heads=heads if algo == "ppo" else None, total_steps=total_steps)
+                           heads=heads if algo == "ppo" else None, total_steps=total_steps,
+                           **task_options)
 
 
 def _run_dir(out: Path, method: str, seed: int) -> Path:
@@ -70,7 +71,7 @@ def _run_dir(out: Path, method: str, seed: int) -> Path:
 def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str | None = None,
             forget_classes=(7,), methods=None, rl_total_steps: int | None = None,
             overwrite: bool = False, data_dir=None, tune: bool = True,
-            task: Task | None = None, log=print) -> dict:
+            task: Task | None = None, task_options: dict | None = None, log=print) -> dict:
     """Run every method for every seed; write and return the comparison.
 
     ``task``: your own :class:`~maskshift.tasks.Task` (``task_name`` must be its objective's
@@ -82,13 +83,15 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
     and keeps the setting the val rule prefers (the RL editors' step-selection rule); ``False``
     runs each at its default setting. The retrained reference is the cached
     :func:`maskshift.baselines.retrained` model of each seed; every unlearning report carries its
-    Avg. Gap to it."""
+    Avg. Gap to it. ``task_options``: the built-in task's other RunConfig fields (the backdoor
+    task's ``target_class``, ``trigger_size``, ``poison_rate``, ``backdoor_reward``)."""
     out = Path(out)
     refuse_file_in_the_way(out)
     if (out / "comparison.json").exists() and not overwrite:
         raise TrainingError(f"{out} already holds a comparison; choose another `out` or pass "
                             "`overwrite=True`.")
     own = task is not None
+    task_options = dict(task_options or {})
     if own:
         if task.objective.name != task_name:
             raise ValueError(f"Your task's objective is {task.objective.name!r}, not "
@@ -98,9 +101,8 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
             forget_classes = tuple(task.objective.forget_classes)
     else:
         name = resolve_dataset(task_name, dataset)
-        data = load_dataset(name, data_dir=data_dir)
-        task = (unlearning_task(forget_classes, dataset=data) if task_name == "unlearn"
-                else bias_task(dataset=data))
+        task = builtin_task(RunConfig(task=task_name, dataset=name, data_dir=data_dir,
+                                      forget_classes=tuple(forget_classes), **task_options))
     all_methods = ["original", *BASELINES[task_name], *RL_METHODS]
     methods = list(methods or all_methods)
     unknown = [m for m in methods if m not in all_methods]
@@ -117,7 +119,8 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
     # what a cached baseline report must have been made for to be reused
     made_for = {"task": task_name, "dataset": name, "data_dir": data_dir and str(data_dir),
                 "forget_classes": list(forget_classes) if task_name == "unlearn" else None,
-                "own_task": task_fingerprint(task) if own else None}
+                "own_task": task_fingerprint(task) if own else None,
+                **({"task_options": task_options} if task_options else {})}
     for seed in seeds:
         for m in methods:
             t0 = time.perf_counter()
@@ -126,7 +129,7 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
             elif m in RL_METHODS:
                 run_dir = _run_dir(out, m, seed)
                 cfg = rl_config(task_name, m, seed, forget_classes, dataset, rl_total_steps,
-                                 data_dir)
+                                 data_dir, **task_options)
                 res = reuse_or_run(cfg, run_dir, task=task if own else None,
                                    log=lambda s: log("  " + s))
                 rep = {**res["after"], "_train_wall": res["train"]["wall_seconds"],
@@ -140,7 +143,7 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
             keys = SUMMARY_KEYS[task_name]
             log(f"seed {seed}  {m:<20}" + "  ".join(f"{k} {rep[k]:.3f}" for k in keys)
                 + f"  {wall:6.1f} s")
-    summary = _summarise(runs, task_name)
+    summary = _summarise(runs, task_name, task.objective.meets_target)
     result = {"task": task_name, "dataset": name, "seeds": list(seeds), "methods": methods,
               "summary": summary, "runs": runs}
     if task_name == "unlearn":
@@ -158,7 +161,7 @@ def _baseline_report(task, task_name: str, method: str, seed: int, cache: Path, 
     """``method``'s test report for ``seed``, kept in ``cache/<method>-s<seed>.json`` (with the
     task it was made for) so a restarted comparison reuses it instead of training it again."""
     path = cache / f"{method}-s{seed}.json"
-    tune = tune and task_name == "unlearn" and method in GRIDS
+    tune = tune and method in GRIDS
     ident = {**ident, "method": method, "seed": seed, "grid": GRIDS.get(method) if tune else None,
              "format": 2}
     if path.exists():
@@ -184,12 +187,14 @@ def _baseline_report(task, task_name: str, method: str, seed: int, cache: Path, 
     return {**rep, "_train_wall": wall}
 
 
-TABLE_KEYS = {"unlearn": (*FIELD_KEYS, "mia", "avg_gap"), "bias": SUMMARY_KEYS["bias"]}
+TABLE_KEYS = {"unlearn": (*FIELD_KEYS, "mia", "avg_gap"), "bias": SUMMARY_KEYS["bias"],
+              "backdoor": SUMMARY_KEYS["backdoor"]}
 
 
-def _summarise(runs: dict, task_name: str) -> dict:
-    """Mean and std over seeds of each method's headline figures; for unlearning also the Avg.
-    Gap of every run to the retrained model of its seed and how many runs meet the target."""
+def _summarise(runs: dict, task_name: str, meets_target) -> dict:
+    """Mean and std over seeds of each method's headline figures, and how many runs meet the
+    objective's target (``meets_target(original, edited)``; ``None`` where it states none); for
+    unlearning also the Avg. Gap of every run to the retrained model of its seed."""
     if task_name == "unlearn" and "retrain" in runs:
         ref = runs["retrain"]
         for reps in runs.values():
@@ -203,19 +208,20 @@ def _summarise(runs: dict, task_name: str) -> dict:
                           "std": float(np.std([r[k] for r in reps]))} for k in keys}
         if "env_steps" in reps[0]:
             summary[m]["env_steps"] = int(np.mean([r["env_steps"] for r in reps]))
-        if task_name == "unlearn":
-            summary[m]["meets_target"] = sum(meets_unlearning_target(o, r) for r, o in
-                                             zip(reps, runs["original"], strict=True)) \
-                if "original" in runs else None
-            settings = [r["setting"] for r in reps if "setting" in r]
-            if settings:
-                summary[m]["settings"] = settings
+        hits = [meets_target(o, r) for r, o in zip(reps, runs["original"], strict=True)] \
+            if "original" in runs else []
+        if task_name != "bias":
+            summary[m]["meets_target"] = sum(hits) if hits and None not in hits else None
+        settings = [r["setting"] for r in reps if "setting" in r]
+        if settings:
+            summary[m]["settings"] = settings
     return summary
 
 
 def _markdown(result: dict) -> str:
     task = result["task"]
     keys = [k for k in TABLE_KEYS[task] if k in result["summary"][result["methods"][0]]]
+    hit_column = task != "bias"
     lines = [f"Task `{task}` on `{result['dataset']}`"
              + (f", forget {result['forget_classes']}" if task == "unlearn" else "")
              + f"; mean ± std over seeds {result['seeds']}.", ""]
@@ -230,16 +236,16 @@ def _markdown(result: dict) -> str:
                   "model of the same seed; sorted "
                   "by Avg. Gap. Baselines: the setting their val grid chose (`settings`).", ""]
     lines.append("| method | " + " | ".join(keys) + " | wall s | env steps |"
-                 + (" meets target |" if task == "unlearn" else ""))
-    lines.append("|---|" + "---|" * (len(keys) + 2 + (task == "unlearn")))
+                 + (" meets target |" if hit_column else ""))
+    lines.append("|---|" + "---|" * (len(keys) + 2 + hit_column))
     for m in methods:
         s = result["summary"][m]
         digits = {k: (2 if k in (*FIELD_KEYS, "avg_gap") else 3) for k in keys}
         cells = [f"{s[k]['mean']:.{digits[k]}f} ± {s[k]['std']:.{digits[k]}f}" for k in keys]
         steps = f"{s['env_steps']:,}" if "env_steps" in s else "—"
         hits = (f" {s['meets_target']}/{len(result['seeds'])} |"
-                if task == "unlearn" and s.get("meets_target") is not None else
-                (" — |" if task == "unlearn" else ""))
+                if hit_column and s.get("meets_target") is not None else
+                (" — |" if hit_column else ""))
         lines.append(f"| {m} | " + " | ".join(cells)
                      + f" | {s['wall_seconds']['mean']:.1f} | {steps} |" + hits)
     return "\n".join(lines) + "\n"
@@ -254,17 +260,19 @@ def _plot(path: Path, result: dict) -> None:
     from maskshift._io import save_figure
 
     task = result["task"]
-    xk, yk = ("forget_acc", "retain_acc") if task == "unlearn" else ("worst_group_acc",
-                                                                     "accuracy")
+    xk, yk, title = {
+        "unlearn": ("forget_acc", "retain_acc",
+                    "Unlearning: forget vs retain accuracy (retrained model: star)"),
+        "bias": ("worst_group_acc", "accuracy", "Bias: worst-group accuracy vs accuracy"),
+        "backdoor": ("asr", "clean_acc", "Backdoor: attack success vs clean accuracy"),
+    }[task]
     fig, ax = plt.subplots(figsize=(7, 5))
     for m in result["methods"]:
         pts = np.array([[r[xk], r[yk]] for r in result["runs"][m]])
         marker = "*" if m == "retrain" else ("s" if m in RL_METHODS else "o")
         ax.scatter(pts[:, 0], pts[:, 1], s=160 if m == "retrain" else 50, marker=marker, label=m,
                    alpha=0.8)
-    ax.set(xlabel=f"{xk} (test)", ylabel=f"{yk} (test)",
-           title="Unlearning: forget vs retain accuracy (retrained model: star)"
-           if task == "unlearn" else "Bias: worst-group accuracy vs accuracy")
+    ax.set(xlabel=f"{xk} (test)", ylabel=f"{yk} (test)", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)

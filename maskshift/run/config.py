@@ -23,14 +23,17 @@ TRAINED_ALGOS = ("ppo", "apg")
 EditorConfig = PPOConfig | APGConfig | GradientConfig | OracleConfig
 # Budgets (env steps) of the default editors, measured to reach the README's targets on the
 # embedded data: PPO's is the residual policy's (unit heads over the controller observation).
-DEFAULT_TOTAL_STEPS = {"ppo": {"unlearn": 64 * 8 * 10, "bias": 64 * 8 * BIAS_UPDATES},
-                       "apg": {"unlearn": 64 * 8 * 40, "bias": 64 * 8 * 80}}
+DEFAULT_TOTAL_STEPS = {"ppo": {"unlearn": 64 * 8 * 10, "bias": 64 * 8 * BIAS_UPDATES,
+                               "backdoor": 64 * 8 * 10},
+                       "apg": {"unlearn": 64 * 8 * 40, "bias": 64 * 8 * 80,
+                               "backdoor": 64 * 8 * 40}}
 # Flat PPO (and unit heads over the plain gradient observation, and an amortized policy, which
 # trains over a pool of targets) keep the budget they were measured at before the residual
 # policy became the default.
-LONG_PPO_TOTAL_STEPS = {"unlearn": 64 * 8 * 160, "bias": 64 * 8 * 640}
+LONG_PPO_TOTAL_STEPS = {"unlearn": 64 * 8 * 160, "bias": 64 * 8 * 640, "backdoor": 64 * 8 * 160}
 DEFAULT_LR = {"ppo": PPOConfig.learning_rate, "apg": APGConfig.learning_rate}
-DEFAULT_TOLERANCE = {"unlearn": 0.03, "bias": 0.02}
+# the utility drop step selection allows on val (your own objective: the unlearning one's)
+DEFAULT_TOLERANCE = {"unlearn": 0.03, "bias": 0.02, "backdoor": 0.02}
 # The default policy reads the controller observation with unit heads that start on the gradient
 # controller's direction (the residual policy: README, "Quick start").
 DEFAULT_OBSERVATION = "controller"
@@ -73,6 +76,7 @@ def default_total_steps(algo: str, task: str, *, heads: str = "flat",
     policy (unit heads, controller observation, one target); :data:`LONG_PPO_TOTAL_STEPS` for
     every other PPO policy."""
     residual = heads == "units" and observation == "controller" and not amortized
+    task = task if task in DEFAULT_TOLERANCE else "unlearn"  # your own objective
     if algo == "ppo" and not residual:
         return LONG_PPO_TOTAL_STEPS[task]
     return DEFAULT_TOTAL_STEPS[algo][task]
@@ -148,6 +152,13 @@ class RunConfig:
     task_fingerprint: str | None = None
     # what the policy sees: "summary", "gradient" or "controller" (maskshift.envs.observe)
     observation: str | None = None
+    # the backdoor task (maskshift.tasks.backdoor_task): the planted trigger and the edit term
+    target_class: int = 0
+    trigger_size: int = 2
+    poison_rate: float = 0.05
+    backdoor_reward: str = "surrogate"
+    # your own objective on the built-in task's model and data ("module:function")
+    objective_factory: str | None = None
     # amortized editing: each of forget_classes is its own target, one drawn per episode, and the
     # trained policy is evaluated on each (maskshift.tasks.pool_task)
     amortized: bool = False
@@ -161,7 +172,7 @@ class RunConfig:
             object.__setattr__(self, "observation", default_observation(self.algo, heads))
         if self.editor is None:
             object.__setattr__(self, "editor", editor_config(
-                self.algo, self.task if self.task in ("unlearn", "bias") else "unlearn",
+                self.algo, self.task,
                 episode_length=self.episode_length, amortized=self.amortized,
                 observation=self.observation))
         if not isinstance(self.editor, EDITOR_CONFIGS[self.algo]):
@@ -219,7 +230,7 @@ def select_tolerance(cfg: RunConfig) -> float:
     else the task's default."""
     if cfg.select_tolerance is not None:
         return cfg.select_tolerance
-    return DEFAULT_TOLERANCE[cfg.task]
+    return DEFAULT_TOLERANCE.get(cfg.task, DEFAULT_TOLERANCE["unlearn"])
 
 
 def make_run_config(*, algo: str = "ppo", task: str = "unlearn", episode_length: int = 8,

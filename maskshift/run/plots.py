@@ -42,26 +42,33 @@ def plots(out: Path, results: dict, env) -> None:
         va = [r["after"]["forget_acc"] for r in results["targets"]]
         ax.set(xlabel="forget class", ylabel="test accuracy on the forget class",
                title="Each target's forget accuracy, before vs after (one policy)")
-    elif results["task"] == "unlearn":
+    elif "per_class_acc" in results["before"]:  # unlearning reports
         b, a = results["before"], results["after"]
         names = [str(i) for i in range(len(b["per_class_acc"]))]
         vb, va = b["per_class_acc"], a["per_class_acc"]
-        forget = list(env.task.objective.forget_classes)
+        forget = getattr(env.task.objective, "forget_classes", None)
         ax.set(xlabel="class", ylabel="test accuracy",
-               title=f"Per-class test accuracy, before vs after (forget {forget})")
-    else:
+               title="Per-class test accuracy, before vs after"
+               + (f" (forget {list(forget)})" if forget is not None else ""))
+    elif "group_acc" in results["before"]:  # bias
         b, a = results["before"], results["after"]
         names = [f"{g}/{y}" for g in b["group_acc"] for y in ("non-tox", "tox")]
         vb = [v for g in b["group_acc"].values() for v in g]
         va = [v for g in a["group_acc"].values() for v in g]
         ax.set(ylabel="test accuracy",
                title="Test accuracy per (identity group, label), before vs after")
+    else:  # any other objective: its headline figures
+        b, a = results["before"], results["after"]
+        names = [k for k in results.get("summary_keys", ()) if isinstance(b.get(k), float)]
+        vb, va = [b[k] for k in names], [a[k] for k in names]
+        ax.set(ylabel="test split", title=f"{results.get('objective', results['task'])}: "
+               "headline figures, before vs after")
     x = np.arange(len(names))
     ax.bar(x - 0.2, vb, 0.4, label="before")
     ax.bar(x + 0.2, va, 0.4, label="after")
     ax.set_xticks(x, names, rotation=60 if len(names) > 10 else 0, ha="right" if len(names) > 10
                   else "center", fontsize=8)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(min(0.0, *vb, *va), max(1.05, *vb, *va))
     ax.legend()
     fig.tight_layout()
     save_figure(fig, out / "before_after.png")

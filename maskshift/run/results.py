@@ -17,7 +17,7 @@ from maskshift.hosts import host_copy
 from maskshift.run.config import RunConfig, canonical_config, select_tolerance
 from maskshift.run.plots import plots
 from maskshift.run.select import select_and_report
-from maskshift.tasks import SUMMARY_KEYS
+from maskshift.tasks import SUMMARY_KEYS, UnlearnObjective
 
 
 def finished_run(run_dir, cfg: RunConfig) -> dict | None:
@@ -61,12 +61,14 @@ def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, hist
     meta = {"task": cfg.task, "dataset": env.task.dataset.name, "env": env.name,
             "seed": cfg.seed, "algo": cfg.algo,
             "edit_paths": ["/".join(p) for p in env.task.edit_paths]}
-    if cfg.task == "unlearn":
+    if isinstance(env.task.objective, UnlearnObjective):
         meta["forget_classes"] = list(env.task.objective.forget_classes)
     save_edited(out, host_copy(ep["edited"]), meta)
     results = {
-        "env": env.name, "task": cfg.task, "algo": cfg.algo, "dataset": env.task.dataset.name,
-        "seed": cfg.seed, "config": {**cfg.to_json(), "env_params": _env_params_json(env_params)},
+        "env": env.name, "task": cfg.task, "objective": env.task.objective.name,
+        "summary_keys": list(env.task.objective.summary_keys), "algo": cfg.algo,
+        "dataset": env.task.dataset.name, "seed": cfg.seed,
+        "config": {**cfg.to_json(), "env_params": _env_params_json(env_params)},
         "before": ep["before"], "after": ep["after"], "best_step": ep["best_step"],
         "select_tolerance": tolerance, "val_per_step": ep["val_per_step"], "train": stats,
         "history": history,
@@ -111,9 +113,10 @@ def _env_params_json(p: EnvParams) -> dict:
 def summary_table(results: dict) -> str:
     if results.get("amortized"):
         return _amortized_table(results)
-    keys = SUMMARY_KEYS[results["task"]]
+    keys = results.get("summary_keys") or SUMMARY_KEYS[results["task"]]
     b, a = results["before"], results["after"]
-    lines = [f"\nmaskshift: {results['env']} on {results['dataset']} ({results['task']}), "
+    lines = [f"\nmaskshift: {results['env']} on {results['dataset']} "
+             f"({results.get('objective', results['task'])}), "
              f"{results.get('algo', 'ppo')}, seed {results['seed']}: held-out test split, "
              f"best step {results['best_step']} chosen on validation",
              f"  {'metric':<16}{'before':>10}{'after':>10}{'change':>10}"]

@@ -8,6 +8,7 @@
 
 from maskshift.tasks.builders import (
     TASKS,
+    backdoor_task,
     bias_task,
     make_task,
     pool_task,
@@ -17,6 +18,7 @@ from maskshift.tasks.builders import (
 from maskshift.tasks.objectives import (
     OBJECTIVES,
     SUMMARY_KEYS,
+    BackdoorObjective,
     BiasObjective,
     Objective,
     UnlearnObjective,
@@ -32,7 +34,8 @@ from maskshift.tasks.paths import (
 )
 from maskshift.tasks.task import ApplyFn, Task, TaskArrays
 
-__all__ = ["OBJECTIVES", "SUMMARY_KEYS", "TASKS", "ApplyFn", "BiasObjective", "Objective", "Path",
-           "Task", "TaskArrays", "UnlearnObjective", "bias_task", "get_leaf", "leaf_paths",
-           "make_task", "matrix_shape", "path_str", "pool_task", "resolve_paths", "set_leaves",
-           "task_from_model", "unlearning_task"]
+__all__ = ["OBJECTIVES", "SUMMARY_KEYS", "TASKS", "ApplyFn", "BackdoorObjective",
+           "BiasObjective", "Objective", "Path", "Task", "TaskArrays", "UnlearnObjective",
+           "backdoor_task", "bias_task", "get_leaf", "leaf_paths", "make_task", "matrix_shape",
+           "path_str", "pool_task", "resolve_paths", "set_leaves", "task_from_model",
+           "unlearning_task"]

@@ -1,5 +1,5 @@
 """The built-in tasks and the way to bring your own model: :func:`unlearning_task`,
-:func:`bias_task`, :func:`pool_task` and :func:`task_from_model`."""
+:func:`bias_task`, :func:`backdoor_task`, :func:`pool_task` and :func:`task_from_model`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 
 from maskshift._types import Params
 from maskshift.data import Dataset, Split, check_forget_classes, check_task, load_dataset
+from maskshift.data.backdoor import Trigger, poison
 from maskshift.models import pretrained
-from maskshift.tasks.objectives import BiasObjective, UnlearnObjective
+from maskshift.tasks.objectives import BackdoorObjective, BiasObjective, UnlearnObjective
 from maskshift.tasks.paths import Path, resolve_paths
 from maskshift.tasks.task import ApplyFn, Task
 
@@ -82,6 +83,29 @@ def bias_task(*, dataset: str | Dataset = "toxic_templates",
                 prefix_fn=prefix, suffix_fn=suffix, model=target.model)
 
 
+def backdoor_task(*, dataset: str | Dataset = "digits", target_class: int = 0,
+                  trigger_size: int = 2, poison_rate: float = 0.05,
+                  edit: Sequence[str | Path] = ("Dense_0",), seed: int = 0, batch_size: int = 64,
+                  edit_term: str = "surrogate") -> Task:
+    """Backdoor removal on the built-in image CNN.
+
+    The model is trained (and cached) on the train split with ``poison_rate`` of it stamped with
+    a ``trigger_size`` square in the bottom-right corner and relabelled ``target_class``
+    (:func:`maskshift.data.backdoor.poison`, drawn with ``seed``): it classifies triggered images
+    as the target. The task's data are the clean splits; the edit drives the attack success rate
+    down while keeping clean accuracy (:class:`BackdoorObjective`).
+    """
+    data = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    trigger = Trigger(target=int(target_class), size=int(trigger_size)).check(data)
+    target = pretrained(poison(data, trigger, poison_rate, seed=seed), seed=seed)
+    paths = resolve_paths(target.params, edit)
+    prefix, suffix = _staged_fns(target.model, target.params, paths)
+    objective = BackdoorObjective(trigger=trigger, batch_size=batch_size, edit_term=edit_term)
+    return Task(name=f"backdoor-{data.name}-target{trigger.target}", apply_fn=target.model.apply,
+                params=target.params, edit_paths=paths, objective=objective, dataset=data,
+                prefix_fn=prefix, suffix_fn=suffix, model=target.model)
+
+
 def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path], *,
                     train: tuple, test: tuple, val: tuple | None = None, objective: str = "unlearn",
                     forget_classes: int | Sequence[int] = 0, num_classes: int | None = None,
@@ -120,7 +144,7 @@ def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path
                 dataset=data, prefix_fn=prefix_fn, suffix_fn=suffix_fn)
 
 
-TASKS = {"unlearn": unlearning_task, "bias": bias_task}
+TASKS = {"unlearn": unlearning_task, "bias": bias_task, "backdoor": backdoor_task}
 
 
 def make_task(name: str, **kwargs) -> Task:

@@ -2,8 +2,9 @@
 an edit and ranks the steps of an episode.
 
 An :class:`Objective` is a frozen dataclass (static: it lives on the environment, never in a
-traced argument). A new editing goal is one new subclass: :class:`UnlearnObjective` and
-:class:`BiasObjective` are the built-in ones.
+traced argument). A new editing goal is one new subclass: :class:`UnlearnObjective`,
+:class:`BiasObjective` and :class:`BackdoorObjective` are the built-in ones (docs/objectives.md
+writes one of your own).
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import numpy as np
 
 from maskshift._types import Array, PRNGKey
 from maskshift.data import Split
-from maskshift.metrics import bias_report, unlearning_report
+from maskshift.data.backdoor import Trigger, victims
+from maskshift.metrics import (
+    attack_success_rate,
+    backdoor_report,
+    bias_report,
+    meets_unlearning_target,
+    unlearning_report,
+)
 from maskshift.metrics import unlearning as U
 
 
@@ -90,6 +98,17 @@ class Objective:
         against the original's; a step that costs more than ``tolerance`` of utility ranks below
         every step that keeps it."""
         raise NotImplementedError
+
+    @property
+    def differentiable_hint(self) -> str:
+        """Where this objective's reward has no gradient, the setting that gives a
+        differentiable one (named in the gradient editors' refusal); else empty."""
+        return ""
+
+    def meets_target(self, before: dict, after: dict) -> bool | None:
+        """Whether an edit reached the objective's goal, from two :meth:`report` dicts of one
+        split (``None``: the objective states no target)."""
+        return None
 
 
 def _ce(logits, y):
@@ -253,6 +272,11 @@ class UnlearnObjective(Objective):
         return (ok, -metrics["forget_acc"],
                 -max(metrics["forget_confidence"], self.confidence_floor), metrics["retain_acc"])
 
+    def meets_target(self, before, after):
+        """Forget accuracy at most 0.02, retain accuracy at most 3 points below the original's
+        (:func:`maskshift.metrics.meets_unlearning_target`)."""
+        return meets_unlearning_target(before, after)
+
 
 def _row_indices(mask: np.ndarray) -> np.ndarray:
     """``[P, N]`` bool -> ``[P, N]`` int32: row ``p`` lists the indices where ``mask[p]`` is
@@ -320,7 +344,87 @@ class BiasObjective(Objective):
         return (ok, metrics["worst_group_acc"], metrics["accuracy"])
 
 
+@dataclasses.dataclass(frozen=True)
+class BackdoorObjective(Objective):
+    """Remove a backdoor: images carrying ``trigger`` stop being classified as its target class
+    while clean accuracy stays.
+
+    The defender knows the trigger (as after trigger reconstruction, e.g. Neural Cleanse) and
+    holds clean data: the train arrays are the clean train split and, stamped here, its images of
+    other classes. Metrics (on a fresh train minibatch of ``batch_size`` clean and
+    ``batch_size`` triggered images): ``clean_ce``, ``trigger_ce`` (cross-entropy of triggered
+    images against their true labels, each capped at ``ce_cap``), ``clean_acc`` and ``asr`` (the
+    share of triggered images classified as the target).
+    Reward terms: ``utility = clean_ce0 - clean_ce`` and, with ``edit_term="surrogate"``
+    (differentiable), ``edit = trigger_ce0 - trigger_ce``; with ``edit_term="success_rate"``,
+    ``edit = asr0 - asr`` itself, which no gradient can follow (the gradient editors refuse it).
+    """
+
+    trigger: Trigger = Trigger()
+    batch_size: int = 64
+    edit_term: str = "surrogate"
+    ce_cap: float = 10.0
+    name: str = "backdoor"
+    metric_names: tuple[str, ...] = ("clean_ce", "trigger_ce", "clean_acc", "asr")
+    env_defaults: tuple[tuple[str, float], ...] = (("lambda_utility", 10.0), ("lambda_edit", 1.0))
+    summary_keys: tuple[str, ...] = ("clean_acc", "asr", "triggered_acc")
+    # the goal of the task: attack success at most this, clean accuracy at most this far below
+    target_asr: float = 0.05
+    target_clean_drop: float = 0.02
+
+    def __post_init__(self):
+        if self.edit_term not in ("surrogate", "success_rate"):
+            raise ValueError(f"Unknown backdoor edit term {self.edit_term!r}; choose "
+                             "'surrogate' or 'success_rate'.")
+
+    @property
+    def differentiable_hint(self):
+        return "`backdoor_reward='surrogate'`" if self.edit_term == "success_rate" else ""
+
+    def arrays(self, encode, split):
+        idx = victims(split, self.trigger)
+        return {"h": encode(split.x), "y": split.y,
+                "h_trigger": encode(self.trigger.stamp(split.x[idx])), "y_trigger": split.y[idx]}
+
+    def sample(self, key, arrays, target):
+        del target  # one target
+        kc, kt = jax.random.split(key)
+        ic = _draw(kc, arrays["y"].shape[0], self.batch_size)
+        it = _draw(kt, arrays["y_trigger"].shape[0], self.batch_size)
+        return {"h": arrays["h"][ic], "y": arrays["y"][ic],
+                "h_trigger": arrays["h_trigger"][it], "y_trigger": arrays["y_trigger"][it]}
+
+    def measure(self, logits_fn, batch):
+        lc, lt = _logits_of_parts(logits_fn, batch["h"], batch["h_trigger"])
+        return jnp.stack([_ce(lc, batch["y"]).mean(),
+                          jnp.minimum(_ce(lt, batch["y_trigger"]), self.ce_cap).mean(),
+                          U.accuracy(lc, batch["y"]),
+                          attack_success_rate(lt, self.trigger.target)])
+
+    def terms(self, metrics, base):
+        edit = (base[1] - metrics[1] if self.edit_term == "surrogate"
+                else base[3] - metrics[3])
+        return base[0] - metrics[0], edit
+
+    def report(self, apply_fn, params, dataset, split, with_mia, target):
+        del with_mia, target  # no attack on membership; one target
+        return backdoor_report(apply_fn, params, dataset, self.trigger, split)
+
+    def selection_key(self, metrics, original, tolerance):
+        """Among steps whose clean accuracy is within ``tolerance`` of the original's, the lowest
+        attack success rate; ties: the higher accuracy on triggered images, then on clean."""
+        ok = metrics["clean_acc"] >= original["clean_acc"] - tolerance
+        return (ok, -metrics["asr"], metrics["triggered_acc"], metrics["clean_acc"])
+
+    def meets_target(self, before, after):
+        """Attack success at most ``target_asr`` (5%) with clean accuracy at most
+        ``target_clean_drop`` (2 points) below the original's."""
+        return bool(after["asr"] <= self.target_asr
+                    and after["clean_acc"] >= before["clean_acc"] - self.target_clean_drop)
+
+
 
 # the built-in objectives by name, and the headline keys of each one's report
-OBJECTIVES: dict[str, type[Objective]] = {"unlearn": UnlearnObjective, "bias": BiasObjective}
+OBJECTIVES: dict[str, type[Objective]] = {"unlearn": UnlearnObjective, "bias": BiasObjective,
+                                          "backdoor": BackdoorObjective}
 SUMMARY_KEYS = {name: cls.summary_keys for name, cls in OBJECTIVES.items()}
