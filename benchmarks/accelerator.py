@@ -61,7 +61,8 @@ def main(argv=None) -> int:
         p.exit(2, f"error: {str(err).replace('`ns`', '--ns / --ppo-envs')}\n")
     report = accelerator_report(ns, ppo_envs, args.reps or setting["reps"],
                                 None if args.no_amortized else setting["amortized_steps"],
-                                envs=FULL["envs"], log=lambda s: print(s, flush=True))
+                                envs=FULL["envs"], tasks=FULL["tasks"],
+                                log=lambda s: print(s, flush=True))
     if args.json:
         atomic_write_json(args.json, report)
         print(f"wrote {args.json}")

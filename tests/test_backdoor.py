@@ -93,10 +93,23 @@ def test_the_objective_measures_rewards_selects_and_judges(backdoor):
     metrics = obj.measure(lambda h: backdoor.suffix(arrays.params, h), batch)
     assert metrics.shape == (4,) and bool(jnp.isfinite(metrics).all())
     assert [float(t) for t in obj.terms(base, base)] == [0.0, 0.0]
-    better = base.at[1].add(-1.0).at[3].add(-0.5)
-    assert float(obj.terms(better, base)[1]) == pytest.approx(1.0)  # the surrogate: trigger CE
-    rate = dataclasses.replace(obj, edit_term="success_rate")
-    assert float(rate.terms(better, base)[1]) == pytest.approx(0.5)  # the success rate itself
+    better = base.at[1].add(-1.0)
+    assert float(obj.terms(better, base)[1]) == pytest.approx(1.0)
+    # each edit term's loss, from the same logits: the success rate is the ASR metric itself
+    def fn(h):
+        return backdoor.suffix(arrays.params, h)
+
+    lt = fn(batch["h_trigger"])
+    p_target = jax.nn.softmax(lt, -1)[:, obj.trigger.target]
+    losses = {t: float(dataclasses.replace(obj, edit_term=t).measure(fn, batch)[1])
+              for t in ("away", "true_label", "success_rate")}
+    assert losses["away"] == pytest.approx(float(-jnp.log1p(-jnp.minimum(p_target, 1 - 1e-6))
+                                                 .mean()), rel=1e-5)
+    assert losses["success_rate"] == pytest.approx(float(metrics[3]))
+    assert 0 < losses["true_label"] <= obj.ce_cap
+    # the utility reads tempered logits: the plain cross-entropy of the memorised clean images
+    cold = dataclasses.replace(obj, utility_temperature=1.0).measure(fn, batch)
+    assert float(cold[0]) < float(metrics[0])
     original = {"clean_acc": 0.97, "asr": 0.97, "triggered_acc": 0.03}
     steps = [{"clean_acc": 0.96, "asr": 0.10, "triggered_acc": 0.8},
              {"clean_acc": 0.90, "asr": 0.00, "triggered_acc": 0.9},  # costs too much accuracy
@@ -107,6 +120,8 @@ def test_the_objective_measures_rewards_selects_and_judges(backdoor):
     assert not obj.meets_target(original, steps[1])
     with pytest.raises(ValueError, match="Unknown backdoor edit term 'asr'"):
         dataclasses.replace(obj, edit_term="asr")
+    with pytest.raises(ValueError, match="The utility temperature must be > 0"):
+        dataclasses.replace(obj, utility_temperature=0.0)
 
 
 def test_fine_pruning_prunes_the_least_active_units_and_keeps_them_at_zero(backdoor):
@@ -147,6 +162,21 @@ def test_the_success_rate_reward_is_refused_by_the_gradient_editors(backdoor, tm
         backdoor.objective, edit_term="success_rate"))
     for algo in ("gradient", "oracle", "apg"):
         cfg = make_run_config(algo=algo, task="backdoor")
-        with pytest.raises(ValueError, match="backdoor_reward='surrogate'"):
+        with pytest.raises(ValueError, match="backdoor_reward='true_label'"):
             train_and_evaluate(cfg, tmp_path / algo, task=task, log=lambda s: None)
         assert not (tmp_path / algo).exists()
+
+
+@pytest.mark.slow
+def test_an_unlearning_policy_edits_the_backdoored_model_zero_shot(backdoor, tmp_path):
+    from maskshift.run import make_run_config, train_and_evaluate
+    from maskshift.run.policy import load_policy, zero_shot_edit
+
+    cfg = make_run_config(amortized=True, forget_classes=(0, 1), num_envs=16, total_steps=128)
+    train_and_evaluate(cfg, tmp_path / "pool", log=lambda s: None)
+    res = zero_shot_edit(load_policy(tmp_path / "pool"), backdoor, log=lambda s: None)
+    assert res["before"] == backdoor.report(backdoor.params)
+    assert set(res["after"]) == {"clean_acc", "asr", "triggered_acc"}
+    assert 0 <= res["best_step"] <= cfg.episode_length
+    # selection on val by the backdoor objective's rule: never worse than doing nothing on val
+    assert res["after"]["asr"] <= res["before"]["asr"] or res["best_step"] == 0

@@ -58,10 +58,12 @@ def test_vmap_mode_reports_compile_memory_and_flops(envs):
 
 
 @pytest.mark.slow
-def test_throughput_script_smallest_setting(tmp_path):
+def test_throughput_script_smallest_setting_with_the_parts_of_the_step(tmp_path):
+    """Every timing mode in one run (one interpreter and one set of compilations for CI)."""
     out = tmp_path / "tp.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
                            "--envs", "shift", "--tasks", "bias", "--ns", "1", "4", "--reps", "1",
+                           "--modes", "vmap", "loop", "numpy", "chunked", "matmul", "parts",
                            "--chunk", "2", "--steps-per-call", "2", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -74,6 +76,15 @@ def test_throughput_script_smallest_setting(tmp_path):
     assert set(r["ratios"]["vmap_over_loop"]) == {"1", "4"}
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "speed-up at each N" in proc.stdout
+    parts = next(p for p in r["parts"] if p["n"] == 4)  # the chunked step exists at N = 4
+    assert set(parts["roofline_bound"]) == {"vmap", "chunked"}
+    for mode in ("vmap", "chunked"):
+        # the parts are nested subsets of the step's work: XLA's FLOP counts say so exactly
+        update, observe = parts[mode]["update"], parts[mode]["observe"]
+        assert 0 < update["flops"] < observe["flops"] < r["vmap"][1]["flops"]
+        assert update["steps_per_s"] > 0 and observe["steps_per_s"] > 0
+        assert 0 < parts["roofline_bound"][mode]
+    assert "chunked parts: update" in proc.stdout and "roofline bound" in proc.stdout
 
 
 @pytest.mark.slow
@@ -107,27 +118,6 @@ def test_ppo_throughput_script_smallest_setting(tmp_path):
     for r in rows:
         assert r["env_steps_per_call"] == 4 * 8 and r["compile_s"] > 0
         assert r["env_steps_per_s"] == pytest.approx(32 / r["median_s"])
-
-
-@pytest.mark.slow
-def test_throughput_parts_split_the_step_and_bound_its_roofline_fraction(tmp_path):
-    out = tmp_path / "tp.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
-                           "--envs", "shift", "--tasks", "bias", "--ns", "4", "--reps", "1",
-                           "--modes", "vmap", "chunked", "matmul", "parts", "--chunk", "2",
-                           "--steps-per-call", "2", "--json", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    r = json.loads(out.read_text())["results"]["shift-bias"]
-    parts = r["parts"][0]
-    assert set(parts["roofline_bound"]) == {"vmap", "chunked"}
-    for mode in ("vmap", "chunked"):
-        # the parts are nested subsets of the step's work: XLA's FLOP counts say so exactly
-        update, observe = parts[mode]["update"], parts[mode]["observe"]
-        assert 0 < update["flops"] < observe["flops"] < r["vmap"][0]["flops"]
-        assert update["steps_per_s"] > 0 and observe["steps_per_s"] > 0
-        assert 0 < parts["roofline_bound"][mode]
-    assert "chunked parts: update" in proc.stdout and "roofline bound" in proc.stdout
 
 
 @pytest.mark.parametrize("env_id", ["MaskWorld-v0", "ShiftWorld-v0"])

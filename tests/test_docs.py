@@ -112,9 +112,9 @@ def test_byom_brings_its_own_model_and_a_killed_run_resumes(tmp_path, monkeypatc
     assert res["config"]["task_fingerprint"] and res["dataset"] == "custom"
     killed = tmp_path / "killed"
     cfg, task = namespace["cfg"], namespace["task"]
-    stopped = maskshift.train_and_evaluate(cfg, killed, task=task, stop_after_chunks=2,
+    stopped = maskshift.train_and_evaluate(cfg, killed, task=task, stop_after_chunks=1,
                                            log=lambda s: None)
-    assert stopped == {"stopped_at_update": 20}
+    assert stopped == {"stopped_at_update": 10}
     resumed = maskshift.train_and_evaluate(cfg, killed, task=task, log=lambda s: None)
     assert resumed["history"]["episode_return"] == pytest.approx(
         res["history"]["episode_return"], rel=1e-5, abs=1e-6)

@@ -11,6 +11,7 @@ import math
 import re
 
 from maskshift.data import TASK_KINDS, TFDS_DATASETS
+from maskshift.tasks.objectives import BACKDOOR_EDIT_TERMS
 
 # the built-in tasks, for every command's --task
 TASKS = tuple(TASK_KINDS)
@@ -120,10 +121,11 @@ def add_backdoor_arguments(parser, reward: bool = True) -> None:
                              "it, in (0, 1) (default 0.05)")
     if not reward:
         return
-    parser.add_argument("--backdoor-reward", default=None, choices=("surrogate", "success_rate"),
-                        help="backdoor: the edit term, surrogate (default: cross-entropy of "
-                             "triggered images to their true labels) or success_rate (the attack "
-                             "success rate itself; no gradient follows it)")
+    parser.add_argument("--backdoor-reward", default=None, choices=BACKDOOR_EDIT_TERMS,
+                        help="backdoor: the edit term, true_label (default: cross-entropy of "
+                             "triggered images to their true labels), away (-log(1 - p(target)) "
+                             "of them) or success_rate (the attack success rate itself; no "
+                             "gradient follows it, PPO only)")
 
 
 def backdoor_fields(args) -> dict:

@@ -156,7 +156,7 @@ class RunConfig:
     target_class: int = 0
     trigger_size: int = 2
     poison_rate: float = 0.05
-    backdoor_reward: str = "surrogate"
+    backdoor_reward: str = "true_label"
     # your own objective on the built-in task's model and data ("module:function")
     objective_factory: str | None = None
     # amortized editing: each of forget_classes is its own target, one drawn per episode, and the

@@ -219,3 +219,33 @@ def edit_with_policy(policy: Policy, forget_classes, *, task=None, out=None,
     """
     classes = tuple(int(c) for c in np.atleast_1d(forget_classes))
     return PolicyEditor(policy, [classes], task).edit(classes, out, log)
+
+
+def zero_shot_edit(policy: Policy, task, log=print) -> dict:
+    """One deterministic rollout of ``policy`` on ``task``, which may have another objective (a
+    policy trained to unlearn, tried on backdoor removal): no training; the best step chosen on
+    val by ``task``'s own rule, its test report. The policy sees ``task``'s observation (its
+    reward terms' gradient factors and metrics), so it serves any objective with as many metrics
+    and the same number of edited matrices; otherwise a ``ValueError`` says why.
+
+    Returns ``{"before", "after", "best_step", "seconds", ...}`` (``seconds``: rollout,
+    selection and reports, compilation included)."""
+    cfg = dataclasses.replace(policy.config, amortized=False, task=task.objective.name,
+                              task_factory=None, task_fingerprint=None)
+    env, env_params = build_env(cfg, task)
+    _check_servable(policy, env)
+    if env.obs_size != policy.meta["obs_size"] and cfg.editor.heads == "flat":
+        raise ValueError(f"The policy in {policy.path} reads {policy.meta['obs_size']} "
+                         f"observation features; {task.name!r} gives {env.obs_size}.")
+    network = policy_network(cfg.editor, env)
+    params = _restore_params(policy, network, env)
+    t0 = time.perf_counter()
+    run = rollout_fn(env, policy_act(network), int(env_params.max_steps_in_episode))
+    edits = run(params, env_params, jax.random.key(0), jnp.int32(0))
+    ep = select_and_report(env, env_params, edits, select_tolerance(cfg), 0)
+    seconds = time.perf_counter() - t0
+    log(f"zero-shot edit of {task.name} with {policy.path}: best step {ep['best_step']}, "
+        f"{seconds:.2f} s")
+    return {"policy": str(policy.path), "env": env.name, "task": task.name,
+            "best_step": int(ep["best_step"]), "seconds": round(seconds, 3),
+            "before": ep["before"], "after": ep["after"]}

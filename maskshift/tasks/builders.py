@@ -86,7 +86,7 @@ def bias_task(*, dataset: str | Dataset = "toxic_templates",
 def backdoor_task(*, dataset: str | Dataset = "digits", target_class: int = 0,
                   trigger_size: int = 2, poison_rate: float = 0.05,
                   edit: Sequence[str | Path] = ("Dense_0",), seed: int = 0, batch_size: int = 64,
-                  edit_term: str = "surrogate") -> Task:
+                  edit_term: str = "true_label") -> Task:
     """Backdoor removal on the built-in image CNN.
 
     The model is trained (and cached) on the train split with ``poison_rate`` of it stamped with

@@ -278,6 +278,10 @@ class UnlearnObjective(Objective):
         return meets_unlearning_target(before, after)
 
 
+# the backdoor objective's edit terms (BackdoorObjective.edit_term)
+BACKDOOR_EDIT_TERMS = ("true_label", "away", "success_rate")
+
+
 def _row_indices(mask: np.ndarray) -> np.ndarray:
     """``[P, N]`` bool -> ``[P, N]`` int32: row ``p`` lists the indices where ``mask[p]`` is
     true, then zeros (never drawn: draws stop at the count)."""
@@ -352,34 +356,53 @@ class BackdoorObjective(Objective):
     The defender knows the trigger (as after trigger reconstruction, e.g. Neural Cleanse) and
     holds clean data: the train arrays are the clean train split and, stamped here, its images of
     other classes. Metrics (on a fresh train minibatch of ``batch_size`` clean and
-    ``batch_size`` triggered images): ``clean_ce``, ``trigger_ce`` (cross-entropy of triggered
-    images against their true labels, each capped at ``ce_cap``), ``clean_acc`` and ``asr`` (the
-    share of triggered images classified as the target).
-    Reward terms: ``utility = clean_ce0 - clean_ce`` and, with ``edit_term="surrogate"``
-    (differentiable), ``edit = trigger_ce0 - trigger_ce``; with ``edit_term="success_rate"``,
-    ``edit = asr0 - asr`` itself, which no gradient can follow (the gradient editors refuse it).
+    ``batch_size`` triggered images): ``clean_ce`` (cross-entropy of the clean images at
+    temperature ``utility_temperature``), ``trigger_loss`` (the edit term's loss on the
+    triggered images), ``clean_acc`` and ``asr`` (the share of triggered images classified as
+    the target).
+
+    Reward terms: ``utility = clean_ce0 - clean_ce`` and ``edit = trigger_loss0 - trigger_loss``,
+    where ``trigger_loss`` is, by ``edit_term``:
+
+    - ``"true_label"`` (default, differentiable): their cross-entropy to their true labels,
+      capped at ``ce_cap``;
+    - ``"away"`` (differentiable, needs no labels): ``-log(1 - p(target))``, pushing triggered
+      images off the target class;
+    - ``"success_rate"``: the attack success rate itself, which no gradient can follow (the
+      gradient editors refuse it).
+
+    The temperature (default 4): the backdoored model fits its clean train images almost
+    perfectly, so their plain cross-entropy stays flat until predictions flip and the edit
+    is blind to the clean accuracy it costs on held-out data; tempered logits move from the
+    first step. Measured on val with the gradient controller and residual PPO
+    (``benchmarks/backdoor_tuning.py``): docs/objectives.md, "The built-in third task".
     """
 
     trigger: Trigger = Trigger()
     batch_size: int = 64
-    edit_term: str = "surrogate"
+    edit_term: str = "true_label"
+    utility_temperature: float = 4.0
     ce_cap: float = 10.0
     name: str = "backdoor"
-    metric_names: tuple[str, ...] = ("clean_ce", "trigger_ce", "clean_acc", "asr")
+    metric_names: tuple[str, ...] = ("clean_ce", "trigger_loss", "clean_acc", "asr")
     env_defaults: tuple[tuple[str, float], ...] = (("lambda_utility", 10.0), ("lambda_edit", 1.0))
+    control_utility_weight: float = 1.0
     summary_keys: tuple[str, ...] = ("clean_acc", "asr", "triggered_acc")
     # the goal of the task: attack success at most this, clean accuracy at most this far below
     target_asr: float = 0.05
     target_clean_drop: float = 0.02
 
     def __post_init__(self):
-        if self.edit_term not in ("surrogate", "success_rate"):
-            raise ValueError(f"Unknown backdoor edit term {self.edit_term!r}; choose "
-                             "'surrogate' or 'success_rate'.")
+        if self.edit_term not in BACKDOOR_EDIT_TERMS:
+            raise ValueError(f"Unknown backdoor edit term {self.edit_term!r}; choose one of "
+                             f"{', '.join(map(repr, BACKDOOR_EDIT_TERMS))}.")
+        if not self.utility_temperature > 0:
+            raise ValueError(f"The utility temperature must be > 0, got "
+                             f"{self.utility_temperature}.")
 
     @property
     def differentiable_hint(self):
-        return "`backdoor_reward='surrogate'`" if self.edit_term == "success_rate" else ""
+        return "`backdoor_reward='true_label'`" if self.edit_term == "success_rate" else ""
 
     def arrays(self, encode, split):
         idx = victims(split, self.trigger)
@@ -396,15 +419,19 @@ class BackdoorObjective(Objective):
 
     def measure(self, logits_fn, batch):
         lc, lt = _logits_of_parts(logits_fn, batch["h"], batch["h_trigger"])
-        return jnp.stack([_ce(lc, batch["y"]).mean(),
-                          jnp.minimum(_ce(lt, batch["y_trigger"]), self.ce_cap).mean(),
-                          U.accuracy(lc, batch["y"]),
-                          attack_success_rate(lt, self.trigger.target)])
+        asr = attack_success_rate(lt, self.trigger.target)
+        if self.edit_term == "away":
+            p_target = jax.nn.softmax(lt, -1)[..., self.trigger.target]
+            loss = -jnp.log1p(-jnp.minimum(p_target, 1.0 - 1e-6)).mean()
+        elif self.edit_term == "true_label":
+            loss = jnp.minimum(_ce(lt, batch["y_trigger"]), self.ce_cap).mean()
+        else:
+            loss = asr
+        return jnp.stack([_ce(lc / self.utility_temperature, batch["y"]).mean(), loss,
+                          U.accuracy(lc, batch["y"]), asr])
 
     def terms(self, metrics, base):
-        edit = (base[1] - metrics[1] if self.edit_term == "surrogate"
-                else base[3] - metrics[3])
-        return base[0] - metrics[0], edit
+        return base[0] - metrics[0], base[1] - metrics[1]
 
     def report(self, apply_fn, params, dataset, split, with_mia, target):
         del with_mia, target  # no attack on membership; one target
