@@ -3,7 +3,10 @@
 ```python block compiles, and every command line in a ```bash block parses with the flags its
 tool really has."""
 
+import contextlib
 import functools
+import importlib.util
+import io
 import re
 import shlex
 import subprocess
@@ -39,6 +42,19 @@ def commands(code: str) -> list[list[str]]:
 
 @functools.cache
 def script_help(target: tuple[str, ...]) -> str:
+    """``--help`` of a script (loaded in this process: its ``main(["--help"])`` prints the help
+    and exits before any work; a fresh interpreter per script took most of this test's time) or
+    of a ``-m`` module (a subprocess)."""
+    if target[0] != "-m":
+        spec = importlib.util.spec_from_file_location(f"_docs_{Path(target[0]).stem}",
+                                                      ROOT / target[0])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exc:
+            module.main(["--help"])
+        assert exc.value.code == 0
+        return out.getvalue()
     proc = subprocess.run([sys.executable, *target, "--help"], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr[-1000:]
