@@ -133,6 +133,21 @@ def test_an_editor_edits_held_out_classes_with_one_compilation(amortized_run):
         editor.edit(7, log=lambda *_: None)
 
 
+@pytest.mark.slow
+def test_the_policy_edits_the_backdoored_model_zero_shot(amortized_run):
+    """A policy trained to unlearn, on another objective: one rollout, selected by that task's
+    own rule (the backdoor task's val rule), reported by its own report."""
+    from maskshift.run.policy import zero_shot_edit
+    from maskshift.tasks import backdoor_task
+
+    task = backdoor_task()
+    res = zero_shot_edit(load_policy(amortized_run), task, log=lambda s: None)
+    assert res["before"] == task.report(task.params)
+    assert res["before"]["asr"] > 0.9
+    assert set(res["after"]) == {"clean_acc", "asr", "triggered_acc"}
+    assert 0 <= res["best_step"] <= 3 and res["env"] == "ShiftWorld-v0"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--amortized", "--forget-class", "3"], "give a pool of at least two classes"),
     (["--amortized"], "give a pool of at least two classes"),

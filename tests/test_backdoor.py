@@ -166,17 +166,3 @@ def test_the_success_rate_reward_is_refused_by_the_gradient_editors(backdoor, tm
             train_and_evaluate(cfg, tmp_path / algo, task=task, log=lambda s: None)
         assert not (tmp_path / algo).exists()
 
-
-@pytest.mark.slow
-def test_an_unlearning_policy_edits_the_backdoored_model_zero_shot(backdoor, tmp_path):
-    from maskshift.run import make_run_config, train_and_evaluate
-    from maskshift.run.policy import load_policy, zero_shot_edit
-
-    cfg = make_run_config(amortized=True, forget_classes=(0, 1), num_envs=16, total_steps=128)
-    train_and_evaluate(cfg, tmp_path / "pool", log=lambda s: None)
-    res = zero_shot_edit(load_policy(tmp_path / "pool"), backdoor, log=lambda s: None)
-    assert res["before"] == backdoor.report(backdoor.params)
-    assert set(res["after"]) == {"clean_acc", "asr", "triggered_acc"}
-    assert 0 <= res["best_step"] <= cfg.episode_length
-    # selection on val by the backdoor objective's rule: never worse than doing nothing on val
-    assert res["after"]["asr"] <= res["before"]["asr"] or res["best_step"] == 0

@@ -111,9 +111,9 @@ def test_the_readme_tour_runs(tmp_path, monkeypatch, capsys, digits_model):
 
 
 @pytest.mark.slow
-def test_byom_brings_its_own_model_and_a_killed_run_resumes(tmp_path, monkeypatch, capsys):
-    import maskshift
-
+def test_byom_brings_its_own_model(tmp_path, monkeypatch, capsys):
+    """docs/byom.md's example as written (a killed run of your own task resuming:
+    tests/test_editors.py, test_your_own_task_trains_resumes_and_refuses_another_task)."""
     monkeypatch.chdir(tmp_path)
     code = [c for run, c in blocks(ROOT / "docs" / "byom.md", "python")
             if "train_and_evaluate(cfg, out, task=task)" in c]
@@ -126,15 +126,6 @@ def test_byom_brings_its_own_model_and_a_killed_run_resumes(tmp_path, monkeypatc
     for name in ("results.json", "edited.json", "ckpt/meta.json", "learning_curve.png"):
         assert (out / name).exists()
     assert res["config"]["task_fingerprint"] and res["dataset"] == "custom"
-    killed = tmp_path / "killed"
-    cfg, task = namespace["cfg"], namespace["task"]
-    stopped = maskshift.train_and_evaluate(cfg, killed, task=task, stop_after_chunks=1,
-                                           log=lambda s: None)
-    assert stopped == {"stopped_at_update": 10}
-    resumed = maskshift.train_and_evaluate(cfg, killed, task=task, log=lambda s: None)
-    assert resumed["history"]["episode_return"] == pytest.approx(
-        res["history"]["episode_return"], rel=1e-5, abs=1e-6)
-    assert resumed["after"]["forget_acc"] == pytest.approx(res["after"]["forget_acc"])
 
 
 def test_the_signature_in_byom_is_the_real_one():
