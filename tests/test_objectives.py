@@ -2,6 +2,7 @@
 with every editor that can follow it; a factory that is broken is refused in one line."""
 
 import dataclasses
+import importlib
 import json
 import re
 import sys
@@ -91,3 +92,20 @@ def test_a_broken_objective_is_refused_before_anything_runs(factory, message, tm
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_takes_your_own_objective(documented, digits_model):
+    from maskshift.run.compare import compare
+    from maskshift.tasks import unlearning_task
+
+    make_objective = importlib.import_module("my_objectives").make_objective
+    task = dataclasses.replace(unlearning_task(3), objective=make_objective())
+    res = compare("unsure-of", (0,), out=documented / "cmp", task=task,
+                  methods=["original", "MaskWorld-gradient"], log=lambda s: None)
+    assert res["methods"] == ["original", "MaskWorld-gradient"]  # no baselines for your goal
+    edited, original = res["summary"]["MaskWorld-gradient"], res["summary"]["original"]
+    assert edited["forget_confidence"]["mean"] < original["forget_confidence"]["mean"] - 0.3
+    assert "meets_target" not in edited or edited["meets_target"] is None  # it states none
+    table = (documented / "cmp" / "comparison.md").read_text()
+    assert "| MaskWorld-gradient |" in table and "forget_confidence" in table
+    assert (documented / "cmp" / "comparison.png").exists()

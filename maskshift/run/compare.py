@@ -103,7 +103,7 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
         name = resolve_dataset(task_name, dataset)
         task = builtin_task(RunConfig(task=task_name, dataset=name, data_dir=data_dir,
                                       forget_classes=tuple(forget_classes), **task_options))
-    all_methods = ["original", *BASELINES[task_name], *RL_METHODS]
+    all_methods = ["original", *BASELINES.get(task_name, {}), *RL_METHODS]  # yours: no baselines
     methods = list(methods or all_methods)
     unknown = [m for m in methods if m not in all_methods]
     if unknown:
@@ -140,11 +140,13 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
             wall = rep.pop("_train_wall", None) or time.perf_counter() - t0
             rep["wall_seconds"] = wall
             runs[m].append(rep)
-            keys = SUMMARY_KEYS[task_name]
+            keys = task.objective.summary_keys
             log(f"seed {seed}  {m:<20}" + "  ".join(f"{k} {rep[k]:.3f}" for k in keys)
                 + f"  {wall:6.1f} s")
-    summary = _summarise(runs, task_name, task.objective.meets_target)
+    summary = _summarise(runs, task_name, task.objective)
     result = {"task": task_name, "dataset": name, "seeds": list(seeds), "methods": methods,
+              "summary_keys": list(task.objective.summary_keys),
+              "table_keys": list(TABLE_KEYS.get(task_name, task.objective.summary_keys)),
               "summary": summary, "runs": runs}
     if task_name == "unlearn":
         result["forget_classes"] = list(forget_classes)
@@ -191,16 +193,17 @@ TABLE_KEYS = {"unlearn": (*FIELD_KEYS, "mia", "avg_gap"), "bias": SUMMARY_KEYS["
               "backdoor": SUMMARY_KEYS["backdoor"]}
 
 
-def _summarise(runs: dict, task_name: str, meets_target) -> dict:
-    """Mean and std over seeds of each method's headline figures, and how many runs meet the
-    objective's target (``meets_target(original, edited)``; ``None`` where it states none); for
-    unlearning also the Avg. Gap of every run to the retrained model of its seed."""
+def _summarise(runs: dict, task_name: str, objective) -> dict:
+    """Mean and std over seeds of each method's headline figures (``objective.summary_keys``),
+    and how many runs meet the objective's target (``objective.meets_target(original,
+    edited)``; ``None`` where it states none); for unlearning also the Avg. Gap of every run to
+    the retrained model of its seed."""
     if task_name == "unlearn" and "retrain" in runs:
         ref = runs["retrain"]
         for reps in runs.values():
             for r, r0 in zip(reps, ref, strict=True):
                 r["avg_gap"] = avg_gap(r, r0)
-    keys = [k for k in dict.fromkeys((*SUMMARY_KEYS[task_name], *TABLE_KEYS[task_name],
+    keys = [k for k in dict.fromkeys((*objective.summary_keys, *TABLE_KEYS.get(task_name, ()),
                                       "wall_seconds")) if k in next(iter(runs.values()))[0]]
     summary = {}
     for m, reps in runs.items():
@@ -208,7 +211,8 @@ def _summarise(runs: dict, task_name: str, meets_target) -> dict:
                           "std": float(np.std([r[k] for r in reps]))} for k in keys}
         if "env_steps" in reps[0]:
             summary[m]["env_steps"] = int(np.mean([r["env_steps"] for r in reps]))
-        hits = [meets_target(o, r) for r, o in zip(reps, runs["original"], strict=True)] \
+        hits = [objective.meets_target(o, r) for r, o in zip(reps, runs["original"],
+                                                              strict=True)] \
             if "original" in runs else []
         if task_name != "bias":
             summary[m]["meets_target"] = sum(hits) if hits and None not in hits else None
@@ -220,7 +224,8 @@ def _summarise(runs: dict, task_name: str, meets_target) -> dict:
 
 def _markdown(result: dict) -> str:
     task = result["task"]
-    keys = [k for k in TABLE_KEYS[task] if k in result["summary"][result["methods"][0]]]
+    keys = [k for k in result.get("table_keys") or TABLE_KEYS[task]
+            if k in result["summary"][result["methods"][0]]]
     hit_column = task != "bias"
     lines = [f"Task `{task}` on `{result['dataset']}`"
              + (f", forget {result['forget_classes']}" if task == "unlearn" else "")
@@ -265,7 +270,7 @@ def _plot(path: Path, result: dict) -> None:
                     "Unlearning: forget vs retain accuracy (retrained model: star)"),
         "bias": ("worst_group_acc", "accuracy", "Bias: worst-group accuracy vs accuracy"),
         "backdoor": ("asr", "clean_acc", "Backdoor: attack success vs clean accuracy"),
-    }[task]
+    }.get(task) or (*result["summary_keys"][:2], f"{task}: its first two headline figures")
     fig, ax = plt.subplots(figsize=(7, 5))
     for m in result["methods"]:
         pts = np.array([[r[xk], r[yk]] for r in result["runs"][m]])
