@@ -71,7 +71,8 @@ def test_masked_gradients_and_the_decaying_l1_term():
     np.testing.assert_allclose(g2["w"], [0.25, -0.25, 0.0])  # the coefficient decays
 
 
-@pytest.mark.parametrize("method", ["salun", "l1_sparse", "scrub"])
+@pytest.mark.parametrize("method", ["salun", "l1_sparse", pytest.param("scrub",
+                                                                     marks=pytest.mark.slow)])
 def test_each_field_baseline_forgets_class_7_and_keeps_retain(digits_model, method):
     task = unlearning_task(7)
     before = task.report(task.params)
