@@ -51,6 +51,7 @@ def blob_task(blob_mlp):
                            forget_classes=2, batch_size=32)
 
 
+@pytest.mark.slow  # PPO training stays in the quick suite: test_train's, test_policy's runs
 def test_ppo_learns_a_tiny_editing_task(blob_task):
     env, env_params = maskshift.make("MaskWorld-v0", task=blob_task, rank=1,
                                      max_steps_in_episode=4, step_size=0.5)

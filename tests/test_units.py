@@ -115,6 +115,7 @@ def _mlp_task(width: int):
                            batch_size=16)
 
 
+@pytest.mark.slow  # unit heads stay in the quick suite through test_policy's units run
 def test_unit_heads_are_shape_free_and_start_on_the_edit_gradient():
     cfg = PPOConfig(heads="units", hidden=16)
     nets = {}
