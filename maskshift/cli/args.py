@@ -68,7 +68,7 @@ def path(text: str) -> str:
 
 # config fields whose flag has another name
 FLAG_NAMES = {"forget_classes": "forget-class", "timeout": "distributed-timeout",
-              "total_timesteps": "total-steps"}
+              "total_timesteps": "total-steps", "from_run": "from"}
 _FIELD = re.compile(r"`([a-z_]+)(?:=([^`]*))?`")
 
 

@@ -30,6 +30,9 @@ def build_parser() -> Parser:
                    help="the --out directory of a finished `maskshift.train --algo ppo` run")
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", required=True,
                    help="class(es) to forget")
+    p.add_argument("--from", dest="from_run", type=path, default=None, metavar="DIR",
+                   help="edit the edited model of the unlearning run (or edit) in DIR, the next "
+                        "request of a sequence: every class it has forgotten leaves the data")
     p.add_argument("--out", type=path, default=None, help="write the edited params here (edited/)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -61,14 +64,18 @@ def main(argv=None) -> int:
     try:
         if out is not None:  # an existing edit (edited/, edit.json) is not a run: refused
             check_out_dir(out, args.overwrite)
+            if args.from_run is not None and Path(args.from_run).absolute() == out.absolute():
+                parser.error("argument --out: it is the --from directory; the edit would "
+                             "replace the model it edits: choose another --out")
         policy = load_policy(args.policy)
-        result = edit_with_policy(policy, args.forget_class, out=out,
+        result = edit_with_policy(policy, args.forget_class, out=out, from_run=args.from_run,
                                   log=(lambda s: None) if args.json else print)
     except (ValueError, OutputDirError) as err:
         fail(parser, err, 2)
     if args.json:
         source = str(out) if out is not None else f"policy {args.policy}"
-        print(json.dumps({"before": _evaluate_form(result, "before", "pretrained"),
+        before = "pretrained" if args.from_run is None else args.from_run
+        print(json.dumps({"before": _evaluate_form(result, "before", before),
                           "after": _evaluate_form(result, "after", source),
                           "best_step": result["best_step"], "seconds": result["seconds"]}))
     else:

@@ -57,8 +57,11 @@ def build_parser() -> Parser:
     add_backdoor_arguments(p, reward=False)
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn task only (default: 7)")
-    p.add_argument("--checkpoint", type=path, default=None,
-                   help="a run directory written by maskshift.train")
+    p.add_argument("--checkpoint", "--from", dest="checkpoint", type=path, default=None,
+                   metavar="DIR",
+                   help="a run directory written by maskshift.train (or .edit, or a sequence's "
+                        "request): an edit of an edited model is reported against every class "
+                        "forgotten so far")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the pretrained target model")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

@@ -100,6 +100,10 @@ def _add_what_to_edit(p: Parser) -> None:
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn only (default 7); with --amortized, the "
                         "pool of classes to train over")
+    p.add_argument("--from", dest="from_run", type=path, default=None, metavar="DIR",
+                   help="edit the edited model of the finished unlearning run in DIR (the next "
+                        "request of a sequence): every class it has forgotten so far leaves the "
+                        "data (docs/sequences.md)")
     p.add_argument("--amortized", action="store_true",
                    help="train one policy over the --forget-class pool, one class drawn per "
                         "episode, then edit each (ppo, unlearn; its unit heads serve classes "
@@ -196,9 +200,11 @@ def check_combinations(args, parser: Parser) -> None:
         unused["skip_gain"] = "applies to --algo ppo --heads units only"
         unused["observation"] = "applies to --algo ppo only (the policy reads it)"
         unused["minibatch"] = "applies to --algo ppo only (the controllers run one environment)"
+    if args.from_run is not None and args.task != "unlearn":
+        unused["from_run"] = "continues an unlearning edit: applies to --task unlearn only"
     if args.task_factory is not None:
         own = "your --task-factory builds the task (its model, data and edited layers)"
-        unused.update(dataset=own, data_dir=own, edit=own, objective_factory=own)
+        unused.update(dataset=own, data_dir=own, edit=own, objective_factory=own, from_run=own)
         if not args.amortized:
             unused["forget_class"] = own
     if not args.distributed:
@@ -251,12 +257,16 @@ def config_from_args(args) -> RunConfig:
         select_tolerance=args.select_tolerance, updates_per_chunk=args.updates_per_chunk,
         edit=args.edit, task_factory=args.task_factory, observation=args.observation,
         objective_factory=args.objective_factory, **backdoor_fields(args),
-        amortized=args.amortized, minibatch=args.minibatch, total_steps=args.total_steps,
+        amortized=args.amortized, from_run=args.from_run, minibatch=args.minibatch,
+        total_steps=args.total_steps,
         num_envs=args.num_envs, lr=args.lr, heads=args.heads, skip_gain=args.skip_gain,
         oracle_restarts=args.oracle_restarts, oracle_iterations=args.oracle_iterations)
 
 
 def default_out(args) -> str:
+    if args.from_run:  # the next request of a sequence: beside the run it starts from
+        return (f"{args.from_run.rstrip('/')}-then"
+                + "-".join(map(str, args.forget_class or (7,))))
     algo = "" if args.algo == "ppo" else f"-{args.algo}"
     task = ("custom" if args.task_factory else args.task) + ("-own" if args.objective_factory
                                                             else "") \

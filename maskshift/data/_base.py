@@ -77,6 +77,23 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
+    def without_classes(self, classes) -> Dataset:
+        """The dataset with every example of ``classes`` removed from each split (the labels keep
+        their numbers): what a model that has forgotten ``classes`` is still asked to know."""
+        classes = tuple(int(c) for c in np.atleast_1d(classes))
+        if not classes:
+            return self
+        splits = {}
+        for name in SPLITS:
+            s = self.split(name)
+            keep = ~np.isin(s.y, classes)
+            if not keep.any():
+                raise ValueError(f"Removing classes {list(classes)} leaves the {name} split of "
+                                 f"{self.name!r} empty; some class must remain.")
+            splits[name] = Split(*(None if a is None else a[keep]
+                                   for a in (s.x, s.y, s.group, s.x_cf)))
+        return dataclasses.replace(self, **splits)
+
     def fingerprint(self) -> str:
         """A short hash of every array, so a cache entry is tied to the exact data."""
         h = hashlib.sha256()

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from maskshift._io import tree_checksum
 from maskshift.data import load_dataset, resolve_dataset
 from maskshift.envs import ENV_ALIASES, make
+from maskshift.run.chain import continue_from
 from maskshift.run.config import RunConfig
 from maskshift.tasks import Objective, Task, backdoor_task, bias_task, pool_task, unlearning_task
 
@@ -30,6 +31,19 @@ def check_amortized(cfg: RunConfig) -> None:
     if cfg.algo != "ppo":
         raise ValueError(f"`amortized` trains one policy for many edits: it needs "
                          f"`algo='ppo'`, not {cfg.algo!r} (a controller edits one class per run).")
+
+
+def check_from_run(cfg: RunConfig) -> None:
+    """Refuse ``from_run`` where it means nothing (``ValueError``, naming the fix)."""
+    if cfg.from_run is None:
+        return
+    if cfg.task != "unlearn":
+        raise ValueError(f"`from_run` continues a sequence of unlearning requests: it needs "
+                         f"`task='unlearn'`, not {cfg.task!r}.")
+    for field in ("amortized", "objective_factory", "task_factory"):
+        if getattr(cfg, field):
+            raise ValueError(f"`from_run` edits a built-in model's edited checkpoint; drop "
+                             f"`{field}` (or `from_run`).")
 
 
 def load_task_factory(spec: str, field: str = "task_factory"):
@@ -104,7 +118,8 @@ def task_fingerprint(task: Task) -> str:
 
 def builtin_task(cfg: RunConfig, model_seed: int = 0) -> Task:
     """The built-in task ``cfg`` names, on the model pretrained with ``model_seed``; with
-    ``cfg.objective_factory``, that task's model and data under the factory's objective."""
+    ``cfg.objective_factory``, that task's model and data under the factory's objective; with
+    ``cfg.from_run``, its request on that run's edited model (:mod:`maskshift.run.chain`)."""
     data = load_dataset(resolve_dataset(cfg.task, cfg.dataset), data_dir=cfg.data_dir)
     if cfg.task == "unlearn":
         task = unlearning_task(cfg.forget_classes, dataset=data, edit=cfg.edit, seed=model_seed,
@@ -117,6 +132,8 @@ def builtin_task(cfg: RunConfig, model_seed: int = 0) -> Task:
     else:
         task = bias_task(dataset=data, edit=cfg.edit, seed=model_seed,
                          batch_size=cfg.eval_batch or 128)
+    if cfg.from_run is not None:
+        return continue_from(task, cfg.from_run)
     if cfg.objective_factory is None:
         return task
     task = dataclasses.replace(task, name=f"{task.name}-own",
@@ -137,9 +154,13 @@ def resolve_task(cfg: RunConfig, task: Task | None = None) -> tuple[RunConfig, T
             raise ValueError(f"`task_factory` {cfg.task_factory!r} returned "
                              f"{type(task).__name__}, not a maskshift.Task.")
     check_amortized(cfg)
+    check_from_run(cfg)
+    if task is not None and cfg.from_run is not None:
+        raise ValueError("`from_run` builds the task from its checkpoint; drop it, or drop your "
+                         "own task (maskshift.tasks.next_request_task continues your own).")
     if task is None:
         task = builtin_task(cfg)
-        if cfg.objective_factory is None:
+        if cfg.objective_factory is None and cfg.from_run is None:
             return cfg, task
         return dataclasses.replace(cfg, task_fingerprint=task_fingerprint(task)), task
     if cfg.amortized and task.objective.num_targets == 1:

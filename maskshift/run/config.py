@@ -159,6 +159,9 @@ class RunConfig:
     backdoor_reward: str = "true_label"
     # your own objective on the built-in task's model and data ("module:function")
     objective_factory: str | None = None
+    # a sequence of edits: the `out` of the finished unlearning run whose edited model this run
+    # edits next (maskshift.run.chain; its forgotten classes leave the data)
+    from_run: str | None = None
     # amortized editing: each of forget_classes is its own target, one drawn per episode, and the
     # trained policy is evaluated on each (maskshift.tasks.pool_task)
     amortized: bool = False

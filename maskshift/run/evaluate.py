@@ -13,6 +13,9 @@ def evaluate_model(task: str, *, dataset: str | None = None, forget_classes=(7,)
                    seed: int = 0, split: str = "test", data_dir=None, **task_options) -> dict:
     """Metrics of the pretrained model, or of the edited checkpoint in ``checkpoint``, on ``split``.
 
+    A checkpoint of an unlearning edit is reported against its forget classes, and those of every
+    earlier request it continued (``edited.json``'s ``forgotten``).
+
     Returns a dict with ``task``, ``dataset``, ``source`` ("pretrained" or the checkpoint path) and
     the keys of the task's report (:meth:`maskshift.tasks.Objective.report`: the unlearning,
     bias or backdoor report). ``task_options``: the backdoor task's RunConfig fields
@@ -28,7 +31,8 @@ def evaluate_model(task: str, *, dataset: str | None = None, forget_classes=(7,)
             raise CheckpointError(f"Checkpoint {checkpoint} is for task {meta.get('task')!r} on "
                                   f"{meta.get('dataset')!r}, not {task!r} on {name!r}.")
         if task == "unlearn" and meta.get("forget_classes") is not None:
-            forget_classes = tuple(meta["forget_classes"])
+            # the last request of a sequence: reported against every class forgotten so far
+            forget_classes = tuple(meta.get("forgotten", ())) + tuple(meta["forget_classes"])
     cfg = RunConfig(task=task, dataset=name, data_dir=data_dir,
                     forget_classes=tuple(forget_classes), **task_options)
     edit_task = builtin_task(cfg, model_seed=seed)

@@ -138,6 +138,9 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
     check_algo(cfg.algo)
     cfg.editor.validate()
     check_out_dir(out, overwrite)
+    if cfg.from_run is not None and Path(cfg.from_run).absolute() == out.absolute():
+        raise OutputDirError(f"`out` {out} is the run this one starts from (`from_run`): the new "
+                             "edit would replace the model it edits; choose another `out`.")
     sync("maskshift-out-checked")  # every process has read `out` before process 0 changes it
     mesh = env_mesh(devices)
     if cfg.algo in TRAINED_ALGOS:

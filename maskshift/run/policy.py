@@ -38,6 +38,7 @@ from maskshift.checkpoint import save_edited
 from maskshift.data import check_forget_classes
 from maskshift.hosts import host_copy, is_primary
 from maskshift.run.build import build_env, resolve_task
+from maskshift.run.chain import continue_from, edited_meta
 from maskshift.run.config import RunConfig, select_tolerance
 from maskshift.run.select import select_and_report
 
@@ -125,6 +126,10 @@ def _check_servable(policy: Policy, env) -> None:
         raise ValueError(f"The policy in {policy.path} has flat heads trained on edited shapes "
                          f"{list(policy.shapes)}, but this model's are {list(env.shapes)}; a "
                          "flat head serves only its own shapes (train with `heads='units'`).")
+    if cfg.editor.heads == "flat" and env.obs_size != policy.meta.get("obs_size", env.obs_size):
+        raise ValueError(f"The policy in {policy.path} reads {policy.meta['obs_size']} "
+                         f"observation features; {env.task.name!r} gives {env.obs_size} (a flat "
+                         "head serves only its own observation; train with `heads='units'`).")
     if len(env.shapes) != len(policy.shapes):
         raise ValueError(f"The policy in {policy.path} edits {len(policy.shapes)} matrices, this "
                          f"model {len(env.shapes)}; the policy cannot serve it.")
@@ -147,11 +152,7 @@ class PolicyEditor:
     def __init__(self, policy: Policy, targets=None, task=None):
         _check_unlearning(policy)
         cfg = policy.config
-        if task is None:
-            if cfg.task_factory is not None or cfg.task_fingerprint is not None:
-                raise ValueError(f"The policy in {policy.path} was trained on your own task; "
-                                 "pass the task to edit (edit_with_policy(..., task=...)).")
-            _, task = resolve_task(dataclasses.replace(cfg, amortized=False))
+        task = policy_task(policy) if task is None else task
         num_classes = task.dataset.num_classes
         targets = ([(c,) for c in range(num_classes)] if targets is None
                    else [tuple(int(c) for c in t) for t in targets])
@@ -162,12 +163,8 @@ class PolicyEditor:
         self.task = dataclasses.replace(task, objective=obj)
         self.policy, self.targets = policy, targets
         self.config = dataclasses.replace(cfg, amortized=False, forget_classes=targets[0])
-        self.env, self.env_params = build_env(self.config, self.task)
-        _check_servable(policy, self.env)
-        network = policy_network(cfg.editor, self.env)
-        self.params = _restore_params(policy, network, self.env)
-        self._run = rollout_fn(self.env, policy_act(network),
-                               int(self.env_params.max_steps_in_episode))
+        self.env, self.env_params, self.params, self._run = _bind(policy, self.config,
+                                                                  self.task)
 
     def edit(self, forget_classes, out=None, log=print) -> dict:
         """Forget ``forget_classes`` (one of the editor's targets): returns ``{"before": report,
@@ -191,18 +188,39 @@ class PolicyEditor:
                   "before": before, "after": after}
         if out is not None:
             out = Path(out)
-            save_edited(out, host_copy(edited), {
-                "task": "unlearn", "dataset": self.task.dataset.name, "env": env.name,
-                "algo": "policy", "seed": self.config.seed,
-                "edit_paths": ["/".join(p) for p in self.task.edit_paths],
-                "forget_classes": list(classes)})
+            task = dataclasses.replace(self.task, objective=dataclasses.replace(
+                self.task.objective, forget_classes=classes, pool=()))
+            save_edited(out, host_copy(edited), edited_meta(
+                task, env=env.name, algo="policy", seed=self.config.seed))
             atomic_write_json(out / "edit.json", result)
         log(f"edited with {self.policy.path}: best step {best} of "
             f"{int(env_params.max_steps_in_episode)}, {seconds:.2f} s")
         return result
 
 
-def edit_with_policy(policy: Policy, forget_classes, *, task=None, out=None,
+def policy_task(policy: Policy):
+    """The built-in task the policy was trained on (its model and dataset); ``ValueError`` for a
+    policy trained on your own task, which only you can build."""
+    cfg = policy.config
+    if cfg.task_factory is not None or cfg.task_fingerprint is not None:
+        raise ValueError(f"The policy in {policy.path} was trained on your own task; "
+                         "pass the task to edit (edit_with_policy(..., task=...)).")
+    return resolve_task(dataclasses.replace(cfg, amortized=False, from_run=None))[1]
+
+
+def _bind(policy: Policy, cfg: RunConfig, task):
+    """The policy bound to ``task`` under ``cfg``: ``(env, env_params, network params, rollout)``,
+    the rollout compiled once for every target of ``task``; ``ValueError`` where the policy cannot
+    serve the task's shapes or observation."""
+    env, env_params = build_env(cfg, task)
+    _check_servable(policy, env)
+    network = policy_network(cfg.editor, env)
+    params = _restore_params(policy, network, env)
+    return (env, env_params, params,
+            rollout_fn(env, policy_act(network), int(env_params.max_steps_in_episode)))
+
+
+def edit_with_policy(policy: Policy, forget_classes, *, task=None, from_run=None, out=None,
                      log=print) -> dict:
     """Edit with a trained policy and no training: one rollout, selection on val, the test
     report (a :class:`PolicyEditor` for this one forget set; keep an editor for many edits).
@@ -212,12 +230,22 @@ def edit_with_policy(policy: Policy, forget_classes, *, task=None, out=None,
       forget_classes: the class(es) to forget together; any the model has.
       task: your own unlearning :class:`~maskshift.tasks.Task`; default: the policy run's
         built-in model and dataset.
+      from_run: the ``out`` of an unlearning edit of that model: edit its edited model, the next
+        request of a sequence (:mod:`maskshift.run.chain`).
       out: write the edited params there (``edited/``, ``edited.json``) and ``edit.json``.
 
     Returns ``{"before": report, "after": report, "best_step", "seconds", ...}``: ``seconds``
     covers the rollout, the selection and the reports (compilation included).
     """
     classes = tuple(int(c) for c in np.atleast_1d(forget_classes))
+    if from_run is not None:
+        if task is not None:
+            raise ValueError("Give `task` or `from_run`, not both (next_request_task continues "
+                             "your own task).")
+        _check_unlearning(policy)
+        base = policy_task(policy)
+        task = continue_from(dataclasses.replace(base, objective=dataclasses.replace(
+            base.objective, forget_classes=classes, pool=())), from_run)
     return PolicyEditor(policy, [classes], task).edit(classes, out, log)
 
 
@@ -231,16 +259,9 @@ def zero_shot_edit(policy: Policy, task, log=print) -> dict:
     Returns ``{"before", "after", "best_step", "seconds", ...}`` (``seconds``: rollout,
     selection and reports, compilation included)."""
     cfg = dataclasses.replace(policy.config, amortized=False, task=task.objective.name,
-                              task_factory=None, task_fingerprint=None)
-    env, env_params = build_env(cfg, task)
-    _check_servable(policy, env)
-    if env.obs_size != policy.meta["obs_size"] and cfg.editor.heads == "flat":
-        raise ValueError(f"The policy in {policy.path} reads {policy.meta['obs_size']} "
-                         f"observation features; {task.name!r} gives {env.obs_size}.")
-    network = policy_network(cfg.editor, env)
-    params = _restore_params(policy, network, env)
+                              task_factory=None, task_fingerprint=None, from_run=None)
+    env, env_params, params, run = _bind(policy, cfg, task)
     t0 = time.perf_counter()
-    run = rollout_fn(env, policy_act(network), int(env_params.max_steps_in_episode))
     edits = run(params, env_params, jax.random.key(0), jnp.int32(0))
     ep = select_and_report(env, env_params, edits, select_tolerance(cfg), 0)
     seconds = time.perf_counter() - t0

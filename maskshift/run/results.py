@@ -14,10 +14,11 @@ from maskshift._io import atomic_write_json
 from maskshift.checkpoint import save_edited
 from maskshift.envs import EnvParams
 from maskshift.hosts import host_copy
+from maskshift.run.chain import edited_meta
 from maskshift.run.config import RunConfig, canonical_config, select_tolerance
 from maskshift.run.plots import plots
 from maskshift.run.select import select_and_report
-from maskshift.tasks import SUMMARY_KEYS, UnlearnObjective
+from maskshift.tasks import SUMMARY_KEYS
 
 
 def finished_run(run_dir, cfg: RunConfig) -> dict | None:
@@ -58,11 +59,7 @@ def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, hist
     tolerance = select_tolerance(cfg)
     ep = select_and_report(env, env_params, edits, tolerance)
     _check_episode(ep["val_per_step"], expected_val)
-    meta = {"task": cfg.task, "dataset": env.task.dataset.name, "env": env.name,
-            "seed": cfg.seed, "algo": cfg.algo,
-            "edit_paths": ["/".join(p) for p in env.task.edit_paths]}
-    if isinstance(env.task.objective, UnlearnObjective):
-        meta["forget_classes"] = list(env.task.objective.forget_classes)
+    meta = edited_meta(env.task, task=cfg.task, env=env.name, seed=cfg.seed, algo=cfg.algo)
     save_edited(out, host_copy(ep["edited"]), meta)
     results = {
         "env": env.name, "task": cfg.task, "objective": env.task.objective.name,

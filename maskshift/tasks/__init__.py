@@ -3,7 +3,8 @@
 - :mod:`~maskshift.tasks.paths`: leaves of a params pytree, found by layer name or path;
 - :mod:`~maskshift.tasks.objectives`: :class:`Objective` and the built-in ones;
 - :mod:`~maskshift.tasks.task`: :class:`Task` and the :class:`TaskArrays` an environment reads;
-- :mod:`~maskshift.tasks.builders`: the built-in tasks and :func:`task_from_model`.
+- :mod:`~maskshift.tasks.builders`: the built-in tasks, :func:`task_from_model` and
+  :func:`next_request_task` (the next edit of an edited model).
 """
 
 from maskshift.tasks.builders import (
@@ -11,6 +12,7 @@ from maskshift.tasks.builders import (
     backdoor_task,
     bias_task,
     make_task,
+    next_request_task,
     pool_task,
     task_from_model,
     unlearning_task,
@@ -37,5 +39,5 @@ from maskshift.tasks.task import ApplyFn, Task, TaskArrays
 __all__ = ["OBJECTIVES", "SUMMARY_KEYS", "TASKS", "ApplyFn", "BackdoorObjective",
            "BiasObjective", "Objective", "Path", "Task", "TaskArrays", "UnlearnObjective",
            "backdoor_task", "bias_task", "get_leaf", "leaf_paths", "make_task", "matrix_shape",
-           "path_str", "pool_task", "resolve_paths", "set_leaves", "task_from_model",
-           "unlearning_task"]
+           "next_request_task", "path_str", "pool_task", "resolve_paths", "set_leaves",
+           "task_from_model", "unlearning_task"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from maskshift._types import Params
@@ -32,6 +33,42 @@ def pool_task(task: Task, classes: Sequence[int]) -> Task:
                               pool=tuple((c,) for c in classes))
     name = task.name.split("-forget")[0] + f"-pool{'-'.join(map(str, classes))}"
     return dataclasses.replace(task, name=name, objective=obj)
+
+
+def next_request_task(task: Task, params: Params, forgotten: Sequence[int]) -> Task:
+    """The next request of a sequence of edits: ``task`` (an unlearning task; its forget classes
+    are the new request) on ``params``, a model already edited to forget ``forgotten`` (the
+    earlier requests, in order).
+
+    The edit starts from ``params``, not the pretrained model: a MaskWorld mask multiplies into
+    the edited kernel and a ShiftWorld shift adds to it (docs/sequences.md). Every example of
+    ``forgotten`` leaves every split, so the retain set, the val split that selects the step and
+    the test report are about what the model still has to know; ``ValueError`` if the request
+    repeats a forgotten class, or ``params`` are not of ``task``'s model.
+    """
+    obj = task.objective
+    if not isinstance(obj, UnlearnObjective) or obj.pool:
+        raise ValueError(f"A request in a sequence is one unlearning edit; {task.name!r} is "
+                         f"{'a pool of edits' if isinstance(obj, UnlearnObjective) else obj.name}.")
+    forgotten = tuple(int(c) for c in forgotten)
+    if len(set(forgotten)) != len(forgotten):
+        raise ValueError(f"The earlier requests {list(forgotten)} list a class twice.")
+    again = [c for c in obj.forget_classes if c in forgotten]
+    if again:
+        raise ValueError(f"Class {again[0]} was forgotten by an earlier request (earlier: "
+                         f"{list(forgotten)}); it is no longer in the retain set: request another "
+                         "class.")
+    like = jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype), task.params)
+    if jax.tree.structure(params) != jax.tree.structure(task.params) or jax.tree.map(
+            lambda a: (np.shape(a), np.asarray(a).dtype), params) != like:
+        raise ValueError(f"The edited params are not of {task.name!r}'s model (their tree, shapes "
+                         "or dtypes differ).")
+    if not forgotten:
+        return dataclasses.replace(task, params=params, origin=task.origin_checksum)
+    return dataclasses.replace(
+        task, name=f"{task.name}-after{'-'.join(map(str, forgotten))}", params=params,
+        dataset=task.dataset.without_classes(forgotten), origin=task.origin_checksum,
+        objective=dataclasses.replace(obj, forgotten=forgotten))
 
 
 def _staged_fns(model, params, edit_paths):

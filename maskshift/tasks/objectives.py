@@ -151,12 +151,18 @@ class UnlearnObjective(Objective):
     laid out once for every target: all activations ``h [N, ...]`` and labels, and per target the
     row indices of its retain and forget examples (``[P, N]``, padded) with their counts, so a
     per-environment draw is two gathers, whatever the target.
+
+    ``forgotten``: classes an earlier request already made the model forget (a sequence of edits,
+    :func:`~maskshift.tasks.next_request_task`); the task's data hold none of their examples, so
+    they are in neither the forget nor the retain set, and the edit neither pays for keeping them
+    forgotten nor for bringing them back (docs/sequences.md measures whether they come back).
     """
 
     forget_classes: tuple[int, ...] = (7,)
     batch_size: int = 64
     ce_cap: float = 5.0
     pool: tuple[tuple[int, ...], ...] = ()
+    forgotten: tuple[int, ...] = ()
     name: str = "unlearn"
     metric_names: tuple[str, ...] = ("retain_ce", "forget_ce", "retain_acc", "forget_acc")
     # retain cross-entropy moves ~40x less than the forget one: weigh it up to keep utility

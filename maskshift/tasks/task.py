@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from maskshift._io import tree_checksum
 from maskshift._types import Array, Params
 from maskshift.data import Dataset
 from maskshift.tasks.objectives import Objective
@@ -58,6 +59,9 @@ class Task:
       objective: the :class:`Objective`.
       dataset: the data (train for rewards, val for model selection, test for reporting).
       model: the Flax module (set by the built-in tasks; optional for your own).
+      origin: the checksum of the pretrained params a chain of edits started from, where
+        ``params`` are an already edited model (:func:`~maskshift.tasks.next_request_task`);
+        ``None``: ``params`` are the pretrained ones (see :attr:`origin_checksum`).
       prefix_fn, suffix_fn: ``(params, x) -> h`` and ``(params, h) -> logits`` with
         ``suffix_fn(p, prefix_fn(p, x)) == apply_fn(p, x)``; ``prefix_fn`` must not read the edited
         leaves. Without a split, ``prefix_fn`` is the identity and every step runs ``apply_fn``.
@@ -72,6 +76,7 @@ class Task:
     prefix_fn: ApplyFn | None = None
     suffix_fn: ApplyFn | None = None
     model: object | None = None  # the Flax module, where known (retraining baselines need it)
+    origin: str | None = None
 
     def __post_init__(self):
         for path, leaf in zip(leaf_paths(self.params), jax.tree.leaves(self.params), strict=True):
@@ -80,6 +85,12 @@ class Task:
                                  "edit a model whose params are all finite.")
         if (self.prefix_fn is None) != (self.suffix_fn is None):
             raise ValueError("Give both prefix_fn and suffix_fn, or neither.")
+
+    @property
+    def origin_checksum(self) -> str:
+        """The checksum of the pretrained params this task's edits descend from: :attr:`origin`,
+        or the checksum of :attr:`params` themselves."""
+        return self.origin or tree_checksum(jax.tree.map(np.asarray, self.params))
 
     @property
     def leaf_shapes(self) -> tuple[tuple[int, ...], ...]:
