@@ -71,8 +71,8 @@ def build_parser() -> Parser:
                description="Edit a pretrained model with RL (PPO, APG) or a gradient control in "
                            "the same action space.")
     _add_what_to_edit(p)
-    _add_editor_options(p)
-    _add_reward_and_selection(p)
+    add_editor_options(p)
+    add_reward_and_selection(p)
     _add_output_and_devices(p)
     return p
 
@@ -110,7 +110,7 @@ def _add_what_to_edit(p: Parser) -> None:
                         "never seen)")
 
 
-def _add_editor_options(p: Parser) -> None:
+def add_editor_options(p: Parser) -> None:
     """The trained editors' budget and policy, and the action's shape."""
     p.add_argument("--total-steps", type=positive_int, default=None,
                    help=f"env steps to train, ppo/apg (default: residual ppo "
@@ -138,7 +138,7 @@ def _add_editor_options(p: Parser) -> None:
                         "class-stratified with --amortized: one matrix product per step)")
 
 
-def _add_reward_and_selection(p: Parser) -> None:
+def add_reward_and_selection(p: Parser) -> None:
     """Reward coefficients, step size, minibatch, learning rate, the oracle and selection."""
     p.add_argument("--lambda-utility", type=nonneg_float, default=None,
                    help="utility coefficient (default: 10 unlearn and backdoor, 2 bias)")

@@ -1,0 +1,295 @@
+"""Requests that arrive one after another: :func:`run_sequence` applies a list of class requests
+in order with one editor, each edit starting from the last edited model
+(:func:`~maskshift.tasks.next_request_task`), and reports after each request what a stream of
+requests puts at risk: the forget accuracy of **every** request so far (an earlier one that
+comes back is a relapse), retain and test accuracy (erosion), MIA-Efficacy and the Avg. Gap to a
+model retrained without every request so far.
+
+``out`` holds ``plan.json`` (what the sequence is), one directory per request
+(``request-K/``: the editor's own files, ``edited/`` among them, and ``request.json`` once the
+request is done), ``sequence.json`` (the reports) and ``sequence.png``. A sequence killed part
+way is resumed by the same call: finished requests are read back from their ``edited/``
+(checksummed, bit-identical), a trained editor's unfinished request resumes from its checkpoint,
+any other editor's is made again (they are deterministic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from maskshift._io import atomic_write_json, save_figure
+from maskshift.baselines import BASELINES, retrained
+from maskshift.checkpoint import load_edited, save_edited
+from maskshift.data import check_forget_classes
+from maskshift.hosts import host_copy
+from maskshift.metrics import unlearning_report
+from maskshift.metrics.field import avg_gap
+from maskshift.run.build import builtin_task
+from maskshift.run.chain import edited_meta
+from maskshift.run.config import ALGOS, OutputDirError, RunConfig
+from maskshift.run.pipeline import refuse_file_in_the_way, train_and_evaluate
+from maskshift.run.policy import edit_with_policy, load_policy, policy_task
+from maskshift.tasks import Task, UnlearnObjective, next_request_task
+
+FORMAT = "maskshift-sequence-v1"
+# an editor of the same action space (a run per request), a trained policy, or a baseline
+METHODS = (*ALGOS, "policy", *BASELINES["unlearn"])
+
+
+@dataclasses.dataclass(frozen=True)
+class SequencePlan:
+    """What a sequence is: its requests in order, the method that edits each and the run config
+    the edits share (``forget_classes`` is replaced by each request). ``policy``: the directory
+    of the trained policy where ``method`` is ``"policy"``."""
+
+    requests: tuple[int, ...]
+    method: str
+    config: RunConfig
+    policy: str | None = None
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "requests": list(self.requests), "method": self.method,
+                "config": self.config.to_json(), "policy": self.policy}
+
+
+def check_requests(requests, num_classes: int) -> tuple[int, ...]:
+    """The requests as classes, in order (``ValueError`` for an empty list, a repeat, a class
+    the model does not have, or a list of every class, which leaves nothing to retain)."""
+    requests = tuple(int(c) for c in requests)
+    if not requests:
+        raise ValueError("`requests` is empty; give the classes to forget in order (e.g. 3 5 8).")
+    for k, c in enumerate(requests):
+        if c in requests[:k]:
+            raise ValueError(f"Request {k + 1} (class {c}) repeats request "
+                             f"{requests.index(c) + 1}: a class forgotten earlier is no longer in "
+                             "the retain set; list each class once.")
+    check_forget_classes(requests, num_classes)  # also: every class requested, none retained
+    return requests
+
+
+def check_sequence_out(out: Path, plan: SequencePlan, overwrite: bool) -> bool:
+    """Refuse an ``out`` the sequence must not touch (nothing is changed); ``True`` where it
+    holds this same sequence, unfinished, to resume."""
+    refuse_file_in_the_way(out)
+    if overwrite or not out.exists() or not any(out.iterdir()):
+        return False
+    if (out / "sequence.json").exists():
+        raise OutputDirError(f"{out} already holds a finished sequence (sequence.json); choose "
+                             "another `out`, or pass `overwrite=True` to replace it.")
+    try:
+        saved = json.loads((out / "plan.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise OutputDirError(f"{out} exists and is not a maskshift sequence; choose another "
+                             "`out`, or pass `overwrite=True` to replace its contents.") from None
+    if saved != plan.to_json():
+        raise OutputDirError(f"{out} holds an unfinished sequence of other requests or settings; "
+                             "rerun that one to resume it, choose another `out`, or pass "
+                             "`overwrite=True` to replace it.")
+    return True
+
+
+def request_task(base: Task, requests, k: int, params) -> Task:
+    """Request ``k`` (0-based) of ``requests`` on ``params``, the model edited for the earlier
+    ones."""
+    obj = dataclasses.replace(base.objective, forget_classes=(requests[k],), pool=())
+    return next_request_task(dataclasses.replace(base, objective=obj), params, requests[:k])
+
+
+def reference_figures(base: Task, classes, seed: int) -> dict:
+    """The test report of the model retrained without every class of ``classes`` (cached,
+    :func:`maskshift.baselines.retrained`): what each request's Avg. Gap is measured against."""
+    task = dataclasses.replace(base, objective=dataclasses.replace(
+        base.objective, forget_classes=tuple(classes), pool=()))
+    return unlearning_report(base.apply_fn, retrained(task, seed), base.dataset, tuple(classes))
+
+
+def sequence_report(base: Task, params, classes, reference: dict | None = None) -> dict:
+    """A model's test figures after the requests ``classes`` (in order), on the whole dataset:
+    ``forget_acc_by_request`` (each request's class), ``worst_relapse`` (the highest of the
+    earlier requests'; ``None`` after the first), ``forget_acc`` (every request so far together),
+    ``retain_acc`` (the classes not requested so far) beside ``retain_acc_original`` (the
+    pretrained model's on the same classes: the erosion is their difference), ``test_acc``,
+    ``mia_efficacy``, ``mia``, UA/RA/TA and, given ``reference`` (:func:`reference_figures`),
+    ``avg_gap``."""
+    classes = tuple(classes)
+    rep = unlearning_report(base.apply_fn, params, base.dataset, classes)
+    original = unlearning_report(base.apply_fn, base.params, base.dataset, classes,
+                                 with_mia=False)
+    per = rep["per_class_acc"]
+    out = {"forget_acc_by_request": {str(c): per[c] for c in classes},
+           "worst_relapse": max((per[c] for c in classes[:-1]), default=None),
+           **{k: rep[k] for k in ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "mia",
+                                  "ua", "ra", "ta")},
+           "retain_acc_original": original["retain_acc"]}
+    if reference is not None:
+        out["avg_gap"] = avg_gap(rep, reference)
+    return out
+
+
+def _edit(plan: SequencePlan, task: Task, directory: Path, log, stop_after_chunks) -> bool:
+    """Make one request's edit into ``directory``; ``False`` if a trained editor was stopped
+    early (its checkpoint left to resume from)."""
+    c = task.objective.forget_classes
+    if plan.method in ALGOS:
+        resume = (directory / "ckpt").is_dir()
+        res = train_and_evaluate(dataclasses.replace(plan.config, forget_classes=c), directory,
+                                 task=task, overwrite=not resume, log=log,
+                                 stop_after_chunks=stop_after_chunks)
+        return "stopped_at_update" not in res
+    shutil.rmtree(directory, ignore_errors=True)
+    if plan.method == "policy":
+        edit_with_policy(load_policy(plan.policy), c, task=task, out=directory, log=log)
+        return True
+    edited = BASELINES["unlearn"][plan.method](task, jax.random.key(plan.config.seed))
+    save_edited(directory, host_copy(edited), edited_meta(task, algo=plan.method,
+                                                          seed=plan.config.seed))
+    return True
+
+
+def _base_task(plan: SequencePlan) -> Task:
+    if plan.method == "policy":
+        return policy_task(load_policy(plan.policy))
+    return builtin_task(dataclasses.replace(plan.config, forget_classes=plan.requests[:1]))
+
+
+def make_plan(cfg: RunConfig, requests, method: str | None = None,
+              policy=None) -> SequencePlan:
+    """The plan of a sequence (``ValueError`` for a method that does not exist, a policy without
+    ``method='policy'`` or the reverse, or a config that is not a built-in unlearning one)."""
+    if not len(requests):
+        raise ValueError("`requests` is empty; give the classes to forget in order (e.g. 3 5 8).")
+    method = method or ("policy" if policy is not None else cfg.algo)
+    if method not in METHODS:
+        raise ValueError(f"Unknown sequence method {method!r}; choose one of "
+                         f"{', '.join(METHODS)}.")
+    if (method == "policy") != (policy is not None):
+        raise ValueError("A trained policy edits with `method='policy'` and a `policy` "
+                         "directory; give both or neither.")
+    if policy is not None:
+        cfg = load_policy(policy).config
+        cfg = dataclasses.replace(cfg, amortized=False, from_run=None)
+    if cfg.task != "unlearn" or cfg.task_factory or cfg.objective_factory or cfg.from_run:
+        raise ValueError("A sequence forgets classes of a built-in unlearning model: it needs "
+                         "`task='unlearn'`, without `task_factory`, `objective_factory` or "
+                         "`from_run`.")
+    return SequencePlan(tuple(int(c) for c in requests), method, cfg,
+                        None if policy is None else str(policy))
+
+
+def run_sequence(plan: SequencePlan, out, *, overwrite: bool = False, log=print,
+                 stop_during: tuple[int, int] | None = None) -> dict:
+    """Apply ``plan``'s requests in order, each to the model the last one left; report after
+    each (:func:`sequence_report`) and write ``out`` (module docstring). Returns ``{"before":
+    the original's report, "requests": [one report per request, with its class and seconds],
+    ...}``. Everything is checked before anything runs or is written.
+
+    ``stop_during=(k, chunks)``: stop request ``k`` (1-based) after ``chunks`` compiled chunks of
+    a trained editor, as a kill would (for tests); returns ``{"stopped_at_request": k}``.
+    """
+    out = Path(out)
+    base = _base_task(plan)
+    if not isinstance(base.objective, UnlearnObjective):
+        raise ValueError(f"A sequence forgets classes; {base.name!r} is not an unlearning task.")
+    requests = check_requests(plan.requests, base.dataset.num_classes)
+    resuming = check_sequence_out(out, plan, overwrite)
+    if not resuming and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "plan.json", plan.to_json())
+    seed, n = plan.config.seed, len(requests)
+    before = sequence_report(base, base.params, requests)
+    before["worst_relapse"] = None
+    params, steps = base.params, []
+    for k, c in enumerate(requests):
+        directory = out / f"request-{k + 1}"
+        if not (directory / "request.json").is_file():
+            log(f"request {k + 1}/{n}: forget class {c} with {plan.method}"
+                + (f" (forgotten before: {list(requests[:k])})" if k else ""))
+            t0 = time.perf_counter()
+            stop = stop_during[1] if stop_during and stop_during[0] == k + 1 else None
+            if not _edit(plan, request_task(base, requests, k, params), directory,
+                         lambda s: None, stop):
+                log(f"stopped during request {k + 1}; the same call resumes it")
+                return {"stopped_at_request": k + 1}
+            atomic_write_json(directory / "request.json", {
+                "request": c, "earlier": list(requests[:k]), "method": plan.method,
+                "seconds": round(time.perf_counter() - t0, 3)})
+        params, _ = load_edited(directory, like=base.params)
+        done = json.loads((directory / "request.json").read_text())
+        rep = sequence_report(base, params, requests[:k + 1],
+                              reference_figures(base, requests[:k + 1], seed))
+        steps.append({"request": c, "seconds": done["seconds"], **rep})
+        log(_request_line(k + 1, n, steps[-1]))
+    result = {"format": FORMAT, "plan": plan.to_json(), "dataset": base.dataset.name,
+              "method": plan.method, "requests": [int(c) for c in requests], "before": before,
+              "after_each": steps, "total_seconds": round(sum(s["seconds"] for s in steps), 3)}
+    atomic_write_json(out / "sequence.json", result)
+    plot_sequence(out / "sequence.png", result)
+    log(summary_table(result))
+    return result
+
+
+def _request_line(k: int, n: int, s: dict) -> str:
+    forgot = " ".join(f"{c}:{a:.2f}" for c, a in s["forget_acc_by_request"].items())
+    return (f"request {k}/{n} done in {s['seconds']:.1f} s: forget acc by request {forgot}, "
+            f"retain {s['retain_acc']:.3f}, test {s['test_acc']:.3f}, MIA-Efficacy "
+            f"{s['mia_efficacy']:.1f}, Avg. Gap {s['avg_gap']:.2f}")
+
+
+def summary_table(result: dict) -> str:
+    """The sequence as a table: one row per request (test split)."""
+    b = result["before"]
+    lines = [f"\nmaskshift sequence: {result['method']} on {result['dataset']}, requests "
+             f"{result['requests']} (test split; relapse: the highest forget accuracy of an "
+             "earlier request)",
+             f"  {'after':<12}{'forget':>8}{'relapse':>9}{'retain':>8}{'(orig)':>8}{'test':>8}"
+             f"{'MIA-Eff':>9}{'AvgGap':>8}{'seconds':>9}",
+             f"  {'(original)':<12}{'':>8}{'':>9}{'':>8}{'':>8}{b['test_acc']:>8.3f}"]
+    for k, s in enumerate(result["after_each"], 1):
+        relapse = "-" if s["worst_relapse"] is None else f"{s['worst_relapse']:.3f}"
+        latest = s["forget_acc_by_request"][str(s["request"])]
+        label = f"{k}: class {s['request']}"
+        lines.append(f"  {label:<12}{latest:>8.3f}{relapse:>9}"
+                     f"{s['retain_acc']:>8.3f}{s['retain_acc_original']:>8.3f}"
+                     f"{s['test_acc']:>8.3f}{s['mia_efficacy']:>9.1f}"
+                     f"{s['avg_gap']:>8.2f}{s['seconds']:>9.1f}")
+    lines.append(f"  total editing time {result['total_seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def plot_sequence(path: Path, result: dict) -> None:
+    """``sequence.png``: each request's forget accuracy from its request on (relapse), retain
+    and test accuracy, and the Avg. Gap, against the request number."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, requests = result["after_each"], result["requests"]
+    x = np.arange(1, len(steps) + 1)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for k, c in enumerate(requests):
+        ys = [s["forget_acc_by_request"][str(c)] for s in steps[k:]]
+        axes[0].plot(x[k:], ys, marker="o", label=f"class {c}")
+    axes[0].set(xlabel="request", ylabel="forget accuracy (test)", ylim=(-0.02, 1.02),
+                title="Each request's forget accuracy (relapse)")
+    axes[0].legend(fontsize=8)
+    for key, style in (("retain_acc", "-"), ("retain_acc_original", "--"), ("test_acc", "-")):
+        axes[1].plot(x, [s[key] for s in steps], style, marker="o", label=key)
+    axes[1].set(xlabel="request", ylabel="accuracy (test)", title="Utility (erosion)")
+    axes[1].legend(fontsize=8)
+    axes[2].plot(x, [s["avg_gap"] for s in steps], marker="o")
+    axes[2].set(xlabel="request", ylabel="Avg. Gap (points)",
+                title="Gap to the model retrained without all so far")
+    for ax in axes:
+        ax.set_xticks(x)
+    fig.suptitle(f"{result['method']} on {result['dataset']}, requests {requests}")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,220 @@
+"""Requests one after another: the next request's task, how edits stack, ``--from`` and
+``maskshift.sequence`` (reports, resume, bad input)."""
+
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maskshift.checkpoint import save_edited
+from maskshift.cli import sequence as cli_sequence
+from maskshift.cli import train as cli_train
+from maskshift.envs import make
+from maskshift.run.chain import edited_meta
+from maskshift.run.sequence import make_plan, run_sequence
+from maskshift.tasks import get_leaf, next_request_task, unlearning_task
+
+
+@pytest.fixture(scope="module")
+def base():
+    return unlearning_task(3, batch_size=16)
+
+
+def _zeroed(params, share=0.3, seed=0):
+    """``params`` with a random share of ``Dense_0``'s kernel entries zeroed (an earlier edit)."""
+    params = jax.tree.map(np.array, params)
+    k = params["params"]["Dense_0"]["kernel"]
+    k[np.random.default_rng(seed).random(k.shape) < share] = 0.0
+    return params
+
+
+def test_the_next_request_leaves_every_forgotten_class_out_of_the_data(base):
+    edited = _zeroed(base.params)
+    task = next_request_task(base, edited, (7, 1))
+    for name in ("train", "val", "test"):
+        y = task.dataset.split(name).y
+        assert not np.isin(y, (7, 1)).any() and (y == 3).any()
+    assert task.objective.forget_classes == (3,) and task.objective.forgotten == (7, 1)
+    assert task.origin == base.origin_checksum  # the chain remembers its pretrained model
+    assert next_request_task(task, task.params, (7, 1, 4)).origin == base.origin_checksum
+    np.testing.assert_array_equal(get_leaf(task.params, ("params", "Dense_0", "kernel")),
+                                  edited["params"]["Dense_0"]["kernel"])
+    arrays = task.split_arrays("train")  # the retain set holds no forgotten example
+    assert not np.isin(arrays["y"], (7, 1)).any()
+    with pytest.raises(ValueError, match="Class 3 was forgotten by an earlier request"):
+        next_request_task(base, edited, (3,))
+    bad = jax.tree.map(np.array, base.params)
+    bad["params"]["Dense_0"]["kernel"] = bad["params"]["Dense_0"]["kernel"][:, :8]
+    with pytest.raises(ValueError, match="not of"):
+        next_request_task(base, bad, (7,))
+
+
+@pytest.mark.parametrize("env_id", ["MaskWorld-v0", "ShiftWorld-v0"])
+def test_a_later_mask_multiplies_into_the_edited_kernel_and_a_shift_adds_to_it(base, env_id):
+    edited = _zeroed(base.params)
+    task = next_request_task(base, edited, (7,))
+    env, p = make(env_id, task=task, max_steps_in_episode=3)
+    _, state = env.reset(jax.random.key(0), p)
+    action = jax.random.normal(jax.random.key(1), (env.action_size,))
+    _, state, *_ = env.step(jax.random.key(2), state, action, p)
+    w1 = edited["params"]["Dense_0"]["kernel"]
+    w2 = np.asarray(get_leaf(env.edited_params(state, p), ("params", "Dense_0", "kernel")))
+    edit = np.asarray(state.edit[0])
+    if env_id == "MaskWorld-v0":  # W2 = W1 * M: what the earlier request zeroed stays zero
+        np.testing.assert_allclose(w2, w1 * edit, rtol=1e-6)
+        assert np.all(w2[w1 == 0.0] == 0.0) and not np.allclose(edit, 1.0)
+    else:  # W2 = W1 + S, S capped relative to the edited kernel
+        np.testing.assert_allclose(w2, w1 + edit, rtol=1e-6, atol=1e-7)
+        assert np.linalg.norm(edit) <= float(p.shift_cap) * np.linalg.norm(w1) * (1 + 1e-5)
+        assert np.any(w2[w1 == 0.0] != 0.0)
+
+
+def test_train_from_a_run_edits_its_edited_model(tmp_path, capsys):
+    from maskshift.checkpoint import read_meta
+    from maskshift.cli import evaluate as cli_evaluate
+
+    first, second = tmp_path / "r7", tmp_path / "r7-then3"
+    common = ["--algo", "gradient"]
+    assert cli_train.main([*common, "--forget-class", "7", "--out", str(first)]) == 0
+    assert cli_train.main([*common, "--forget-class", "3", "--from", str(first)]) == 0
+    meta = read_meta(second)  # the default --out sits beside the run it starts from
+    assert meta["forget_classes"] == [3] and meta["forgotten"] == [7]
+    assert meta["origin"] == read_meta(first)["origin"]
+    res = json.loads((second / "results.json").read_text())
+    assert res["config"]["from_run"] == str(first) and res["config"]["task_fingerprint"]
+    capsys.readouterr()
+    assert cli_evaluate.main(["--task", "unlearn", "--from", str(second), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["forget_classes"] == [7, 3]  # reported against every class forgotten so far
+    assert report["per_class_acc"][7] < 0.1 and report["per_class_acc"][3] < 0.1
+    assert report["retain_acc"] > 0.85
+
+
+def _from_checkpoints(tmp_path, base):
+    """Checkpoints a ``--from`` must refuse: ``{name: directory}``."""
+    good = tmp_path / "good"
+    save_edited(good, base.params, edited_meta(base, env="MaskWorld-v0", algo="gradient"))
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(good, corrupt)
+    (corrupt / "edited.json").write_text("{not json")
+    bias = tmp_path / "bias"
+    save_edited(bias, base.params, {"task": "bias", "dataset": "toxic_templates"})
+    other = tmp_path / "other"  # the same architecture, other pretrained weights
+    save_edited(other, base.params, {**edited_meta(base), "origin": "0" * 64})
+    return {"good": good, "corrupt": corrupt, "bias": bias, "other": other}
+
+
+def test_bad_from_directories_are_refused_in_one_line(tmp_path, base, capsys):
+    runs = _from_checkpoints(tmp_path, base)
+    cases = [
+        (["--from", str(tmp_path / "missing")], "does not exist"),
+        (["--from", str(runs["corrupt"])], "corrupt"),
+        (["--from", str(runs["bias"])], "holds a 'bias' edit"),
+        (["--from", str(runs["other"])], "edited another model"),
+        (["--from", str(runs["good"]), "--forget-class", "3"], "Class 3 was forgotten"),
+        (["--from", str(runs["good"]), "--forget-class", "5", "--out", str(runs["good"]),
+          "--overwrite"], "the run this one starts from"),
+        (["--from", str(runs["good"]), "--task", "bias"], "applies to --task unlearn only"),
+        (["--from", str(runs["good"]), "--amortized", "--forget-class", "1", "2", "--algo",
+          "ppo"], "drop --amortized"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            cli_train.main(["--algo", "gradient", *argv, "--out", str(tmp_path / "new")]
+                           if "--out" not in argv else ["--algo", "gradient", *argv])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err and "Traceback" not in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "new").exists()
+    assert (runs["good"] / "edited").is_dir()  # the --out == --from case touched nothing
+
+
+def test_a_sequence_reports_every_request_and_resumes_where_it_stopped(tmp_path):
+    plan = make_plan(__import__("maskshift.run", fromlist=["make_run_config"]).make_run_config(
+        algo="gradient", episode_length=4), [3, 5])
+    out = tmp_path / "seq"
+    logs = []
+    res = run_sequence(plan, out, log=logs.append)
+    first, second = res["after_each"]
+    assert res["requests"] == [3, 5] and set(res["before"]["forget_acc_by_request"]) == {"3", "5"}
+    assert first["worst_relapse"] is None and set(second["forget_acc_by_request"]) == {"3", "5"}
+    assert second["worst_relapse"] == second["forget_acc_by_request"]["3"]
+    assert first["forget_acc_by_request"]["3"] < 0.1 and second["forget_acc_by_request"]["5"] < 0.1
+    assert second["retain_acc"] > second["retain_acc_original"] - 0.1
+    assert all(np.isfinite(s["avg_gap"]) and s["avg_gap"] >= 0 for s in res["after_each"])
+    assert (out / "sequence.png").stat().st_size > 0 and "request 2/2 done" in "\n".join(logs)
+    meta = json.loads((out / "request-2" / "edited.json").read_text())
+    assert meta["forgotten"] == [3] and meta["forget_classes"] == [5]
+    # a kill during request 2: its files half written, no sequence.json
+    (out / "sequence.json").unlink()
+    (out / "request-2" / "request.json").unlink()
+    (out / "request-2" / "results.json").unlink()
+    stamp = (out / "request-1" / "edited.json").stat().st_mtime_ns
+    again = run_sequence(plan, out, log=lambda s: None)
+    assert (out / "request-1" / "edited.json").stat().st_mtime_ns == stamp  # not redone
+    strip = [{k: v for k, v in s.items() if k != "seconds"} for s in again["after_each"]]
+    assert strip == [{k: v for k, v in s.items() if k != "seconds"} for s in res["after_each"]]
+    assert json.loads((out / "request-2" / "edited.json").read_text())["checksum"] == \
+        meta["checksum"]
+
+
+def test_the_sequence_command_prints_json_and_refuses_bad_input(tmp_path, capsys):
+    out = tmp_path / "salun"
+    assert cli_sequence.main(["--requests", "4", "--algo", "salun", "--out", str(out),
+                              "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) >= {"before", "after_each"} and len(res["after_each"]) == 1
+    step = res["after_each"][0]
+    assert {"forget_acc_by_request", "retain_acc", "test_acc", "mia_efficacy",
+            "avg_gap"} <= set(step)
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    cases = [
+        (["--requests"], "expected at least one argument"),
+        (["--requests", "3", "5", "3"], "repeats request 1"),
+        (["--requests", "3", "10"], "outside the labels 0..9"),
+        (["--requests", *map(str, range(10))], "leaves no retain set"),
+        (["--requests", "3", "--algo", "salun", "--total-steps", "64"], "is a baseline"),
+        (["--requests", "3", "--policy", "p", "--algo", "gradient"], "drop --algo gradient"),
+        (["--requests", "3", "--algo", "policy"], "needs --policy DIR"),
+        (["--requests", "4", "--algo", "salun", "--out", str(out)], "finished sequence"),
+        (["--requests", "4", "--algo", "salun", "--out", str(stranger)],
+         "not a maskshift sequence"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            cli_sequence.main([*argv] if "--out" in argv else [*argv, "--out",
+                                                                 str(tmp_path / "new")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err and "Traceback" not in err, (argv, err)
+        assert not (tmp_path / "new").exists()
+    assert (stranger / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_a_killed_ppo_sequence_resumes_bit_identical(tmp_path):
+    from maskshift.run import make_run_config
+
+    # flat PPO on the summary observation: the cheapest policy to compile (resuming is the
+    # training loop's, the same for every policy)
+    cfg = make_run_config(algo="ppo", episode_length=4, num_envs=8, total_steps=8 * 4 * 4,
+                          updates_per_chunk=2, eval_batch=16, heads="flat",
+                          observation="summary")
+    plan = make_plan(cfg, [3, 5])
+    whole = run_sequence(plan, tmp_path / "whole", log=lambda s: None)
+    stopped = run_sequence(plan, tmp_path / "killed", log=lambda s: None, stop_during=(2, 1))
+    assert stopped == {"stopped_at_request": 2}
+    assert (tmp_path / "killed" / "request-2" / "ckpt").is_dir()
+    assert not (tmp_path / "killed" / "request-2" / "results.json").exists()
+    resumed = run_sequence(plan, tmp_path / "killed", log=lambda s: None)
+    for k in (1, 2):
+        a, b = (json.loads((tmp_path / d / f"request-{k}" / "edited.json").read_text())
+                for d in ("whole", "killed"))
+        assert a["checksum"] == b["checksum"], k
+    strip = [{k: v for k, v in s.items() if k != "seconds"} for s in resumed["after_each"]]
+    assert strip == [{k: v for k, v in s.items() if k != "seconds"} for s in whole["after_each"]]
+    assert jnp.isfinite(resumed["after_each"][-1]["avg_gap"])
