@@ -7,11 +7,14 @@ import pytest
 
 from maskshift.cli import compare as cmp
 from maskshift.cli import evaluate as cli_evaluate
+from maskshift.cli import sequence as cli_sequence
 from maskshift.cli import train as cli_train
 
 JOIN = ["--distributed", "--num-processes", "2", "--process-id", "1"]  # process 1 of 2
 
 TRAIN = [
+    (["--from", "/no/such/run", "--forget-class", "3"], "Checkpoint directory '/no/such/run' does "
+                                                        "not exist"),
     (["--forget-class", "3", "3"], "argument --forget-class: 3 is listed twice"),
     (["--num-envs", "100000000"], "GiB per device for its ppo episodes, and the device has"),
     (["--algo", "apg", "--episode-length", "100000000"], "lower --num-envs or --episode-length"),
@@ -132,8 +135,9 @@ EVALUATE = [
     (["--task", "bias", "--forget-class", "1"], "argument --forget-class: applies to --task "
                                                 "unlearn only"),
     (["--task", "unlearn", "--checkpoint", "/no/such/run"], "does not exist"),
-    (["--task", "unlearn", "--checkpoint", ""], "argument --checkpoint: expected a path, got an "
-                                                "empty string"),
+    (["--task", "unlearn", "--checkpoint", ""], "argument --checkpoint/--from: expected a path, "
+                                                "got an empty string"),
+    (["--task", "unlearn", "--from", "/no/such/run"], "does not exist"),
     (["--task", "unlearn", "--seed", "-2"], "argument --seed: expected a whole number from 0"),
     (["--task", "unlearn", "--seed", "4294967296"], "argument --seed: expected a whole number "
                                                     "from 0 to 4294967295"),
@@ -171,6 +175,45 @@ COMPARE = [
 ]
 
 
+SEQUENCE = [  # (tests/test_sequence.py refuses the requests' and --out's bad values)
+    (["--requests", "x"], "argument --requests: expected a whole number >= 0"),
+    (["--requests", "3", "--env", "grid"], "argument --env: invalid choice: 'grid'"),
+    (["--requests", "3", "--algo", "magic"], "argument --algo: invalid choice: 'magic'"),
+    (["--requests", "3", "--policy", ""], "argument --policy: expected a path"),
+    (["--requests", "3", "--policy", "/no/such/run"], "/no/such/run does not exist"),
+    (["--requests", "3", "--dataset", "imagenet"], "Unknown dataset 'imagenet'"),
+    (["--requests", "3", "--data-dir", "/tmp"], "a data directory only applies to the TFDS"),
+    (["--requests", "3", "--edit", "Dense_9"], "Unknown layer or leaf 'Dense_9' to edit"),
+    (["--requests", "3", "--seed", "-1"], "argument --seed: expected a whole number from 0"),
+    (["--requests", "3", "--algo", "gradient", "--total-steps", "64"], "argument --total-steps: "
+                                                                        "applies to --algo ppo"),
+    (["--requests", "3", "--num-envs", "0"], "argument --num-envs: expected a whole number >= 1"),
+    (["--requests", "3", "--rank", "0"], "argument --rank: expected a whole number >= 1"),
+    (["--requests", "3", "--episode-length", "0"], "argument --episode-length: expected a whole"),
+    (["--requests", "3", "--observation", "pixels"], "argument --observation: invalid choice"),
+    (["--requests", "3", "--heads", "many"], "argument --heads: invalid choice"),
+    (["--requests", "3", "--heads", "flat", "--skip-gain", "2"], "argument --skip-gain: applies "
+                                                                  "to --heads units only"),
+    (["--requests", "3", "--algo", "salun", "--minibatch", "shared"], "argument --minibatch: "
+                                                                       "salun is a baseline"),
+    (["--requests", "3", "--lambda-utility", "nan"], "argument --lambda-utility: expected a "
+                                                     "finite number >= 0"),
+    (["--requests", "3", "--lambda-edit", "-1"], "argument --lambda-edit: expected a finite"),
+    (["--requests", "3", "--step-size", "0"], "argument --step-size: expected a finite number > "
+                                              "0"),
+    (["--requests", "3", "--eval-batch", "0"], "argument --eval-batch: expected a whole number"),
+    (["--requests", "3", "--lr", "0"], "argument --lr: expected a finite number > 0"),
+    (["--requests", "3", "--oracle-restarts", "2"], "argument --oracle-restarts: applies to "
+                                                    "--algo oracle only"),
+    (["--requests", "3", "--oracle-iterations", "0"], "argument --oracle-iterations: expected"),
+    (["--requests", "3", "--select-tolerance", "2"], "argument --select-tolerance: expected a "
+                                                     "number from 0 to 1"),
+    (["--requests", "3", "--updates-per-chunk", "0"], "argument --updates-per-chunk: expected"),
+    (["--requests", "3", "--overwrite=no"], "argument --overwrite: ignored explicit argument"),
+    (["--requests", "3", "--json=1"], "argument --json: ignored explicit argument"),
+]
+
+
 def _flags(parser: argparse.ArgumentParser) -> set[str]:
     return {s for a in parser._actions for s in a.option_strings if s.startswith("--")} - {"--help"}
 
@@ -181,7 +224,7 @@ def _named(table) -> set[str]:
 
 @pytest.mark.parametrize("parser, table, given", [
     (cli_train.build_parser(), TRAIN, {"--out"}), (cli_evaluate.build_parser(), EVALUATE, set()),
-    (cmp.build_parser(), COMPARE, {"--out"}),
+    (cmp.build_parser(), COMPARE, {"--out"}), (cli_sequence.build_parser(), SEQUENCE, {"--out"}),
 ])
 def test_every_flag_has_a_bad_value_in_the_table(parser, table, given):
     # --out is given in every call below; its bad values have tests of their own
@@ -206,6 +249,12 @@ def test_train_refuses(argv, message, capsys, tmp_path, digits_model, toxic_mode
 @pytest.mark.parametrize("argv, message", EVALUATE)
 def test_evaluate_refuses(argv, message, capsys, digits_model):
     _refused(cli_evaluate.main, argv, message, capsys)
+
+
+@pytest.mark.parametrize("argv, message", SEQUENCE)
+def test_sequence_refuses(argv, message, capsys, tmp_path, digits_model):
+    _refused(cli_sequence.main, [*argv, "--out", str(tmp_path / "o")], message, capsys)
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("argv, message", COMPARE)

@@ -43,6 +43,24 @@ def test_a_ppo_run_saves_its_policy_and_it_edits_another_class(units_run, tmp_pa
     # deterministic: the same policy and class give the same edit
     again = edit_with_policy(policy, [3], log=lambda *_: None)
     assert again["after"] == res["after"]
+    # the next request of a sequence: the policy edits its own edit, 3 out of the data
+    nxt = edit_with_policy(policy, [5], from_run=tmp_path / "e3", out=tmp_path / "e3-5",
+                           log=lambda *_: None)
+    assert read_meta(tmp_path / "e3-5")["forgotten"] == [3]
+    assert nxt["before"]["retain_acc"] == pytest.approx(res["after"]["retain_acc"], abs=0.05)
+    with pytest.raises(ValueError, match="Class 3 was forgotten"):
+        edit_with_policy(policy, [3], from_run=tmp_path / "e3", log=lambda *_: None)
+
+
+def test_a_policy_edits_every_request_of_a_sequence(units_run, tmp_path):
+    from maskshift.run.sequence import make_plan, run_sequence
+
+    plan = make_plan(RunConfig(), [3], policy=units_run)
+    assert plan.method == "policy" and plan.config.editor.heads == "units"
+    res = run_sequence(plan, tmp_path / "seq", log=lambda s: None)
+    assert res["method"] == "policy" and len(res["after_each"]) == 1
+    assert json.loads((tmp_path / "seq" / "request-1" / "edited.json").read_text())["algo"] == \
+        "policy"
 
 
 def test_edit_cli_json_has_evaluate_keys(units_run, capsys):

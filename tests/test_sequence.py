@@ -13,6 +13,7 @@ from maskshift.checkpoint import save_edited
 from maskshift.cli import sequence as cli_sequence
 from maskshift.cli import train as cli_train
 from maskshift.envs import make
+from maskshift.run import make_run_config
 from maskshift.run.chain import edited_meta
 from maskshift.run.sequence import make_plan, run_sequence
 from maskshift.tasks import get_leaf, next_request_task, unlearning_task
@@ -133,8 +134,7 @@ def test_bad_from_directories_are_refused_in_one_line(tmp_path, base, capsys):
 
 
 def test_a_sequence_reports_every_request_and_resumes_where_it_stopped(tmp_path):
-    plan = make_plan(__import__("maskshift.run", fromlist=["make_run_config"]).make_run_config(
-        algo="gradient", episode_length=4), [3, 5])
+    plan = make_plan(make_run_config(algo="gradient", episode_length=4), [3, 5])
     out = tmp_path / "seq"
     logs = []
     res = run_sequence(plan, out, log=logs.append)
@@ -197,8 +197,6 @@ def test_the_sequence_command_prints_json_and_refuses_bad_input(tmp_path, capsys
 
 @pytest.mark.slow
 def test_a_killed_ppo_sequence_resumes_bit_identical(tmp_path):
-    from maskshift.run import make_run_config
-
     # flat PPO on the summary observation: the cheapest policy to compile (resuming is the
     # training loop's, the same for every policy)
     cfg = make_run_config(algo="ppo", episode_length=4, num_envs=8, total_steps=8 * 4 * 4,

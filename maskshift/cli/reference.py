@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from maskshift.cli import compare, edit, evaluate, train
+from maskshift.cli import compare, edit, evaluate, sequence, train
 
 
 def reference() -> str:
@@ -18,7 +18,7 @@ def reference() -> str:
              "that has no effect with the others given, stops the command with one line naming "
              "the flag and the values that work, exit status 2. A run that fails while running "
              "(non-finite values) exits 3 and keeps its last checkpoint.\n"]
-    for module in (train, evaluate, compare, edit):
+    for module in (train, evaluate, compare, edit, sequence):
         parser = module.build_parser()
         parts.append(f"## `{parser.prog}`\n\n```text\n{parser.format_help()}```\n")
     if columns is None:
