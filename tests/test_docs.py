@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from maskshift.cli import compare, edit, evaluate, train
+from maskshift.cli import compare, edit, evaluate, sequence, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- docs-test: run -->\s*)?```(\w*)\n(.*?)```", re.S)
 PARSERS = {"maskshift.train": train.build_parser, "maskshift.evaluate": evaluate.build_parser,
-           "maskshift.compare": compare.build_parser, "maskshift.edit": edit.build_parser}
+           "maskshift.compare": compare.build_parser, "maskshift.edit": edit.build_parser,
+           "maskshift.sequence": sequence.build_parser}
 
 
 def blocks(page: Path, lang: str):

@@ -156,3 +156,18 @@ def test_a_finished_run_is_reselected_not_retrained(tmp_path, finished):
     (out / "results.json").write_text(json.dumps(saved))
     assert reselect(SMALL, out) is None
     assert json.loads((out / "results.json").read_text())["select_tolerance"] == 0.0
+
+
+def test_a_finished_run_is_reused_only_under_the_same_objective_settings(tmp_path):
+    import dataclasses
+
+    from maskshift.run import RunConfig, finished_run
+    from maskshift.tasks import UnlearnObjective
+
+    cfg, objective = RunConfig(algo="gradient"), UnlearnObjective()
+    (tmp_path / "results.json").write_text(json.dumps(
+        {"config": cfg.to_json(), "objective_repr": repr(objective)}))
+    assert finished_run(tmp_path, cfg, objective) is not None
+    # the same config, an objective whose defaults changed since: made again
+    assert finished_run(tmp_path, cfg, dataclasses.replace(objective, ce_cap=3.0)) is None
+    assert finished_run(tmp_path, dataclasses.replace(cfg, seed=1), objective) is None

@@ -214,8 +214,8 @@ def _summarise(runs: dict, task_name: str, objective) -> dict:
         hits = [objective.meets_target(o, r) for r, o in zip(reps, runs["original"],
                                                               strict=True)] \
             if "original" in runs else []
-        if task_name != "bias":
-            summary[m]["meets_target"] = sum(hits) if hits and None not in hits else None
+        if hits and None not in hits:  # the objective states a target
+            summary[m]["meets_target"] = sum(hits)
         settings = [r["setting"] for r in reps if "setting" in r]
         if settings:
             summary[m]["settings"] = settings
@@ -226,7 +226,7 @@ def _markdown(result: dict) -> str:
     task = result["task"]
     keys = [k for k in result.get("table_keys") or TABLE_KEYS[task]
             if k in result["summary"][result["methods"][0]]]
-    hit_column = task != "bias"
+    hit_column = any("meets_target" in s for s in result["summary"].values())
     lines = [f"Task `{task}` on `{result['dataset']}`"
              + (f", forget {result['forget_classes']}" if task == "unlearn" else "")
              + f"; mean ± std over seeds {result['seeds']}.", ""]
@@ -248,8 +248,7 @@ def _markdown(result: dict) -> str:
         digits = {k: (2 if k in (*FIELD_KEYS, "avg_gap") else 3) for k in keys}
         cells = [f"{s[k]['mean']:.{digits[k]}f} ± {s[k]['std']:.{digits[k]}f}" for k in keys]
         steps = f"{s['env_steps']:,}" if "env_steps" in s else "—"
-        hits = (f" {s['meets_target']}/{len(result['seeds'])} |"
-                if hit_column and s.get("meets_target") is not None else
+        hits = (f" {s['meets_target']}/{len(result['seeds'])} |" if "meets_target" in s else
                 (" — |" if hit_column else ""))
         lines.append(f"| {m} | " + " | ".join(cells)
                      + f" | {s['wall_seconds']['mean']:.1f} | {steps} |" + hits)

@@ -217,10 +217,11 @@ def reselect(cfg: RunConfig, out, *, task: Task | None = None, log=print) -> dic
 
 def reuse_or_run(cfg: RunConfig, out, *, task: Task | None = None, log=print,
                  **kwargs) -> dict:
-    """The run of ``cfg`` in ``out``: reused if finished with exactly ``cfg``; re-selected
+    """The run of ``cfg`` in ``out``: reused if finished with exactly ``cfg`` (and its objective's
+    settings, which the config does not hold: a backdoor reward's temperature); re-selected
     (:func:`reselect`) if it differs only in its selection settings; else made afresh with
     :func:`train_and_evaluate` (``kwargs``), replacing whatever ``out`` holds."""
-    res = finished_run(out, cfg) if task is None else None
+    res = finished_run(out, cfg, resolve_task(cfg)[1].objective) if task is None else None
     if res is not None:
         log(f"reusing {out}")
         return res

@@ -21,13 +21,18 @@ from maskshift.run.select import select_and_report
 from maskshift.tasks import SUMMARY_KEYS
 
 
-def finished_run(run_dir, cfg: RunConfig) -> dict | None:
-    """The results of a finished run in ``run_dir`` made with exactly ``cfg``, else ``None``."""
+def finished_run(run_dir, cfg: RunConfig, objective=None) -> dict | None:
+    """The results of a finished run in ``run_dir`` made with exactly ``cfg`` (and, given
+    ``objective``, under an objective of the same settings: a change to an objective's defaults
+    is not in the config), else ``None``. A run made before results recorded the objective
+    (``objective_repr``) is taken at its config."""
     path = Path(run_dir) / "results.json"
     if not path.exists():
         return None
     res = json.loads(path.read_text())
     saved = canonical_config({k: v for k, v in res["config"].items() if k != "env_params"})
+    if objective is not None and res.get("objective_repr") not in (None, repr(objective)):
+        return None
     return res if saved == cfg.to_json() else None
 
 
@@ -63,6 +68,7 @@ def write_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, edits, hist
     save_edited(out, host_copy(ep["edited"]), meta)
     results = {
         "env": env.name, "task": cfg.task, "objective": env.task.objective.name,
+        "objective_repr": repr(env.task.objective),
         "summary_keys": list(env.task.objective.summary_keys), "algo": cfg.algo,
         "dataset": env.task.dataset.name, "seed": cfg.seed,
         "config": {**cfg.to_json(), "env_params": _env_params_json(env_params)},

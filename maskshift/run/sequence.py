@@ -183,6 +183,18 @@ def make_plan(cfg: RunConfig, requests, method: str | None = None,
                         None if policy is None else str(policy))
 
 
+def finished_sequence(out, plan: SequencePlan) -> dict | None:
+    """The results of ``plan`` if ``out`` holds it finished, else ``None`` (for benchmarks that
+    pick up where they stopped)."""
+    out = Path(out)
+    try:
+        if json.loads((out / "plan.json").read_text()) != plan.to_json():
+            return None
+        return json.loads((out / "sequence.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def run_sequence(plan: SequencePlan, out, *, overwrite: bool = False, log=print,
                  stop_during: tuple[int, int] | None = None) -> dict:
     """Apply ``plan``'s requests in order, each to the model the last one left; report after

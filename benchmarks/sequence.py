@@ -1,0 +1,138 @@
+"""Sequential class requests: every method forgets the same classes one request after another;
+relapse, erosion, Avg. Gap and wall time per method.
+
+    python benchmarks/sequence.py --dataset digits --out runs/sequence-digits \\
+        --json benchmarks/results/sequence-digits.json
+
+Each (order, seed, method) is one :func:`maskshift.run.sequence.run_sequence` in its own
+directory under ``--out`` (a finished one is read back, an unfinished one resumed, so a killed
+benchmark picks up where it was). Methods: the gradient controller and the oracle (``--envs``),
+the default RL editor (residual PPO, one training run per request; ``--rl-seeds``, as it costs
+the most), a trained policy with no training (``--policy DIR``: e.g. an amortized policy, with the
+env it was trained in), and SalUn and retraining from scratch at their default settings (the
+retrain chain is the reference every Avg. Gap is measured against, so its gap is 0 by
+construction: its row gives the time to beat). Test split. The goal columns: after the last
+request, retain accuracy within 3 points of the pretrained model's on the same classes, and every
+earlier request's forget accuracy at most 0.05. Writes the JSON and a Markdown table beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from maskshift._io import atomic_write_json, atomic_write_text
+from maskshift.run import make_run_config
+from maskshift.run.sequence import finished_sequence, make_plan, run_sequence
+
+ORDERS = ["3 5 8 1 6", "6 1 8 5 3"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchmarks/sequence.py", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--orders", nargs="+", default=ORDERS,
+                   help="request orders, each a quoted list of classes")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--rl-seeds", type=int, nargs="*", default=[0],
+                   help="seeds of the default RL editor (a PPO training run per request)")
+    p.add_argument("--envs", nargs="+", default=["mask", "shift"])
+    p.add_argument("--methods", nargs="+", default=["gradient", "oracle", "ppo", "salun",
+                                                    "retrain"])
+    p.add_argument("--policy", nargs="*", default=[],
+                   help="trained policy directories, each edits every order (seed-free)")
+    p.add_argument("--out", default="runs/sequence-digits")
+    p.add_argument("--json", default=None, help="write the figures here (and a .md)")
+    return p
+
+
+def jobs(args):
+    """``(label, plan, directory)`` for every sequence the arguments name."""
+    for order in args.orders:
+        requests = [int(c) for c in order.split()]
+        tag = "-".join(map(str, requests))
+        for directory in args.policy:
+            plan = make_plan(make_run_config(), requests, policy=directory)
+            name = Path(directory).name
+            yield f"policy {name}", plan, Path(args.out) / f"policy-{name}-{tag}"
+        for method in args.methods:
+            envs = args.envs if method in ("gradient", "oracle", "ppo") else ["-"]
+            seeds = args.rl_seeds if method == "ppo" else args.seeds
+            for env in envs:
+                for seed in seeds:
+                    algo = method if method in ("gradient", "oracle", "ppo") else "gradient"
+                    cfg = make_run_config(algo=algo, env=env if env != "-" else "mask",
+                                          dataset=args.dataset, seed=seed)
+                    plan = make_plan(cfg, requests, method)
+                    label = method if env == "-" else f"{env} {method}"
+                    yield label, plan, Path(args.out) / f"{env}-{method}-{tag}-s{seed}"
+
+
+def summarise(label: str, results: list[dict]) -> dict:
+    last = [r["after_each"][-1] for r in results]
+    drop = [100 * (s["retain_acc_original"] - s["retain_acc"]) for s in last]
+    relapse = [s["worst_relapse"] for s in last]
+    gaps = np.array([[s["avg_gap"] for s in r["after_each"]] for r in results])
+    met = [d <= 3.0 and (w is None or w <= 0.05) for d, w in zip(drop, relapse, strict=True)]
+    return {"method": label, "runs": len(results),
+            "retain_drop_points": [float(np.mean(drop)), float(np.max(drop))],
+            "test_acc_last": float(np.mean([s["test_acc"] for s in last])),
+            "latest_forget_acc": float(np.mean([list(s["forget_acc_by_request"].values())[-1]
+                                                for s in last])),
+            "worst_relapse": [float(np.mean(relapse)), float(np.max(relapse))],
+            "avg_gap_per_request": gaps.mean(0).round(2).tolist(),
+            "avg_gap_last": [float(gaps[:, -1].mean()), float(gaps[:, -1].std())],
+            "total_seconds": float(np.mean([r["total_seconds"] for r in results])),
+            "goal_met": int(sum(met))}
+
+
+def markdown(rows: list[dict], args) -> str:
+    lines = [f"Sequential class requests on {args.dataset}, orders {args.orders}, test split "
+             f"(`python benchmarks/sequence.py --dataset {args.dataset}`). Retain drop: points "
+             "below the pretrained model on the classes not yet requested (mean / worst run); "
+             "relapse: the highest forget accuracy of an earlier request after the last one "
+             "(mean / worst); Avg. Gap to the model retrained without every request so far, "
+             "after each request (mean over runs); time: the whole sequence's editing, mean. "
+             "Goal: drop <= 3 and relapse <= 0.05 after the last request.", "",
+             "| method | runs | retain drop | test acc | last forget | relapse | Avg. Gap per "
+             "request | time (s) | goal |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        gaps = " ".join(f"{g:.2f}" for g in r["avg_gap_per_request"])
+        lines.append(
+            f"| {r['method']} | {r['runs']} | {r['retain_drop_points'][0]:.1f} / "
+            f"{r['retain_drop_points'][1]:.1f} | {r['test_acc_last']:.3f} | "
+            f"{r['latest_forget_acc']:.3f} | {r['worst_relapse'][0]:.3f} / "
+            f"{r['worst_relapse'][1]:.3f} | {gaps} | {r['total_seconds']:.0f} | "
+            f"{r['goal_met']}/{r['runs']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    by_label: dict[str, list] = {}
+    todo = list(jobs(args))
+    t0 = time.perf_counter()
+    for i, (label, plan, directory) in enumerate(todo, 1):
+        res = finished_sequence(directory, plan)
+        if res is None:
+            print(f"[{i}/{len(todo)}] {label} {list(plan.requests)} seed {plan.config.seed} "
+                  f"({time.perf_counter() - t0:.0f} s so far)", flush=True)
+            res = run_sequence(plan, directory, log=lambda s: print("  " + s, flush=True))
+        by_label.setdefault(label, []).append(res)
+    rows = [summarise(label, results) for label, results in by_label.items()]
+    table = markdown(rows, args)
+    print(table)
+    if args.json:
+        atomic_write_json(args.json, {"dataset": args.dataset, "orders": args.orders,
+                                      "seeds": args.seeds, "rl_seeds": args.rl_seeds,
+                                      "rows": rows})
+        atomic_write_text(Path(args.json).with_suffix(".md"), table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
