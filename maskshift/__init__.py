@@ -22,6 +22,7 @@ _EXPORTS = {
     "load_policy": "maskshift.run.policy", "Task": "maskshift.tasks",
     "bias_task": "maskshift.tasks", "pool_task": "maskshift.tasks",
     "task_from_model": "maskshift.tasks", "unlearning_task": "maskshift.tasks",
+    "next_request_task": "maskshift.tasks", "run_sequence": "maskshift.run.sequence",
 }
 
 
@@ -65,8 +66,10 @@ __all__ = [
     "load_policy",
     "make",
     "make_run_config",
+    "next_request_task",
     "pool_task",
     "pretrained",
+    "run_sequence",
     "save_edited",
     "task_from_model",
     "unlearning_task",

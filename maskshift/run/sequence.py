@@ -138,6 +138,8 @@ def _edit(plan: SequencePlan, task: Task, directory: Path, log, stop_after_chunk
     early (its checkpoint left to resume from)."""
     c = task.objective.forget_classes
     if plan.method in ALGOS:
+        if (directory / "results.json").is_file():  # finished, killed before request.json
+            return True
         resume = (directory / "ckpt").is_dir()
         res = train_and_evaluate(dataclasses.replace(plan.config, forget_classes=c), directory,
                                  task=task, overwrite=not resume, log=log,
