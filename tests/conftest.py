@@ -10,13 +10,13 @@ import pytest
 # another worker reading the same entry.
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
 os.environ["MASKSHIFT_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"maskshift-test-cache-{_worker}-")
-# One persistent XLA compilation cache per test session, shared by its workers: many tests
-# compile the same programs (the same env on the same task in another fixture or process), and a
-# cached executable is loaded instead of compiled again. Never the user's cache.
-_run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), f"maskshift-test-xla-{_run}"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# A persistent XLA compilation cache per worker (and the subprocesses it starts: CLI runs,
+# notebook kernels): many tests compile the same programs (the same env on the same task in
+# another fixture or process), and a cached executable is loaded instead of compiled again.
+# Not shared between workers: one reading an entry the other is still writing fails (a
+# truncated entry). Never the user's cache.
+os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"maskshift-test-xla-{_worker}-")
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
 
 
 @pytest.fixture(scope="session")

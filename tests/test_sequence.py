@@ -216,3 +216,31 @@ def test_a_killed_ppo_sequence_resumes_bit_identical(tmp_path):
     strip = [{k: v for k, v in s.items() if k != "seconds"} for s in resumed["after_each"]]
     assert strip == [{k: v for k, v in s.items() if k != "seconds"} for s in whole["after_each"]]
     assert jnp.isfinite(resumed["after_each"][-1]["avg_gap"])
+
+
+def test_the_benchmark_tables_each_method_over_its_sequences(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "sequence.py"
+    spec = importlib.util.spec_from_file_location("_bench_sequence", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "seq.json"
+    argv = ["--orders", "4", "--methods", "gradient", "salun", "--envs", "mask", "--seeds", "0",
+            "--rl-seeds", "--out", str(tmp_path / "runs"), "--json", str(out)]
+    assert bench.main(argv) == 0
+    rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"mask gradient", "salun"}
+    assert all(r["runs"] == 1 and r["worst_relapse"] is None for r in rows.values())
+    assert "| mask gradient | 1 |" in out.with_suffix(".md").read_text()
+    assert bench.main(argv) == 0  # every sequence is read back, nothing is made again
+    # orders of two lengths: the Avg. Gap per request number over the sequences that have it
+    step = {"retain_acc_original": 0.9, "retain_acc": 0.91, "test_acc": 0.8, "request": 4,
+            "forget_acc_by_request": {"4": 0.0}, "worst_relapse": None, "avg_gap": 1.0}
+    two = {**step, "request": 2, "forget_acc_by_request": {"4": 0.1, "2": 0.0},
+           "worst_relapse": 0.1, "avg_gap": 3.0}
+    row = bench.summarise("m", [{"after_each": [step], "total_seconds": 1.0},
+                                {"after_each": [step, two], "total_seconds": 3.0}])
+    assert row["avg_gap_per_request"] == [1.0, 3.0] and row["worst_relapse"] == [0.1, 0.1]
+    assert row["goal_met"] == 1 and row["total_seconds"] == 2.0
