@@ -126,6 +126,7 @@ def main(argv=None) -> int:
     command = "python benchmarks/sequence.py " + " ".join(
         f'"{a}"' if " " in a else a for a in argv)
     by_label: dict[str, list] = {}
+    references: dict = {}  # each retrained model's figures, once for every sequence
     todo = list(jobs(args))
     t0 = time.perf_counter()
     for i, (label, plan, directory) in enumerate(todo, 1):
@@ -133,7 +134,8 @@ def main(argv=None) -> int:
         if res is None:
             print(f"[{i}/{len(todo)}] {label} {list(plan.requests)} seed {plan.config.seed} "
                   f"({time.perf_counter() - t0:.0f} s so far)", flush=True)
-            res = run_sequence(plan, directory, log=lambda s: print("  " + s, flush=True))
+            res = run_sequence(plan, directory, log=lambda s: print("  " + s, flush=True),
+                               references=references)
         by_label.setdefault(label, []).append(res)
     rows = [summarise(label, results) for label, results in by_label.items()]
     table = markdown(rows, args, command)

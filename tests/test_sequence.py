@@ -136,8 +136,9 @@ def test_bad_from_directories_are_refused_in_one_line(tmp_path, base, capsys):
 def test_a_sequence_reports_every_request_and_resumes_where_it_stopped(tmp_path):
     plan = make_plan(make_run_config(algo="gradient", episode_length=4), [3, 5])
     out = tmp_path / "seq"
-    logs = []
-    res = run_sequence(plan, out, log=logs.append)
+    logs, references = [], {}
+    res = run_sequence(plan, out, log=logs.append, references=references)
+    assert len(references) == 2  # the models retrained without [3] and without [3, 5]
     first, second = res["after_each"]
     assert res["requests"] == [3, 5] and set(res["before"]["forget_acc_by_request"]) == {"3", "5"}
     assert first["worst_relapse"] is None and set(second["forget_acc_by_request"]) == {"3", "5"}
@@ -153,7 +154,7 @@ def test_a_sequence_reports_every_request_and_resumes_where_it_stopped(tmp_path)
     (out / "request-2" / "request.json").unlink()
     (out / "request-2" / "results.json").unlink()
     stamp = (out / "request-1" / "edited.json").stat().st_mtime_ns
-    again = run_sequence(plan, out, log=lambda s: None)
+    again = run_sequence(plan, out, log=lambda s: None, references=references)
     assert (out / "request-1" / "edited.json").stat().st_mtime_ns == stamp  # not redone
     strip = [{k: v for k, v in s.items() if k != "seconds"} for s in again["after_each"]]
     assert strip == [{k: v for k, v in s.items() if k != "seconds"} for s in res["after_each"]]

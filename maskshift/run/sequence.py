@@ -110,6 +110,17 @@ def reference_figures(base: Task, classes, seed: int) -> dict:
     return unlearning_report(base.apply_fn, retrained(task, seed), base.dataset, tuple(classes))
 
 
+def _reference(base: Task, classes, seed: int, references: dict | None) -> dict:
+    """:func:`reference_figures`, kept in ``references`` (when given) per model, data, classes
+    and seed."""
+    if references is None:
+        return reference_figures(base, classes, seed)
+    key = (base.origin_checksum, base.dataset.fingerprint(), tuple(classes), seed)
+    if key not in references:
+        references[key] = reference_figures(base, classes, seed)
+    return references[key]
+
+
 def sequence_report(base: Task, params, classes, reference: dict | None = None) -> dict:
     """A model's test figures after the requests ``classes`` (in order), on the whole dataset:
     ``forget_acc_by_request`` (each request's class), ``worst_relapse`` (the highest of the
@@ -198,7 +209,8 @@ def finished_sequence(out, plan: SequencePlan) -> dict | None:
 
 
 def run_sequence(plan: SequencePlan, out, *, overwrite: bool = False, log=print,
-                 stop_during: tuple[int, int] | None = None) -> dict:
+                 stop_during: tuple[int, int] | None = None,
+                 references: dict | None = None) -> dict:
     """Apply ``plan``'s requests in order, each to the model the last one left; report after
     each (:func:`sequence_report`) and write ``out`` (module docstring). Returns ``{"before":
     the original's report, "requests": [one report per request, with its class and seconds],
@@ -206,6 +218,8 @@ def run_sequence(plan: SequencePlan, out, *, overwrite: bool = False, log=print,
 
     ``stop_during=(k, chunks)``: stop request ``k`` (1-based) after ``chunks`` compiled chunks of
     a trained editor, as a kill would (for tests); returns ``{"stopped_at_request": k}``.
+    ``references``: a dict the caller shares between sequences of one model and seed (a
+    benchmark): each retrained model's figures (:func:`reference_figures`) are computed once.
     """
     out = Path(out)
     base = _base_task(plan)
@@ -237,8 +251,8 @@ def run_sequence(plan: SequencePlan, out, *, overwrite: bool = False, log=print,
                 "seconds": round(time.perf_counter() - t0, 3)})
         params, _ = load_edited(directory, like=base.params)
         done = json.loads((directory / "request.json").read_text())
-        rep = sequence_report(base, params, requests[:k + 1],
-                              reference_figures(base, requests[:k + 1], seed))
+        so_far = requests[:k + 1]
+        rep = sequence_report(base, params, so_far, _reference(base, so_far, seed, references))
         steps.append({"request": c, "seconds": done["seconds"], **rep})
         log(_request_line(k + 1, n, steps[-1]))
     result = {"format": FORMAT, "plan": plan.to_json(), "dataset": base.dataset.name,
