@@ -202,10 +202,14 @@ def policy_task(policy: Policy):
     """The built-in task the policy was trained on (its model and dataset); ``ValueError`` for a
     policy trained on your own task, which only you can build."""
     cfg = policy.config
-    if cfg.task_factory is not None or cfg.task_fingerprint is not None:
+    # a fingerprint marks your own task or objective; a run started `from_run` records one too
+    own = cfg.task_factory is not None or (cfg.task_fingerprint is not None
+                                           and cfg.from_run is None)
+    if own:
         raise ValueError(f"The policy in {policy.path} was trained on your own task; "
                          "pass the task to edit (edit_with_policy(..., task=...)).")
-    return resolve_task(dataclasses.replace(cfg, amortized=False, from_run=None))[1]
+    return resolve_task(dataclasses.replace(cfg, amortized=False, from_run=None,
+                                            task_fingerprint=None))[1]
 
 
 def _bind(policy: Policy, cfg: RunConfig, task):
