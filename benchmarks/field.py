@@ -6,6 +6,10 @@ Avg. Gap to the retrained model, wall time and how many runs meet the target.
         --out runs/field-digits --json benchmarks/results/field-digits.json
     python benchmarks/field.py --dataset fashion_mnist --seeds 0 1 --out runs/field-fashion \\
         --json benchmarks/results/field-fashion.json
+    python benchmarks/field.py --classes 7 --edit Conv_1 --methods original retrain \
+        MaskWorld-gradient ShiftWorld-gradient MaskWorld-oracle ShiftWorld-oracle \
+        MaskWorld-residual ShiftWorld-residual MaskWorld ShiftWorld \
+        --out runs/conv-digits-Conv_1 --json benchmarks/results/conv-digits-Conv_1.json
 
 One ``maskshift.compare`` per forget class (``OUT/class<c>/``, reused when finished, so a killed
 run picks up where it was), then every (class, seed) run of each method pooled: mean ± std of
@@ -38,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=["original", *BASELINES, *EDITORS])
+    p.add_argument("--edit", nargs="+", default=None, metavar="LAYER",
+                   help="the edited layers of every editor (default: train's, Dense_0)")
     p.add_argument("--out", default="runs/field")
     p.add_argument("--json", default=None, help="write the pooled figures here (and a .md)")
     return p
@@ -47,10 +53,14 @@ def class_result(c: int, args) -> dict:
     out = Path(args.out) / f"class{c}"
     if (out / "comparison.json").exists():
         saved = json.loads((out / "comparison.json").read_text())
-        if saved["seeds"] == args.seeds and set(args.methods) <= set(saved["methods"]):
+        edit = saved.get("task_options", {}).get("edit")
+        if (saved["seeds"] == args.seeds and set(args.methods) <= set(saved["methods"])
+                and edit == (list(args.edit) if args.edit else None)):
             return saved
+    options = {"edit": tuple(args.edit)} if args.edit else None
     return compare("unlearn", tuple(args.seeds), out=out, dataset=args.dataset,
                    forget_classes=(c,), methods=args.methods, overwrite=True,
+                   task_options=options,
                    log=lambda s: print(f"[class {c}] {s}", flush=True))
 
 
@@ -73,7 +83,9 @@ def pooled(results: list[dict], methods: list[str]) -> dict:
 
 def markdown(table: dict, args) -> str:
     keys = TABLE_KEYS["unlearn"]
-    lines = [f"Class-wise forgetting on `{args.dataset or 'digits'}`, classes {args.classes} × "
+    edit = f", editing {' + '.join(args.edit)}" if args.edit else ""
+    data = args.dataset or "digits"
+    lines = [f"Class-wise forgetting on `{data}`{edit}, classes {args.classes} × "
              f"seeds {args.seeds}, test split (UA, RA on train). Points except the entropy MIA "
              "(0–1); mean ± std over every (class, seed) run; sorted by Avg. Gap.", "",
              "| method | " + " | ".join(keys) + " | meets target | wall s |",

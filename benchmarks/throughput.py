@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", type=int, nargs="+", default=[],
                    help="also the unlearning task as a pool of these forget classes, one per "
                         "environment (--amortized's step)")
+    p.add_argument("--edits", nargs="+", default=["Dense_0"], metavar="LAYER[+LAYER...]",
+                   help="edited layer sets, layers of one set joined by + (Conv_1+Dense_0); "
+                        "default Dense_0")
+    p.add_argument("--conv-impls", nargs="+", default=["auto"], choices=["auto", "patches", "lax"],
+                   help="how the step's convolutions compute (Task.conv_impl): lax and patches "
+                        "measure XLA's convolution against patches times the kernel")
     p.add_argument("--reps", type=int, default=None, help="repetitions per figure (default 5)")
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
                    help="environments per group (on each device) in the chunked mode")
@@ -90,7 +96,8 @@ def main(argv=None) -> int:
                                  max_serial_n=args.max_serial_n, devices=args.devices,
                                  chunk=args.chunk, steps=args.steps_per_call,
                                  observations=args.observations, minibatches=args.minibatches,
-                                 pool=args.pool,
+                                 pool=args.pool, edits=[e.split("+") for e in args.edits],
+                                 conv_impls=args.conv_impls,
                                  log=lambda s: print(s, flush=True))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

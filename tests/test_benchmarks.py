@@ -141,3 +141,15 @@ def test_throughput_script_rejects_a_bad_mode():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
                            "--modes", "warp"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "invalid choice: 'warp'" in proc.stderr
+
+
+def test_throughput_sweep_times_a_conv_edit_both_ways():
+    from maskshift.bench import run_throughput
+    res = run_throughput(envs=("mask",), tasks=("unlearn",), ns=(2,), modes=("vmap",), reps=1,
+                         steps=1, edits=(("Conv_1", "Dense_0"),), conv_impls=("lax", "patches"),
+                         log=lambda s: None)["results"]
+    assert set(res) == {"mask-unlearn-edit=Conv_1+Dense_0-lax",
+                        "mask-unlearn-edit=Conv_1+Dense_0-patches"}
+    for r in res.values():
+        assert r["action_size"] == (144 + 32 + 512 + 64) * 4
+        assert r["vmap"][0]["steps_per_s"] > 0 and r["vmap"][0]["compile_s"] > 0

@@ -3,6 +3,7 @@ between modes, and the plot."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 
@@ -36,7 +37,8 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                    max_serial_n: int = 1024, devices=None, chunk: int = DEFAULT_CHUNK,
                    steps: int = STEPS_PER_CALL, observations: Sequence[str] = ("summary",),
                    minibatches: Sequence[str] = ("per_env",), pool: Sequence[int] = (),
-                   log=print) -> dict:
+                   edits: Sequence[tuple[str, ...]] = (("Dense_0",),),
+                   conv_impls: Sequence[str] = ("auto",), log=print) -> dict:
     """Steps/s of every mode for every (env, task, observation) and environment count ``n``.
 
     ``observations``: ``"gradient"`` measures the gradient observation too (label suffix
@@ -60,21 +62,24 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
     out = {"machine": machine(), "reps": reps, "ns": list(ns), "chunk": chunk,
            "steps_per_call": steps, "results": {}}
     pools = [None] + ([tuple(pool)] if pool else [])
-    for env_name, task, observation, draw, classes in itertools.product(
-            envs, tasks, observations, minibatches, pools):
+    for env_name, task, observation, draw, classes, edit, conv in itertools.product(
+            envs, tasks, observations, minibatches, pools, edits, conv_impls):
         if classes is not None and task != "unlearn":
             continue
         kwargs = {} if classes is None else {"forget_classes": classes, "amortized": True}
-        env, p = make(env_name, task=make_task(task, **kwargs), observation=observation,
-                       minibatch=draw)
+        built = dataclasses.replace(make_task(task, edit=tuple(edit), **kwargs), conv_impl=conv)
+        env, p = make(env_name, task=built, observation=observation, minibatch=draw)
         label = (f"{env_name}-{task}" + ("" if observation == "summary" else f"-{observation}")
-                 + ("" if draw == "per_env" else f"-{draw}") + ("" if classes is None else "-pool"))
+                 + ("" if draw == "per_env" else f"-{draw}") + ("" if classes is None else "-pool")
+                 + ("" if tuple(edit) == ("Dense_0",) else f"-edit={'+'.join(edit)}")
+                 + ("" if conv == "auto" else f"-{conv}"))
         res: dict = {m: [] for m in modes}
         res["action_size"] = env.action_size
         opts = {"modes": modes, "reps": reps, "devices": devices, "steps": steps, "chunk": chunk,
                 "shards": shards, "max_serial_n": max_serial_n,
                 "serial": draw == "per_env",
-                "numpy": observation == "summary" and classes is None,
+                "numpy": (observation == "summary" and classes is None
+                           and tuple(edit) == ("Dense_0",)),
                 "parts": observation == "summary"}
         for n in ns:
             log("  ".join([f"{label:<14} N={n:<6}", *_measure_n(env, p, n, res, opts)]))

@@ -48,30 +48,51 @@ def leaf_paths(params: Params) -> list[Path]:
     return out
 
 
+def editable_leaves(params: Params) -> str:
+    """Every leaf an edit can take, with its shape and matrix view, for error messages."""
+    out = []
+    for p in leaf_paths(params):
+        shape = tuple(np.shape(get_leaf(params, p)))
+        if len(shape) >= 2:
+            m, n = matrix_shape(shape)
+            out.append(f"{path_str(p)} {list(shape)}" + (f" as [{m}, {n}]" if len(shape) > 2
+                                                        else ""))
+    return ", ".join(sorted(out))
+
+
+def _candidates(known: list[Path], params: Params, path: Path) -> list[Path]:
+    exact = [p for p in known if p == path]
+    if exact:
+        return exact
+    if len(path) == 1:  # a layer name: its matrix-shaped weight
+        return [p for p in known if len(p) >= 2 and p[-2] == path[0]
+                and np.ndim(get_leaf(params, p)) >= 2]
+    return [p for p in known if p[-len(path):] == path]  # a path without its collection
+
+
 def resolve_paths(params: Params, edit: Sequence[str | Path]) -> tuple[Path, ...]:
     """Turn layer names (``"Dense_0"``) or full paths (``("params", "Dense_0", "kernel")`` or
-    ``"params/Dense_0/kernel"``) into full leaf paths, with a clear error for a wrong one."""
+    ``"params/Dense_0/kernel"``, or ``"Dense_0/kernel"``) into full leaf paths, with a clear
+    error for a wrong one."""
     if not edit:
         raise ValueError("Choose at least one leaf to edit.")
     known = leaf_paths(params)
     out = []
     for e in edit:
         path = tuple(e.split("/")) if isinstance(e, str) else tuple(e)
-        candidates = [p for p in known if p == path]
-        if not candidates and len(path) == 1:  # a layer name: its matrix-shaped weight
-            candidates = [p for p in known if len(p) >= 2 and p[-2] == path[0]
-                          and np.ndim(get_leaf(params, p)) >= 2]
+        candidates = _candidates(known, params, path)
         if len(candidates) != 1:
-            matrices = sorted({path_str(p) for p in known if np.ndim(get_leaf(params, p)) >= 2})
-            raise ValueError(f"Unknown layer or leaf {path_str(path)!r} to edit. Editable leaves "
-                             f"of this model: {', '.join(matrices)}.")
+            raise ValueError(f"Unknown layer or leaf {path_str(path)!r} to edit. Editable "
+                             f"kernels of this model (shape, matrix view): "
+                             f"{editable_leaves(params)}.")
         p = candidates[0]
         if np.ndim(get_leaf(params, p)) < 2:
-            raise ValueError(f"Leaf {path_str(p)!r} has shape {np.shape(get_leaf(params, p))}; "
-                             "only matrices and conv kernels (2-D or more) can be edited.")
+            raise ValueError(f"Leaf {path_str(p)!r} has shape {np.shape(get_leaf(params, p))} "
+                             "(a bias or a normalisation scale, not a kernel); edit a kernel: "
+                             f"{editable_leaves(params)}.")
         out.append(p)
     if len(set(out)) != len(out):
-        raise ValueError(f"A leaf is listed twice in {list(edit)}.")
+        raise ValueError(f"A leaf is listed twice in {list(edit)}; list each layer once.")
     return tuple(out)
 
 

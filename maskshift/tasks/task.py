@@ -22,10 +22,12 @@ from flax import struct
 from maskshift._io import tree_checksum
 from maskshift._types import Array, Params
 from maskshift.data import Dataset
+from maskshift.models.loop_conv import loop_safe_convs
 from maskshift.tasks.objectives import Objective
 from maskshift.tasks.paths import Path, get_leaf, leaf_paths, matrix_shape, path_str
 
 ApplyFn = Callable[[Params, Array], Array]
+CONV_IMPLS = ("auto", "patches", "lax")
 
 
 @struct.dataclass
@@ -62,6 +64,12 @@ class Task:
       origin: the checksum of the pretrained params a chain of edits started from, where
         ``params`` are an already edited model (:func:`~maskshift.tasks.next_request_task`);
         ``None``: ``params`` are the pretrained ones (see :attr:`origin_checksum`).
+      conv_impl: how the step's ``flax.linen.Conv`` layers compute: ``"patches"`` (every one as
+        patches times the kernel's matrix view, :mod:`maskshift.models.loop_conv`), ``"lax"``
+        (XLA's convolution) or ``"auto"`` (default: the edited convolutions as patches on the
+        CPU backend, where XLA's convolution of a per-environment kernel runs slowly inside
+        loops; the frozen ones, and every one on other backends, by XLA). The same numbers up
+        to float rounding.
       prefix_fn, suffix_fn: ``(params, x) -> h`` and ``(params, h) -> logits`` with
         ``suffix_fn(p, prefix_fn(p, x)) == apply_fn(p, x)``; ``prefix_fn`` must not read the edited
         leaves. Without a split, ``prefix_fn`` is the identity and every step runs ``apply_fn``.
@@ -77,12 +85,16 @@ class Task:
     suffix_fn: ApplyFn | None = None
     model: object | None = None  # the Flax module, where known (retraining baselines need it)
     origin: str | None = None
+    conv_impl: str = "auto"
 
     def __post_init__(self):
         for path, leaf in zip(leaf_paths(self.params), jax.tree.leaves(self.params), strict=True):
             if not np.all(np.isfinite(np.asarray(leaf))):
                 raise ValueError(f"The original weights are not finite at {path_str(path)!r}; "
                                  "edit a model whose params are all finite.")
+        if self.conv_impl not in CONV_IMPLS:
+            raise ValueError(f"Unknown conv_impl {self.conv_impl!r}; choose one of "
+                             f"{', '.join(CONV_IMPLS)}.")
         if (self.prefix_fn is None) != (self.suffix_fn is None):
             raise ValueError("Give both prefix_fn and suffix_fn, or neither.")
 
@@ -91,6 +103,11 @@ class Task:
         """The checksum of the pretrained params this task's edits descend from: :attr:`origin`,
         or the checksum of :attr:`params` themselves."""
         return self.origin or tree_checksum(jax.tree.map(np.asarray, self.params))
+
+    @property
+    def edited_layers(self) -> tuple[Path, ...]:
+        """The module path of each edited leaf (``("Conv_1",)`` for ``params/Conv_1/kernel``)."""
+        return tuple(p[1:-1] if p[0] == "params" else p[:-1] for p in self.edit_paths)
 
     @property
     def leaf_shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -104,7 +121,14 @@ class Task:
         return x if self.prefix_fn is None else self.prefix_fn(params, x)
 
     def suffix(self, params, h):
-        return self.apply_fn(params, h) if self.suffix_fn is None else self.suffix_fn(params, h)
+        """The logits from cached activations ``h``: what every environment step runs. Its
+        convolutions compute as patches times the kernel's matrix view on the CPU backend
+        (:mod:`maskshift.models.loop_conv`: XLA:CPU runs convolutions slowly inside loops)."""
+        with loop_safe_convs(None if self.conv_impl == "auto" else self.conv_impl == "patches",
+                             layers=None if self.conv_impl == "patches" else self.edited_layers):
+            if self.suffix_fn is None:
+                return self.apply_fn(params, h)
+            return self.suffix_fn(params, h)
 
     def split_arrays(self, split: str = "train") -> dict:
         """The objective's arrays for ``split``, with activations below the edit cached."""
