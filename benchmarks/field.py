@@ -44,23 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["original", *BASELINES, *EDITORS])
     p.add_argument("--edit", nargs="+", default=None, metavar="LAYER",
                    help="the edited layers of every editor (default: train's, Dense_0)")
+    p.add_argument("--episode-length", type=int, default=None,
+                   help="every editor's episode length (default: train's)")
+    p.add_argument("--step-size", type=float, default=None,
+                   help="every editor's step size (default: the environment's)")
     p.add_argument("--out", default="runs/field")
     p.add_argument("--json", default=None, help="write the pooled figures here (and a .md)")
     return p
+
+
+def options(args) -> dict:
+    """The RunConfig fields every editor (and the task) takes from the flags."""
+    given = {"edit": tuple(args.edit) if args.edit else None,
+             "episode_length": args.episode_length, "step_size": args.step_size}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def class_result(c: int, args) -> dict:
     out = Path(args.out) / f"class{c}"
     if (out / "comparison.json").exists():
         saved = json.loads((out / "comparison.json").read_text())
-        edit = saved.get("task_options", {}).get("edit")
         if (saved["seeds"] == args.seeds and set(args.methods) <= set(saved["methods"])
-                and edit == (list(args.edit) if args.edit else None)):
+                and saved.get("task_options", {}) == json.loads(json.dumps(options(args)))):
             return saved
-    options = {"edit": tuple(args.edit)} if args.edit else None
     return compare("unlearn", tuple(args.seeds), out=out, dataset=args.dataset,
                    forget_classes=(c,), methods=args.methods, overwrite=True,
-                   task_options=options,
+                   task_options=options(args) or None,
                    log=lambda s: print(f"[class {c}] {s}", flush=True))
 
 
@@ -83,7 +92,8 @@ def pooled(results: list[dict], methods: list[str]) -> dict:
 
 def markdown(table: dict, args) -> str:
     keys = TABLE_KEYS["unlearn"]
-    edit = f", editing {' + '.join(args.edit)}" if args.edit else ""
+    edit = "".join(f", {k.replace('_', ' ')} {' + '.join(map(str, v)) if k == 'edit' else v}"
+                   for k, v in options(args).items())
     data = args.dataset or "digits"
     lines = [f"Class-wise forgetting on `{data}`{edit}, classes {args.classes} × "
              f"seeds {args.seeds}, test split (UA, RA on train). Points except the entropy MIA "
