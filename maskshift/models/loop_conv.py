@@ -12,9 +12,10 @@ with the same numbers (the patches are the same products, summed by a matrix pro
 Flax uses (any number of spatial dimensions, strides, kernel dilation, explicit or named
 padding); anything else (grouped or input-dilated convolutions, negative padding, other
 layouts) goes to ``lax.conv_general_dilated`` unchanged. :func:`loop_safe_convs` swaps it into
-every ``flax.linen.Conv`` a function calls; :meth:`maskshift.tasks.Task.suffix` runs under it on
-the CPU backend (elsewhere XLA's convolutions are fast in loops, and the patches would cost
-``kh*kw`` times the input's memory for nothing).
+the ``flax.linen.Conv`` layers a function calls (all, or the listed ones);
+:meth:`maskshift.tasks.Task.suffix` runs its edited convolutions under it on the CPU backend
+(elsewhere XLA's convolutions are fast in loops, and the patches would cost ``kh*kw`` times the
+input's memory for nothing; see :attr:`maskshift.tasks.Task.conv_impl`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from maskshift.data import Dataset, Split, check_forget_classes, check_task, loa
 from maskshift.data.backdoor import Trigger, poison
 from maskshift.models import pretrained
 from maskshift.tasks.objectives import BackdoorObjective, BiasObjective, UnlearnObjective
-from maskshift.tasks.paths import Path, resolve_paths
+from maskshift.tasks.paths import Path, module_path, resolve_paths
 from maskshift.tasks.task import ApplyFn, Task
 
 
@@ -72,7 +72,7 @@ def next_request_task(task: Task, params: Params, forgotten: Sequence[int]) -> T
 
 
 def _staged_fns(model, params, edit_paths):
-    stages = {p[1] if p[0] == "params" else p[0] for p in edit_paths}
+    stages = {module_path(p)[0] for p in edit_paths}
     unknown = [s for s in stages if s not in model.STAGE_OF]
     if unknown:
         raise ValueError(f"Layer {unknown[0]!r} is not a stage of {type(model).__name__}.")

@@ -16,6 +16,11 @@ def path_str(path: Path) -> str:
     return "/".join(path)
 
 
+def module_path(path: Path) -> Path:
+    """The module a leaf belongs to: ``("Conv_1",)`` for ``("params", "Conv_1", "kernel")``."""
+    return path[1:-1] if path[0] == "params" else path[:-1]
+
+
 def get_leaf(params: Params, path: Path):
     node = params
     for i, k in enumerate(path):

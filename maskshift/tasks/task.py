@@ -24,7 +24,14 @@ from maskshift._types import Array, Params
 from maskshift.data import Dataset
 from maskshift.models.loop_conv import loop_safe_convs
 from maskshift.tasks.objectives import Objective
-from maskshift.tasks.paths import Path, get_leaf, leaf_paths, matrix_shape, path_str
+from maskshift.tasks.paths import (
+    Path,
+    get_leaf,
+    leaf_paths,
+    matrix_shape,
+    module_path,
+    path_str,
+)
 
 ApplyFn = Callable[[Params, Array], Array]
 CONV_IMPLS = ("auto", "patches", "lax")
@@ -107,7 +114,7 @@ class Task:
     @property
     def edited_layers(self) -> tuple[Path, ...]:
         """The module path of each edited leaf (``("Conv_1",)`` for ``params/Conv_1/kernel``)."""
-        return tuple(p[1:-1] if p[0] == "params" else p[:-1] for p in self.edit_paths)
+        return tuple(module_path(p) for p in self.edit_paths)
 
     @property
     def leaf_shapes(self) -> tuple[tuple[int, ...], ...]:
