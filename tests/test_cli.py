@@ -127,6 +127,28 @@ TRAIN = [
      "argument --objective-factory: your --task-factory builds the task"),
     (["--amortized", "--forget-class", "1", "2", "--objective-factory", "os:getcwd"],
      "drop --objective-factory (or --amortized)"),
+    (["--forget-fraction", "1.5"], "argument --forget-fraction: expected a number strictly "
+                                   "between 0 and 1, got '1.5'"),
+    (["--forget-fraction", "0"], "argument --forget-fraction: expected a number strictly between"),
+    (["--forget-indices", "/no/such/file"], "The forget-indices file '/no/such/file' does not "
+                                            "exist"),
+    (["--forget-fraction", "0.1", "--forget-indices", "f.txt"],
+     "give --forget-fraction (a random share) or --forget-indices (your list), not both"),
+    (["--forget-stratified"], "argument --forget-stratified: applies to a forget set of examples; "
+                              "add --forget-fraction F or --forget-indices FILE"),
+    (["--forget-indices", "f.txt", "--forget-seed", "1"], "argument --forget-seed: applies to "
+                                                          "--forget-fraction only"),
+    (["--forget-seed", "-1"], "argument --forget-seed: expected a whole number >= 0"),
+    (["--forget-reward", "loss"], "argument --forget-reward: invalid choice: 'loss'"),
+    (["--forget-fraction", "0.1", "--forget-class", "3"],
+     "argument --forget-class: a forget set of examples replaces the forget classes"),
+    (["--task", "bias", "--forget-fraction", "0.1"], "argument --forget-fraction: applies to "
+                                                     "--task unlearn only"),
+    (["--forget-fraction", "0.1", "--amortized", "--forget-class", "1", "2"],
+     "argument --forget-fraction: a forget set of examples does not combine with --amortized"),
+    (["--algo", "gradient", "--forget-fraction", "0.1", "--forget-reward", "accuracy_gap"],
+     "needs a differentiable reward: use --algo ppo, or the differentiable objective, "
+     "--forget-reward confidence"),
 ]
 
 EVALUATE = [
@@ -175,6 +197,15 @@ COMPARE = [
     (["--task", "backdoor", "--poison-rate", "2"], "The poison rate must lie in (0, 1), got 2.0"),
     (["--task", "backdoor", "--backdoor-reward", "x"], "argument --backdoor-reward: invalid"),
     (["--task", "unlearn", "--no-tune=1"], "argument --no-tune: ignored explicit argument"),
+    (["--task", "unlearn", "--forget-fraction", "1"], "argument --forget-fraction: expected a "
+                                                      "number strictly between 0 and 1"),
+    (["--task", "unlearn", "--forget-indices", "/no/such"], "'/no/such' does not exist"),
+    (["--task", "unlearn", "--forget-stratified"], "argument --forget-stratified: applies to a "
+                                                   "forget set of examples"),
+    (["--task", "unlearn", "--forget-seed", "x"], "argument --forget-seed: expected a whole"),
+    (["--task", "unlearn", "--forget-reward", "y"], "argument --forget-reward: invalid choice"),
+    (["--task", "bias", "--forget-fraction", "0.5"], "argument --forget-fraction: applies to "
+                                                     "--task unlearn only"),
 ]
 
 

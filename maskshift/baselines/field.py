@@ -36,7 +36,7 @@ def saliency_mask(task: Task, sparsity: float = 0.5, batch_size: int = 256) -> P
     if not 0.0 < sparsity <= 1.0:
         raise ValueError(f"SalUn's saliency share must be in (0, 1], got {sparsity}.")
     tr = task.dataset.train
-    f = forget_rows(task, tr.y)
+    f = forget_rows(task)
     xf, yf = tr.x[f], tr.y[f]
     grad = jax.jit(jax.grad(cross_entropy_loss(task.apply_fn)))
     total, n = jax.tree.map(jnp.zeros_like, task.params), 0
@@ -85,7 +85,7 @@ def l1_sparse(task: Task, key: PRNGKey, epochs: int = 5, learning_rate: float = 
     """ℓ1-sparse: fine-tune on the retain set with ``gamma * ||w||_1``, ``gamma`` decaying
     linearly to 0 (module docstring)."""
     tr = task.dataset.train
-    keep = ~forget_rows(task, tr.y)
+    keep = ~forget_rows(task)
     steps = epochs * max(int(keep.sum()) // 64, 1)
     return fit(task.params, cross_entropy_loss(task.apply_fn), (tr.x[keep], tr.y[keep]), key,
                epochs=epochs, batch_size=64, learning_rate=learning_rate,
@@ -114,7 +114,7 @@ def scrub(task: Task, key: PRNGKey, epochs: int = 5, max_epochs: int = 3,
         raise ValueError(f"SCRUB's max-step epochs must be between 0 and epochs={epochs}, got "
                          f"{max_epochs}.")
     tr = task.dataset.train
-    f = forget_rows(task, tr.y)
+    f = forget_rows(task)
     teacher = jax.jit(task.apply_fn)
     x_all = jnp.asarray(tr.x)
     t_logits = np.concatenate([np.asarray(teacher(task.params, x_all[i : i + 1024]))

@@ -19,19 +19,21 @@ from maskshift.models.pretrain import (
     pretrained,
     train_classifier,
 )
-from maskshift.tasks import Task, UnlearnObjective
+from maskshift.tasks import ExampleObjective, Task, UnlearnObjective
 
 
-def forget_rows(task: Task, y) -> np.ndarray:
-    if not isinstance(task.objective, UnlearnObjective):
+def forget_rows(task: Task) -> np.ndarray:
+    """The request's forget set as a boolean mask over the train rows (a class's examples, or
+    the named examples)."""
+    if not isinstance(task.objective, UnlearnObjective | ExampleObjective):
         raise ValueError(f"Task {task.name!r} is not an unlearning task.")
-    return np.isin(np.asarray(y), task.objective.forget_classes)
+    return task.objective.train_forget(task.dataset)
 
 
 def retain_dataset(task: Task) -> Dataset:
-    """The task's dataset with every forget-class example removed from the train split."""
+    """The task's dataset with every forget example removed from the train split."""
     tr = task.dataset.train
-    keep = ~forget_rows(task, tr.y)
+    keep = ~forget_rows(task)
     return dataclasses.replace(task.dataset, train=Split(tr.x[keep], tr.y[keep]))
 
 
@@ -69,7 +71,7 @@ def gradient_ascent(task: Task, key: PRNGKey, epochs: int = 20, learning_rate: f
     """Ascend the cross-entropy on the forget set; with ``graddiff`` also descend it on a retain
     minibatch of the same size at every step (GradDiff)."""
     tr = task.dataset.train
-    f = forget_rows(task, tr.y)
+    f = forget_rows(task)
     xf, yf = tr.x[f], tr.y[f]
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()[-1])
     r_idx = rng.choice(np.flatnonzero(~f), size=len(yf), replace=len(yf) > (~f).sum())
@@ -85,7 +87,7 @@ def gradient_ascent(task: Task, key: PRNGKey, epochs: int = 20, learning_rate: f
 def random_relabel(task: Task, key: PRNGKey, num_classes: int) -> np.ndarray:
     """A label for every train example: forget examples get a random *wrong* class."""
     y = np.asarray(task.dataset.train.y).copy()
-    f = forget_rows(task, y)
+    f = forget_rows(task)
     shift = np.asarray(jax.random.randint(key, (int(f.sum()),), 1, num_classes))
     y[f] = (y[f] + shift) % num_classes
     return y
@@ -132,7 +134,7 @@ def ssd(task: Task, key: PRNGKey, alpha: float = 10.0, lam: float = 1.0) -> Para
     train set and on the forget set, then :func:`dampen` (defaults as its reference code)."""
     del key  # deterministic
     tr = task.dataset.train
-    f = forget_rows(task, tr.y)
+    f = forget_rows(task)
     imp_d = diagonal_fisher(task.apply_fn, task.params, tr.x, tr.y)
     imp_f = diagonal_fisher(task.apply_fn, task.params, tr.x[f], tr.y[f])
     return dampen(task.params, imp_d, imp_f, alpha, lam)

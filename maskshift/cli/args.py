@@ -7,10 +7,15 @@ the values that work, and exit status 2 (argparse's own convention for usage err
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
+import sys
+import warnings
 
 from maskshift.data import TASK_KINDS, TFDS_DATASETS
+from maskshift.data.forget_sets import read_forget_indices
+from maskshift.tasks.forget_examples import FORGET_REWARDS
 from maskshift.tasks.objectives import BACKDOOR_EDIT_TERMS
 
 # the built-in tasks, for every command's --task
@@ -99,6 +104,19 @@ def as_flags(message) -> str:
     return _FIELD.sub(flag, str(message))
 
 
+@contextlib.contextmanager
+def one_line_warnings():
+    """Inside, a library warning prints as one line on stderr (``warning: ...``), its fields as
+    flags; the warning machinery is restored on exit."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {as_flags(message)}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = show
+        yield
+
+
 def fail(parser: argparse.ArgumentParser, err, status: int = 2):
     """Stop with the error ``err`` on one line (its fields as flags), exit status ``status``."""
     parser.exit(status, f"error: {as_flags(err)}\n")
@@ -131,6 +149,69 @@ def add_backdoor_arguments(parser, reward: bool = True) -> None:
 def backdoor_fields(args) -> dict:
     """The RunConfig fields of the backdoor flags given (the others keep their defaults)."""
     return {k: getattr(args, k) for k in BACKDOOR_FLAGS if getattr(args, k, None) is not None}
+
+
+def open_fraction(text: str) -> float:
+    return _number(float, text, "a number strictly between 0 and 1", lambda v: 0 < v < 1)
+
+
+# the forget-set-of-examples flags (argparse destinations): defaults None, so an unused one is
+# refused
+FORGET_SET_FLAGS = ("forget_fraction", "forget_indices", "forget_stratified", "forget_seed",
+                    "forget_reward")
+
+
+def add_forget_set_arguments(parser) -> None:
+    """Forget train examples instead of classes (unlearn), the same in every command."""
+    parser.add_argument("--forget-fraction", type=open_fraction, default=None, metavar="F",
+                        help="unlearn: forget a random share F of the train split, in (0, 1) "
+                             "(e.g. 0.1), instead of classes (docs/forget-examples.md)")
+    parser.add_argument("--forget-indices", type=path, default=None, metavar="FILE",
+                        help="unlearn: forget the train rows listed in FILE (integers, one per "
+                             "line or separated by spaces or commas; # comments)")
+    parser.add_argument("--forget-stratified", action="store_const", const=True, default=None,
+                        help="with --forget-fraction: the same share of every class")
+    parser.add_argument("--forget-seed", type=nonneg_int, default=None,
+                        help="with --forget-fraction: the seed of the draw (default 0; the "
+                             "same set for every --seed)")
+    parser.add_argument("--forget-reward", default=None, choices=FORGET_REWARDS,
+                        help="with a forget set of examples: the edit term, confidence "
+                             "(default: forget-set true-class confidence to the held-out level; "
+                             "differentiable), accuracy_gap (|forget - held-out accuracy|) or "
+                             "attack (a confidence-threshold attack's member rate to its "
+                             "held-out rate); the last two have no gradient, PPO only")
+
+
+def check_forget_set_args(args, parser) -> None:
+    """Refuse forget-set flags that mean nothing with the others given (one line, exit 2)."""
+    given = [f for f in FORGET_SET_FLAGS if getattr(args, f, None) is not None]
+    if not given:
+        return
+    if args.forget_fraction is not None and args.forget_indices is not None:
+        parser.error("argument --forget-indices: give --forget-fraction (a random share) or "
+                     "--forget-indices (your list), not both")
+    if args.forget_fraction is None and args.forget_indices is None:
+        parser.error(f"argument {flag_of(given[0])}: applies to a forget set of examples; add "
+                     "--forget-fraction F or --forget-indices FILE")
+    if args.forget_indices is not None:
+        for f in ("forget_stratified", "forget_seed"):
+            if getattr(args, f) is not None:
+                parser.error(f"argument {flag_of(f)}: applies to --forget-fraction only (your "
+                             "file names the examples); drop it")
+    if getattr(args, "task", "unlearn") != "unlearn":
+        parser.error(f"argument {flag_of(given[0])}: applies to --task unlearn only; drop it")
+    if getattr(args, "forget_class", None):
+        parser.error("argument --forget-class: a forget set of examples replaces the forget "
+                     "classes; give one or the other")
+
+
+def forget_set_fields(args) -> dict:
+    """The RunConfig fields of the forget-set flags given; the index file is read here
+    (``ValueError`` naming a bad entry)."""
+    fields = {k: getattr(args, k) for k in FORGET_SET_FLAGS if getattr(args, k, None) is not None}
+    if "forget_indices" in fields:
+        fields["forget_indices"] = tuple(int(i) for i in read_forget_indices(args.forget_indices))
+    return fields
 
 
 def add_dataset_arguments(parser) -> None:

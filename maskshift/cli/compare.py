@@ -18,9 +18,13 @@ from maskshift.cli.args import (
     Parser,
     add_backdoor_arguments,
     add_dataset_arguments,
+    add_forget_set_arguments,
     backdoor_fields,
+    check_forget_set_args,
     fail,
+    forget_set_fields,
     nonneg_int,
+    one_line_warnings,
     path,
     positive_int,
     refuse_unused,
@@ -37,6 +41,7 @@ def build_parser() -> Parser:
     p.add_argument("--task", required=True, choices=TASKS)
     add_dataset_arguments(p)
     add_backdoor_arguments(p)
+    add_forget_set_arguments(p)
     p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn only (default 7)")
@@ -63,18 +68,20 @@ def main(argv=None) -> int:
                                            "baselines have no grid)"})
     if args.task != "backdoor":
         refuse_unused(args, p, {k: "applies to --task backdoor only" for k in BACKDOOR_FLAGS})
+    check_forget_set_args(args, p)
     if len(set(args.seeds)) != len(args.seeds):
         p.error(f"argument --seeds: {args.seeds} repeats a seed; list each seed once")
     out = Path(args.out or f"runs/compare-{args.task}")
     if out.exists() and not out.is_dir():
         p.error(f"argument --out: {out} is an existing file, not a directory; choose another")
     try:
-        compare(args.task, tuple(args.seeds), out=out, dataset=args.dataset,
-                forget_classes=tuple(args.forget_class or (7,)), methods=args.methods,
-                rl_total_steps=args.rl_total_steps, overwrite=args.overwrite,
-                data_dir=args.data_dir, tune=not args.no_tune,
-                task_options=backdoor_fields(args),
-                log=lambda s: print(s, flush=True))
+        options = {**backdoor_fields(args), **forget_set_fields(args)}
+        with one_line_warnings():
+            compare(args.task, tuple(args.seeds), out=out, dataset=args.dataset,
+                    forget_classes=tuple(args.forget_class or (7,)), methods=args.methods,
+                    rl_total_steps=args.rl_total_steps, overwrite=args.overwrite,
+                    data_dir=args.data_dir, tune=not args.no_tune, task_options=options,
+                    log=lambda s: print(s, flush=True))
     except (ValueError, TrainingError, CheckpointError) as err:
         fail(p, err, 2)
     return 0

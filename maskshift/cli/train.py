@@ -27,15 +27,20 @@ from maskshift.agents.ppo import PPOConfig
 from maskshift.checkpoint import CheckpointError
 from maskshift.cli.args import (
     BACKDOOR_FLAGS,
+    FORGET_SET_FLAGS,
     TASKS,
     Parser,
     add_backdoor_arguments,
     add_dataset_arguments,
+    add_forget_set_arguments,
     backdoor_fields,
+    check_forget_set_args,
     fail,
+    forget_set_fields,
     fraction,
     nonneg_float,
     nonneg_int,
+    one_line_warnings,
     path,
     positive_float,
     positive_int,
@@ -96,6 +101,7 @@ def _add_what_to_edit(p: Parser) -> None:
                         "maskshift.tasks.Objective, edited on --task's model and data "
                         "(docs/objectives.md)")
     add_backdoor_arguments(p)
+    add_forget_set_arguments(p)
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn only (default 7); with --amortized, the "
@@ -209,7 +215,14 @@ def check_combinations(args, parser: Parser) -> None:
             unused["forget_class"] = own
     if not args.distributed:
         unused.update({k: "applies to --distributed only" for k in DISTRIBUTED_FLAGS})
+    if args.task_factory is not None:
+        unused.update({k: own for k in FORGET_SET_FLAGS})
+    if args.amortized or args.from_run is not None or args.objective_factory is not None:
+        why = ("a forget set of examples does not combine with --amortized, --from or "
+               "--objective-factory yet")
+        unused.update({k: why for k in ("forget_fraction", "forget_indices")})
     refuse_unused(args, parser, unused)
+    check_forget_set_args(args, parser)
     if args.amortized:
         check_amortized_args(args, parser)
     if args.heads == "units" and observation_of(args) == "summary":
@@ -257,6 +270,7 @@ def config_from_args(args) -> RunConfig:
         select_tolerance=args.select_tolerance, updates_per_chunk=args.updates_per_chunk,
         edit=args.edit, task_factory=args.task_factory, observation=args.observation,
         objective_factory=args.objective_factory, **backdoor_fields(args),
+        **forget_set_fields(args),
         amortized=args.amortized, from_run=args.from_run, minibatch=args.minibatch,
         total_steps=args.total_steps,
         num_envs=args.num_envs, lr=args.lr, heads=args.heads, skip_gain=args.skip_gain,
@@ -270,7 +284,8 @@ def default_out(args) -> str:
     algo = "" if args.algo == "ppo" else f"-{args.algo}"
     task = ("custom" if args.task_factory else args.task) + ("-own" if args.objective_factory
                                                             else "") \
-        + ("-amortized" if args.amortized else "")
+        + ("-amortized" if args.amortized else "") \
+        + ("-examples" if args.forget_fraction or args.forget_indices else "")
     return f"runs/{args.env}-{task}{algo}-s{args.seed}"
 
 
@@ -283,8 +298,9 @@ def main(argv=None) -> int:
         join(args, parser)  # the entry module joins first; a call of main() joins here
     try:
         cfg = config_from_args(args)
-        train_and_evaluate(cfg, out, overwrite=args.overwrite, devices=args.devices,
-                           env_chunk=args.env_chunk, log=lambda s: print(s, flush=True))
+        with one_line_warnings():
+            train_and_evaluate(cfg, out, overwrite=args.overwrite, devices=args.devices,
+                               env_chunk=args.env_chunk, log=lambda s: print(s, flush=True))
     except (ValueError, OutputDirError, CheckpointError) as err:
         fail(parser, err, 2)
     except TrainingError as err:  # a run that failed while running (non-finite values)

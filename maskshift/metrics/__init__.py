@@ -11,10 +11,17 @@ from maskshift.metrics.bias import (
     positive_score,
     worst_group_accuracy,
 )
-from maskshift.metrics.field import FIELD_KEYS, avg_gap, field_figures, mia_efficacy
+from maskshift.metrics.field import (
+    FIELD_KEYS,
+    avg_gap,
+    confidence_threshold,
+    field_figures,
+    mia_efficacy,
+)
 from maskshift.metrics.reports import (
     backdoor_report,
     bias_report,
+    example_unlearning_report,
     meets_unlearning_target,
     unlearning_report,
 )
@@ -31,6 +38,8 @@ from maskshift.metrics.unlearning import (
 __all__ = [
     "FIELD_KEYS",
     "avg_gap",
+    "confidence_threshold",
+    "example_unlearning_report",
     "field_figures",
     "mia_efficacy",
     "accuracy",

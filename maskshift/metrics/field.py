@@ -75,3 +75,17 @@ def field_figures(train_logits, train_y, forget_train, test_logits, test_y,
 def avg_gap(report: dict, reference: dict) -> float:
     """The mean of ``|report[k] - reference[k]|`` over UA, RA, TA and MIA-Efficacy (points)."""
     return float(np.mean([abs(report[k] - reference[k]) for k in FIELD_KEYS]))
+
+
+def confidence_threshold(conf_members: np.ndarray, conf_nonmembers: np.ndarray) -> float:
+    """The threshold attack's cut on true-class confidence: predict *member* where the confidence
+    is at least the returned value, chosen to maximise balanced accuracy between ``members`` and
+    ``nonmembers`` (Yeom et al.'s attack with a fitted threshold: one sort, no model)."""
+    m, n = np.asarray(conf_members, np.float64), np.asarray(conf_nonmembers, np.float64)
+    if m.size == 0 or n.size == 0:
+        raise ValueError("The threshold attack needs members and non-members; one set is empty.")
+    cuts = np.unique(np.concatenate([m, n]))
+    # members at or above each cut (true positives), non-members below it (true negatives)
+    tpr = 1.0 - np.searchsorted(np.sort(m), cuts, side="left") / m.size
+    tnr = np.searchsorted(np.sort(n), cuts, side="left") / n.size
+    return float(cuts[np.argmax(tpr + tnr)])

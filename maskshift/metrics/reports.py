@@ -19,7 +19,7 @@ from maskshift.data.backdoor import Trigger, victims
 from maskshift.metrics import bias as B
 from maskshift.metrics import unlearning as U
 from maskshift.metrics.backdoor import attack_success_rate
-from maskshift.metrics.field import field_figures
+from maskshift.metrics.field import field_figures, true_class_confidence
 
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
 
@@ -68,6 +68,46 @@ def unlearning_report(apply_fn: ApplyFn, params: Params, dataset: Dataset, forge
         out.update(field_figures(train_logits, dataset.train.y, np.asarray(train_forget) > 0,
                                  test_logits, dataset.test.y,
                                  np.isin(dataset.test.y, np.atleast_1d(forget_classes))))
+    return out
+
+
+def example_unlearning_report(apply_fn: ApplyFn, params: Params, dataset: Dataset,
+                              train_forget: np.ndarray, split: str = "test",
+                              with_mia: bool = True, attack_threshold: float | None = None) -> dict:
+    """Figures of one model for forgetting a set of train examples (``train_forget``: a boolean
+    mask over the train split's rows).
+
+    ``forget_acc`` and ``forget_confidence`` (mean true-class probability) are measured on the
+    forget examples and ``retain_acc`` on the other train examples; ``test_acc`` and
+    ``heldout_confidence`` on ``split`` (val selects a step, test reports it), the level a model
+    that never saw the forget set reaches on them. ``attack_member_rate`` (with
+    ``attack_threshold``): the share of forget examples the threshold attack calls members. With
+    the MIA come ``mia`` (the entropy attack) and the field's figures, as in
+    :func:`unlearning_report` (TA: all of the test split; it holds no forget example).
+    """
+    f = np.asarray(train_forget, bool)
+    train_logits = _logits(apply_fn, params, dataset.train.x)
+    ev = dataset.split(split)
+    logits = _logits(apply_fn, params, ev.x)
+    ty, y = jnp.asarray(dataset.train.y), jnp.asarray(ev.y)
+    w = jnp.asarray(f, jnp.float32)
+    conf = true_class_confidence(np.asarray(train_logits), dataset.train.y)
+    out = {
+        "forget_acc": float(U.accuracy(train_logits, ty, w)),
+        "retain_acc": float(U.accuracy(train_logits, ty, 1.0 - w)),
+        "test_acc": float(U.accuracy(logits, y)),
+        "forget_confidence": float(conf[f].mean()),
+        "heldout_confidence": float(U.true_class_probability(logits, y)),
+        "forget_size": int(f.sum()),
+    }
+    if attack_threshold is not None:
+        out["attack_member_rate"] = float((conf[f] >= attack_threshold).mean())
+    if with_mia:
+        test_logits = logits if split == "test" else _logits(apply_fn, params, dataset.test.x)
+        out["mia"] = float(_membership_inference(train_logits, test_logits, train_logits,
+                                                  w_members=1.0 - w, w_target=w))
+        out.update(field_figures(train_logits, dataset.train.y, f, test_logits, dataset.test.y,
+                                 np.zeros(len(dataset.test.y), bool)))
     return out
 
 

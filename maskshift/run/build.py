@@ -6,16 +6,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from maskshift._io import tree_checksum
 from maskshift.data import load_dataset, resolve_dataset
+from maskshift.data.forget_sets import check_fraction, random_forget_set
 from maskshift.envs import ENV_ALIASES, make
 from maskshift.run.chain import continue_from
 from maskshift.run.config import RunConfig
-from maskshift.tasks import Objective, Task, backdoor_task, bias_task, pool_task, unlearning_task
+from maskshift.tasks import (
+    FORGET_REWARDS,
+    Objective,
+    Task,
+    backdoor_task,
+    bias_task,
+    forget_examples_task,
+    pool_task,
+    unlearning_task,
+)
 
 
 def check_amortized(cfg: RunConfig) -> None:
@@ -33,17 +45,57 @@ def check_amortized(cfg: RunConfig) -> None:
                          f"`algo='ppo'`, not {cfg.algo!r} (a controller edits one class per run).")
 
 
+def check_forget_examples(cfg: RunConfig) -> None:
+    """Refuse a forget set of examples where it means nothing (``ValueError``, naming the
+    fix)."""
+    if not cfg.forgets_examples:
+        return
+    if cfg.forget_fraction is not None and cfg.forget_indices is not None:
+        raise ValueError("Give `forget_fraction` (a random share of the train split) or "
+                         "`forget_indices` (your list of train rows), not both.")
+    _refuse_outside_unlearning(cfg, "A forget set of examples is an unlearning request",
+                               ("amortized", "from_run", "objective_factory"),
+                               "does not combine with `{field}` yet; drop `{field}` (or the "
+                               "forget set)")
+    if cfg.forget_fraction is not None:
+        check_fraction(cfg.forget_fraction)
+    if cfg.forget_reward not in FORGET_REWARDS:
+        raise ValueError(f"Unknown forget reward {cfg.forget_reward!r}; choose one of "
+                         f"{', '.join(map(repr, FORGET_REWARDS))}.")
+
+
+def forget_set(cfg: RunConfig, task: Task) -> tuple[int, ...] | np.ndarray:
+    """The train rows ``cfg`` asks ``task`` to forget (drawn, or as listed)."""
+    if cfg.forget_indices is not None:
+        return cfg.forget_indices
+    y = task.dataset.train.y
+    return random_forget_set(len(y), cfg.forget_fraction, cfg.forget_seed,
+                             labels=y if cfg.forget_stratified else None)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def check_from_run(cfg: RunConfig) -> None:
     """Refuse ``from_run`` where it means nothing (``ValueError``, naming the fix)."""
     if cfg.from_run is None:
         return
+    _refuse_outside_unlearning(cfg, "`from_run` continues a sequence of unlearning requests",
+                               ("amortized", "objective_factory", "task_factory"),
+                               "edits a built-in model's edited checkpoint; drop `{field}` (or "
+                               "`from_run`)", subject="`from_run`")
+
+
+def _refuse_outside_unlearning(cfg: RunConfig, what: str, fields: tuple[str, ...],
+                               clash: str, subject: str = "A forget set of examples") -> None:
+    """``ValueError`` unless ``cfg`` is an unlearning run with none of ``fields`` set: ``what``
+    names the option, ``clash`` (with ``{field}``) says why a field does not combine."""
     if cfg.task != "unlearn":
-        raise ValueError(f"`from_run` continues a sequence of unlearning requests: it needs "
-                         f"`task='unlearn'`, not {cfg.task!r}.")
-    for field in ("amortized", "objective_factory", "task_factory"):
+        raise ValueError(f"{what}: it needs `task='unlearn'`, not {cfg.task!r}.")
+    for field in fields:
         if getattr(cfg, field):
-            raise ValueError(f"`from_run` edits a built-in model's edited checkpoint; drop "
-                             f"`{field}` (or `from_run`).")
+            raise ValueError(f"{subject} {clash.format(field=field)}.")
 
 
 def load_task_factory(spec: str, field: str = "task_factory"):
@@ -116,10 +168,12 @@ def task_fingerprint(task: Task) -> str:
     return hashlib.sha256(head + tree_checksum((task.params, splits)).encode()).hexdigest()[:16]
 
 
-def builtin_task(cfg: RunConfig, model_seed: int = 0) -> Task:
+def builtin_task(cfg: RunConfig, model_seed: int = 0, warn=None) -> Task:
     """The built-in task ``cfg`` names, on the model pretrained with ``model_seed``; with
     ``cfg.objective_factory``, that task's model and data under the factory's objective; with
-    ``cfg.from_run``, its request on that run's edited model (:mod:`maskshift.run.chain`)."""
+    ``cfg.from_run``, its request on that run's edited model (:mod:`maskshift.run.chain`); with
+    a forget set of examples, that request (``warn`` hears what the set means for a class it
+    takes wholly)."""
     data = load_dataset(resolve_dataset(cfg.task, cfg.dataset), data_dir=cfg.data_dir)
     if cfg.task == "unlearn":
         task = unlearning_task(cfg.forget_classes, dataset=data, edit=cfg.edit, seed=model_seed,
@@ -134,6 +188,10 @@ def builtin_task(cfg: RunConfig, model_seed: int = 0) -> Task:
                          batch_size=cfg.eval_batch or 128)
     if cfg.from_run is not None:
         return continue_from(task, cfg.from_run)
+    if cfg.forgets_examples:
+        check_forget_examples(cfg)
+        return forget_examples_task(task, forget_set(cfg, task), cfg.forget_reward,
+                                    warn=warn or _warn)
     if cfg.objective_factory is None:
         return task
     task = dataclasses.replace(task, name=f"{task.name}-own",
@@ -155,6 +213,10 @@ def resolve_task(cfg: RunConfig, task: Task | None = None) -> tuple[RunConfig, T
                              f"{type(task).__name__}, not a maskshift.Task.")
     check_amortized(cfg)
     check_from_run(cfg)
+    if task is not None and cfg.forgets_examples:
+        raise ValueError("Your own task carries its own request: build it with "
+                         "task_from_model(..., forget_indices=...) instead of `forget_fraction`/"
+                         "`forget_indices`.")
     if task is not None and cfg.from_run is not None:
         raise ValueError("`from_run` builds the task from its checkpoint; drop it, or drop your "
                          "own task (maskshift.tasks.next_request_task continues your own).")

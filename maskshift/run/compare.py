@@ -149,7 +149,10 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
               "table_keys": list(TABLE_KEYS.get(task_name, task.objective.summary_keys)),
               "summary": summary, "runs": runs}
     if task_name == "unlearn":
-        result["forget_classes"] = list(forget_classes)
+        examples = getattr(task.objective, "forget_indices", None)
+        result["forget_classes"] = None if examples else list(forget_classes)
+        if examples:
+            result["forget_examples"] = len(examples)
     md = _markdown(result)
     _plot(out / "comparison.png", result)
     atomic_write_json(out / "comparison.json", result)
@@ -228,7 +231,9 @@ def _markdown(result: dict) -> str:
             if k in result["summary"][result["methods"][0]]]
     hit_column = any("meets_target" in s for s in result["summary"].values())
     lines = [f"Task `{task}` on `{result['dataset']}`"
-             + (f", forget {result['forget_classes']}" if task == "unlearn" else "")
+             + (f", forget {result['forget_classes']}" if result.get("forget_classes") else "")
+             + (f", forget {result['forget_examples']} train examples"
+                if result.get("forget_examples") else "")
              + f"; mean ± std over seeds {result['seeds']}.", ""]
     methods = list(result["methods"])
     if "avg_gap" in keys:

@@ -167,6 +167,19 @@ class RunConfig:
     amortized: bool = False
     # how each step's train minibatch is drawn: "per_env" or "shared" (maskshift.envs.worlds)
     minibatch: str = "per_env"
+    # forget train examples instead of classes (maskshift.tasks.forget_examples): a random
+    # fraction of the train split drawn with forget_seed (per class with forget_stratified), or
+    # the listed train rows; forget_reward: the edit term (confidence, accuracy_gap, attack)
+    forget_fraction: float | None = None
+    forget_indices: tuple[int, ...] | None = None
+    forget_stratified: bool = False
+    forget_seed: int = 0
+    forget_reward: str = "confidence"
+
+    @property
+    def forgets_examples(self) -> bool:
+        """Whether the request names train examples rather than classes."""
+        return self.forget_fraction is not None or self.forget_indices is not None
 
     def __post_init__(self):
         check_algo(self.algo)

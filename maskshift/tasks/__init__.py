@@ -2,6 +2,7 @@
 
 - :mod:`~maskshift.tasks.paths`: leaves of a params pytree, found by layer name or path;
 - :mod:`~maskshift.tasks.objectives`: :class:`Objective` and the built-in ones;
+- :mod:`~maskshift.tasks.forget_examples`: forgetting a set of train examples;
 - :mod:`~maskshift.tasks.task`: :class:`Task` and the :class:`TaskArrays` an environment reads;
 - :mod:`~maskshift.tasks.builders`: the built-in tasks, :func:`task_from_model` and
   :func:`next_request_task` (the next edit of an edited model).
@@ -11,12 +12,14 @@ from maskshift.tasks.builders import (
     TASKS,
     backdoor_task,
     bias_task,
+    forget_examples_task,
     make_task,
     next_request_task,
     pool_task,
     task_from_model,
     unlearning_task,
 )
+from maskshift.tasks.forget_examples import FORGET_REWARDS, ExampleObjective, HeldoutLevels
 from maskshift.tasks.objectives import (
     OBJECTIVES,
     SUMMARY_KEYS,
@@ -36,8 +39,9 @@ from maskshift.tasks.paths import (
 )
 from maskshift.tasks.task import ApplyFn, Task, TaskArrays
 
-__all__ = ["OBJECTIVES", "SUMMARY_KEYS", "TASKS", "ApplyFn", "BackdoorObjective",
-           "BiasObjective", "Objective", "Path", "Task", "TaskArrays", "UnlearnObjective",
-           "backdoor_task", "bias_task", "get_leaf", "leaf_paths", "make_task", "matrix_shape",
+__all__ = ["FORGET_REWARDS", "OBJECTIVES", "SUMMARY_KEYS", "TASKS", "ApplyFn",
+           "BackdoorObjective", "BiasObjective", "ExampleObjective", "HeldoutLevels", "Objective",
+           "Path", "Task", "TaskArrays", "UnlearnObjective", "backdoor_task", "bias_task",
+           "forget_examples_task", "get_leaf", "leaf_paths", "make_task", "matrix_shape",
            "next_request_task", "path_str", "pool_task", "resolve_paths", "set_leaves",
            "task_from_model", "unlearning_task"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 
 import jax
@@ -12,7 +13,9 @@ import numpy as np
 from maskshift._types import Params
 from maskshift.data import Dataset, Split, check_forget_classes, check_task, load_dataset
 from maskshift.data.backdoor import Trigger, poison
+from maskshift.data.forget_sets import check_forget_set
 from maskshift.models import pretrained
+from maskshift.tasks.forget_examples import ExampleObjective, heldout_levels
 from maskshift.tasks.objectives import BackdoorObjective, BiasObjective, UnlearnObjective
 from maskshift.tasks.paths import Path, module_path, resolve_paths
 from maskshift.tasks.task import ApplyFn, Task
@@ -33,6 +36,30 @@ def pool_task(task: Task, classes: Sequence[int]) -> Task:
                               pool=tuple((c,) for c in classes))
     name = task.name.split("-forget")[0] + f"-pool{'-'.join(map(str, classes))}"
     return dataclasses.replace(task, name=name, objective=obj)
+
+
+def forget_examples_task(task: Task, indices: Sequence[int], reward: str = "confidence",
+                         warn=None) -> Task:
+    """``task``'s model and data with a request to forget the train examples ``indices`` (rows
+    of the train split) instead of classes (:class:`ExampleObjective`; ``reward`` is its edit
+    term). The held-out levels the edit aims at are measured on val with the original model.
+    ``ValueError`` for an empty set, an index out of range or listed twice; ``warn`` hears which
+    classes the set takes wholly out of the retain set."""
+    if not isinstance(task.objective, UnlearnObjective) or task.objective.pool:
+        raise ValueError(f"Forgetting examples replaces one unlearning request; {task.name!r} is "
+                         f"{'a pool of requests' if isinstance(task.objective, UnlearnObjective) else task.objective.name}.")  # noqa: E501
+    idx = check_forget_set(indices, task.dataset.train.y, warn=warn)
+    forget = np.zeros(len(task.dataset.train.y), bool)
+    forget[list(idx)] = True
+    obj = ExampleObjective(forget_indices=idx, reward=reward,
+                           levels=heldout_levels(task.apply_fn, task.params, task.dataset, forget),
+                           batch_size=task.objective.batch_size)
+    name = f"{task.name.split('-forget')[0]}-examples{len(idx)}-{_indices_digest(idx)}"
+    return dataclasses.replace(task, name=name, objective=obj)
+
+
+def _indices_digest(indices) -> str:
+    return hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest()[:8]
 
 
 def next_request_task(task: Task, params: Params, forgotten: Sequence[int]) -> Task:
@@ -147,7 +174,9 @@ def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path
                     train: tuple, test: tuple, val: tuple | None = None, objective: str = "unlearn",
                     forget_classes: int | Sequence[int] = 0, num_classes: int | None = None,
                     prefix_fn: ApplyFn | None = None, suffix_fn: ApplyFn | None = None,
-                    batch_size: int = 64, name: str = "custom") -> Task:
+                    batch_size: int = 64, name: str = "custom",
+                    forget_indices: Sequence[int] | None = None,
+                    forget_reward: str = "confidence") -> Task:
     """A task from your own Flax model and arrays.
 
     Args:
@@ -159,6 +188,8 @@ def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path
       objective: ``"unlearn"`` or ``"bias"``.
       forget_classes: classes to forget (unlearn).
       prefix_fn, suffix_fn: an optional split of ``apply_fn`` below the first edited layer.
+      forget_indices: forget these train rows instead of classes (unlearn;
+        :func:`forget_examples_task`), toward the held-out level ``forget_reward`` measures.
     """
     def split(t):
         t = tuple(np.asarray(a) for a in t)
@@ -177,8 +208,13 @@ def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path
         obj = BiasObjective(batch_size=batch_size)
     else:
         raise ValueError(f"Unknown objective {objective!r}; choose 'unlearn' or 'bias'.")
-    return Task(name=name, apply_fn=apply_fn, params=params, edit_paths=paths, objective=obj,
+    task = Task(name=name, apply_fn=apply_fn, params=params, edit_paths=paths, objective=obj,
                 dataset=data, prefix_fn=prefix_fn, suffix_fn=suffix_fn)
+    if forget_indices is None:
+        return task
+    if objective != "unlearn":
+        raise ValueError("`forget_indices` is an unlearning request; use objective='unlearn'.")
+    return forget_examples_task(task, forget_indices, forget_reward)
 
 
 TASKS = {"unlearn": unlearning_task, "bias": bias_task, "backdoor": backdoor_task}

@@ -180,24 +180,20 @@ class UnlearnObjective(Objective):
     def num_targets(self) -> int:
         return len(self.targets)
 
+    def train_forget(self, dataset) -> np.ndarray:
+        """The forget set (every target's classes) as a boolean mask over the train rows."""
+        return np.isin(np.asarray(dataset.train.y), self.forget_classes)
+
     def arrays(self, encode, split):
         member = np.stack([np.isin(split.y, t) for t in self.targets])  # [P, N]
         for t, f in zip(self.targets, member, strict=True):
             if f.all() or not f.any():
                 raise ValueError(f"Forget classes {list(t)} leave an empty forget or retain set "
                                  "in the train split.")
-        return {"h": encode(split.x), "y": split.y, "forget": member,
-                "retain_idx": _row_indices(~member), "forget_idx": _row_indices(member),
-                "n_retain": (~member).sum(1).astype(np.int32),
-                "n_forget": member.sum(1).astype(np.int32)}
+        return forget_retain_arrays(encode(split.x), split.y, member)
 
     def sample(self, key, arrays, target):
-        kr, kf = jax.random.split(key)
-        ir = arrays["retain_idx"][target, _draw(kr, arrays["n_retain"][target], self.batch_size)]
-        i_f = arrays["forget_idx"][target, _draw(kf, arrays["n_forget"][target],
-                                                 self.batch_size)]
-        return {"h_retain": arrays["h"][ir], "y_retain": arrays["y"][ir],
-                "h_forget": arrays["h"][i_f], "y_forget": arrays["y"][i_f]}
+        return sample_forget_retain(key, arrays, target, self.batch_size)
 
     def whole(self, arrays, target):
         return {"h": arrays["h"], "y": arrays["y"], "forget": arrays["forget"][target]}
@@ -229,9 +225,7 @@ class UnlearnObjective(Objective):
                 "w_forget": (batch["block"] == target).astype(jnp.float32)}
 
     def target_sets(self, arrays, target):
-        f = np.asarray(arrays["forget"][target])
-        h, y = arrays["h"], arrays["y"]
-        return {"h_retain": h[~f], "y_retain": y[~f], "h_forget": h[f], "y_forget": y[f]}
+        return whole_forget_retain(arrays, target)
 
     def measure(self, logits_fn, batch):
         if "forget" in batch:  # the whole split, the target's forget rows marked
@@ -286,6 +280,33 @@ class UnlearnObjective(Objective):
 
 # the backdoor objective's edit terms (BackdoorObjective.edit_term)
 BACKDOOR_EDIT_TERMS = ("true_label", "away", "success_rate")
+
+
+def forget_retain_arrays(h, y, member: np.ndarray) -> dict:
+    """The train arrays of forgetting ``member`` (``[P, N]`` bool, a forget set per target):
+    activations, labels, the membership, and per target the row indices of its retain and forget
+    examples (padded) with their counts, so a per-environment draw is two gathers."""
+    return {"h": h, "y": y, "forget": member,
+            "retain_idx": _row_indices(~member), "forget_idx": _row_indices(member),
+            "n_retain": (~member).sum(1).astype(np.int32),
+            "n_forget": member.sum(1).astype(np.int32)}
+
+
+def sample_forget_retain(key: PRNGKey, arrays: dict, target: Array, batch_size: int) -> dict:
+    """``batch_size`` retain and ``batch_size`` forget rows of ``target``, drawn with
+    replacement from :func:`forget_retain_arrays`' layout."""
+    kr, kf = jax.random.split(key)
+    ir = arrays["retain_idx"][target, _draw(kr, arrays["n_retain"][target], batch_size)]
+    i_f = arrays["forget_idx"][target, _draw(kf, arrays["n_forget"][target], batch_size)]
+    return {"h_retain": arrays["h"][ir], "y_retain": arrays["y"][ir],
+            "h_forget": arrays["h"][i_f], "y_forget": arrays["y"][i_f]}
+
+
+def whole_forget_retain(arrays: dict, target: int) -> dict:
+    """Every retain and forget row of a concrete ``target``, in the minibatch's layout."""
+    f = np.asarray(arrays["forget"][target])
+    h, y = arrays["h"], arrays["y"]
+    return {"h_retain": h[~f], "y_retain": y[~f], "h_forget": h[f], "y_forget": y[f]}
 
 
 def _row_indices(mask: np.ndarray) -> np.ndarray:
