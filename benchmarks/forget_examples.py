@@ -1,7 +1,7 @@
 """Random-subset forgetting measured as the unlearning literature measures it: forget a random
 share of the train split; every baseline, the gradient controls and APG on the differentiable
-objective, PPO on every objective; UA / RA / TA / MIA-Efficacy / entropy MIA / Avg. Gap to the
-retrained model, wall time.
+objective, PPO and Quark on every objective; UA / RA / TA / MIA-Efficacy / entropy MIA / Avg.
+Gap to the retrained model, wall time.
 
     python benchmarks/forget_examples.py --fraction 0.1 --seeds 0 1 2 \\
         --out runs/forget10-digits --json benchmarks/results/forget10-digits.json
@@ -29,7 +29,9 @@ BASELINES = ["retrain", "finetune", "gradient_ascent", "random_labels", "salun",
              "scrub"]
 GRADIENT_EDITORS = ["MaskWorld-gradient", "ShiftWorld-gradient", "MaskWorld-oracle",
                     "ShiftWorld-oracle", "MaskWorld-apg", "ShiftWorld-apg"]
-PPO_EDITORS = ["MaskWorld-residual", "ShiftWorld-residual", "MaskWorld", "ShiftWorld"]
+# trained on every reward, differentiable or not
+RL_EDITORS = ["MaskWorld-residual", "ShiftWorld-residual", "MaskWorld", "ShiftWorld",
+              "MaskWorld-quark", "ShiftWorld-quark"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--baselines", nargs="*", default=BASELINES)
     p.add_argument("--gradient-editors", nargs="*", default=GRADIENT_EDITORS)
-    p.add_argument("--ppo-editors", nargs="*", default=PPO_EDITORS)
+    p.add_argument("--rl-editors", nargs="*", default=RL_EDITORS)
     p.add_argument("--rewards", nargs="+", default=list(FORGET_REWARDS),
                    choices=FORGET_REWARDS)
     p.add_argument("--out", default="runs/forget-examples")
@@ -52,10 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 def reward_result(reward: str, args) -> dict:
     """The comparison of ``reward``'s methods (the baselines and gradient editors only with the
     differentiable reward)."""
-    methods = ["original", "retrain", *args.ppo_editors]
+    methods = ["original", "retrain", *args.rl_editors]
     if reward == "confidence":
         methods = ["original", *dict.fromkeys([*args.baselines, "retrain"]),
-                   *args.gradient_editors, *args.ppo_editors]
+                   *args.gradient_editors, *args.rl_editors]
     options = {"forget_fraction": args.fraction, "forget_seed": args.forget_seed,
                "forget_reward": reward}
     return compare("unlearn", tuple(args.seeds), out=Path(args.out) / reward,

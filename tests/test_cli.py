@@ -33,7 +33,7 @@ TRAIN = [
      "argument --forget-class: applies to --task unlearn only; drop it"),
     (["--total-steps", "-5"], "argument --total-steps: expected a whole number >= 1, got '-5'"),
     (["--algo", "gradient", "--total-steps", "512"], "argument --total-steps: applies to --algo "
-                                                     "ppo or apg only"),
+                                                     "ppo, apg or quark only"),
     (["--num-envs", "0"], "argument --num-envs: expected a whole number >= 1"),
     (["--num-envs", "3", "--devices", "1", "--env-chunk", "2"], "environment chunk of 2 does not "
                                                                 "divide 3 environments"),
@@ -46,7 +46,7 @@ TRAIN = [
     (["--step-size", "-1"], "argument --step-size: expected a finite number > 0, got '-1'"),
     (["--eval-batch", "0"], "argument --eval-batch: expected a whole number >= 1"),
     (["--lr", "inf"], "argument --lr: expected a finite number > 0, got 'inf'"),
-    (["--algo", "oracle", "--lr", "0.1"], "argument --lr: applies to --algo ppo or apg only"),
+    (["--algo", "oracle", "--lr", "0.1"], "argument --lr: applies to --algo ppo, apg or quark"),
     (["--oracle-restarts", "2"], "argument --oracle-restarts: applies to --algo oracle only"),
     (["--algo", "oracle", "--oracle-iterations", "0"], "argument --oracle-iterations: expected a "
                                                        "whole number >= 1"),
@@ -147,8 +147,8 @@ TRAIN = [
     (["--forget-fraction", "0.1", "--amortized", "--forget-class", "1", "2"],
      "argument --forget-fraction: a forget set of examples does not combine with --amortized"),
     (["--algo", "gradient", "--forget-fraction", "0.1", "--forget-reward", "accuracy_gap"],
-     "needs a differentiable reward: use --algo ppo, or the differentiable objective, "
-     "--forget-reward confidence"),
+     "needs a differentiable reward: use --algo ppo or --algo quark, or the differentiable "
+     "objective, --forget-reward confidence"),
 ]
 
 EVALUATE = [

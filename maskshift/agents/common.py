@@ -9,6 +9,7 @@ with the same code.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -117,3 +118,19 @@ def check_budget(total_timesteps: int, num_envs: int, num_steps: int) -> None:
         raise ValueError(f"A budget of {total_timesteps} env steps is less than one update "
                          f"({num_envs} environments x {num_steps} steps = {per_update}); give "
                          f"`total_timesteps={per_update}` or more, or fewer `num_envs`.")
+
+
+def check_counts(config, names: tuple[str, ...]) -> None:
+    """Every field of ``config`` in ``names`` is a whole number of at least 1 (``ValueError``
+    naming the first that is not)."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
+
+
+def check_positive(config, names: tuple[str, ...]) -> None:
+    """Every field of ``config`` in ``names`` is a finite number > 0."""
+    for name in names:
+        v = getattr(config, name)
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{name} must be a positive number, got {v}.")

@@ -8,12 +8,13 @@ Examples::
     python -m maskshift.train --env shift --task bias --seed 1
     python -m maskshift.train --env mask --algo gradient     # the greedy gradient controller
     python -m maskshift.train --env shift --algo apg         # analytic policy gradients
+    python -m maskshift.train --algo quark --forget-fraction 0.1 --forget-reward accuracy_gap
 
-``--algo ppo`` (default) and ``apg`` train a policy in jitted chunks of updates (progress is
-printed after each) and checkpoint it with Orbax after every chunk (a killed run restarted with the
-same command resumes); ``gradient`` and ``oracle`` need no training. Every editor's episode is
-rolled out, its best step picked on the validation split, and ``--out`` receives
-``results.json``, ``edited/``, the plots and (trained editors) ``ckpt/``.
+``--algo ppo`` (default), ``apg`` and ``quark`` train a policy in jitted chunks of updates
+(progress is printed after each) and checkpoint it with Orbax after every chunk (a killed run
+restarted with the same command resumes); ``gradient`` and ``oracle`` need no training. Every
+editor's episode is rolled out, its best step picked on the validation split, and ``--out``
+receives ``results.json``, ``edited/``, the plots and (trained editors) ``ckpt/``.
 """
 
 from __future__ import annotations
@@ -63,12 +64,13 @@ from maskshift.run import (
 )
 from maskshift.run.config import (
     LONG_PPO_TOTAL_STEPS,
+    TRAINED_ALGOS,
     check_algo,
     default_heads,
     default_observation,
 )
 
-TRAINED_ONLY = "applies to --algo ppo or apg only (gradient and oracle train nothing)"
+TRAINED_ONLY = "applies to --algo ppo, apg or quark only (gradient and oracle train nothing)"
 
 
 def build_parser() -> Parser:
@@ -119,11 +121,12 @@ def _add_what_to_edit(p: Parser) -> None:
 def add_editor_options(p: Parser) -> None:
     """The trained editors' budget and policy, and the action's shape."""
     p.add_argument("--total-steps", type=positive_int, default=None,
-                   help=f"env steps to train, ppo/apg (default: residual ppo "
-                        f"{DEFAULT_TOTAL_STEPS['ppo']}, apg {DEFAULT_TOTAL_STEPS['apg']}, "
+                   help=f"env steps to train, ppo/apg/quark (default: residual ppo "
+                        f"{DEFAULT_TOTAL_STEPS['ppo']}, apg and quark "
+                        f"{DEFAULT_TOTAL_STEPS['apg']}, "
                         f"any other ppo policy and --amortized {LONG_PPO_TOTAL_STEPS})")
     p.add_argument("--num-envs", type=positive_int, default=None,
-                   help="parallel environments, ppo/apg (default 64)")
+                   help="parallel environments, ppo/apg/quark (default 64)")
     p.add_argument("--rank", type=positive_int, default=4)
     p.add_argument("--episode-length", type=positive_int, default=8)
     p.add_argument("--observation", default=None, choices=OBSERVATIONS,
@@ -156,7 +159,7 @@ def add_reward_and_selection(p: Parser) -> None:
                    help="train examples per set per step (default 64 unlearn and backdoor, 128 "
                         "bias)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help=f"learning rate, ppo/apg (default: {DEFAULT_LR})")
+                   help=f"learning rate, ppo/apg/quark (default: {DEFAULT_LR})")
     p.add_argument("--oracle-restarts", type=positive_int, default=None,
                    help=f"oracle: random starts optimised side by side "
                         f"(default {OracleConfig.restarts})")
@@ -168,7 +171,7 @@ def add_reward_and_selection(p: Parser) -> None:
                         "(default 0.03 unlearn, 0.02 bias and backdoor)")
     p.add_argument("--updates-per-chunk", type=positive_int, default=None,
                    help="updates per compiled chunk (progress and checkpoint after each; "
-                        "default 20), ppo/apg")
+                        "default 20), ppo/apg/quark")
 
 
 def _add_output_and_devices(p: Parser) -> None:
@@ -194,7 +197,7 @@ def check_combinations(args, parser: Parser) -> None:
         unused["forget_class"] = "applies to --task unlearn only"
     if args.task != "backdoor":
         unused.update({k: "applies to --task backdoor only" for k in BACKDOOR_FLAGS})
-    if args.algo not in ("ppo", "apg"):
+    if args.algo not in TRAINED_ALGOS:
         unused.update(total_steps=TRAINED_ONLY, num_envs=TRAINED_ONLY, lr=TRAINED_ONLY,
                       updates_per_chunk=TRAINED_ONLY)
     if args.algo != "oracle":

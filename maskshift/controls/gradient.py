@@ -129,7 +129,7 @@ def check_differentiable(env: EditWorld, env_params: EnvParams, algo: str) -> No
             raise ValueError(f"The {name} term of the {env.task.objective.name!r} reward has "
                              f"{'no finite' if not np.isfinite(norm) else 'a zero'} gradient "
                              f"with respect to the edit; the {algo!r} editor needs a "
-                             "differentiable reward: use `algo='ppo'`"
+                             "differentiable reward: use `algo='ppo'` or `algo='quark'`"
                              + (f", or the differentiable objective, {hint}"
                                 if (hint := env.task.objective.differentiable_hint) else "")
                              + ".")

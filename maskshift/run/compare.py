@@ -6,8 +6,9 @@ time, environment steps), ``DIR/comparison.json`` and ``DIR/comparison.png``.
 
 Beside the baselines (which act on all weights or on representations) it runs every editor of
 ``maskshift.train`` in the *same* action space: PPO (``MaskWorld``, ``ShiftWorld``), APG
-(``MaskWorld-apg``...), the greedy gradient controller (``MaskWorld-gradient``...) and the
-open-loop gradient oracle (``MaskWorld-oracle``...), each at its documented defaults. Those runs
+(``MaskWorld-apg``...), Quark (``MaskWorld-quark``...), the greedy gradient controller
+(``MaskWorld-gradient``...) and the open-loop gradient oracle (``MaskWorld-oracle``...), each at
+its documented defaults. Those runs
 live in ``DIR/rl/<env>[-<algo>]-s<seed>`` as ordinary ``maskshift.train`` runs; a finished one is
 reused, so an interrupted comparison restarted with the same command picks up where it was.
 Each baseline's report is kept likewise in ``DIR/baselines/<method>-s<seed>.json``.

@@ -10,28 +10,36 @@ import math
 
 from maskshift.agents.apg import APGConfig
 from maskshift.agents.ppo import PPOConfig
+from maskshift.agents.quark import QuarkConfig
 from maskshift.controls import GradientConfig, OracleConfig
 
 # Editors, trained policies first, then the controllers; each with the class of its config.
-EDITOR_CONFIGS = {"ppo": PPOConfig, "apg": APGConfig, "gradient": GradientConfig,
-                  "oracle": OracleConfig}
+EDITOR_CONFIGS = {"ppo": PPOConfig, "apg": APGConfig, "quark": QuarkConfig,
+                  "gradient": GradientConfig, "oracle": OracleConfig}
 ALGOS = tuple(EDITOR_CONFIGS)
 # residual PPO's updates on the bias task: fewer fell short of worst-group 0.60 in MaskWorld
 # (docs/training.md, "The default PPO policy is the residual one")
 BIAS_UPDATES = 640
-TRAINED_ALGOS = ("ppo", "apg")
-EditorConfig = PPOConfig | APGConfig | GradientConfig | OracleConfig
+TRAINED_ALGOS = ("ppo", "apg", "quark")
+# the editors that follow the reward's gradient (they refuse a reward that has none)
+GRADIENT_ALGOS = ("apg", "gradient", "oracle")
+EditorConfig = PPOConfig | APGConfig | QuarkConfig | GradientConfig | OracleConfig
 # Budgets (env steps) of the default editors, measured to reach the README's targets on the
 # embedded data: PPO's is the residual policy's (unit heads over the controller observation).
 DEFAULT_TOTAL_STEPS = {"ppo": {"unlearn": 64 * 8 * 10, "bias": 64 * 8 * BIAS_UPDATES,
                                "backdoor": 64 * 8 * 10},
                        "apg": {"unlearn": 64 * 8 * 40, "bias": 64 * 8 * 80,
-                               "backdoor": 64 * 8 * 40}}
+                               "backdoor": 64 * 8 * 40},
+                       # Quark: APG's budgets (not tuned; docs/forget-examples.md compares it
+                       # with PPO at equal env steps)
+                       "quark": {"unlearn": 64 * 8 * 40, "bias": 64 * 8 * 80,
+                                 "backdoor": 64 * 8 * 40}}
 # Flat PPO (and unit heads over the plain gradient observation, and an amortized policy, which
 # trains over a pool of targets) keep the budget they were measured at before the residual
 # policy became the default.
 LONG_PPO_TOTAL_STEPS = {"unlearn": 64 * 8 * 160, "bias": 64 * 8 * 640, "backdoor": 64 * 8 * 160}
-DEFAULT_LR = {"ppo": PPOConfig.learning_rate, "apg": APGConfig.learning_rate}
+DEFAULT_LR = {"ppo": PPOConfig.learning_rate, "apg": APGConfig.learning_rate,
+              "quark": QuarkConfig.learning_rate}
 # the utility drop step selection allows on val (your own objective: the unlearning one's)
 DEFAULT_TOLERANCE = {"unlearn": 0.03, "bias": 0.02, "backdoor": 0.02}
 # The default policy reads the controller observation with unit heads that start on the gradient
@@ -107,9 +115,9 @@ def editor_config(algo: str, task: str = "unlearn", *, episode_length: int = 8,
                                                    observation=observation, amortized=amortized),
                                num_envs * episode_length)
     lr = DEFAULT_LR[algo] if lr is None else lr
-    if algo == "apg":
-        return APGConfig(num_envs=num_envs, num_steps=episode_length, total_timesteps=total,
-                         learning_rate=lr)
+    if algo in ("apg", "quark"):
+        return EDITOR_CONFIGS[algo](num_envs=num_envs, num_steps=episode_length,
+                                    total_timesteps=total, learning_rate=lr)
     return PPOConfig(num_envs=num_envs, num_steps=episode_length, total_timesteps=total,
                      learning_rate=lr, num_minibatches=math.gcd(4, num_envs * episode_length),
                      heads=heads, skip_gain=skip_gain or PPOConfig.skip_gain)

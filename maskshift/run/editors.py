@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskshift._io import tree_checksum
-from maskshift.agents import apg, ppo
+from maskshift.agents import apg, ppo, quark
 from maskshift.agents.common import policy_act, rollout_fn
 from maskshift.controls import gradient_edits, oracle_edits
 from maskshift.hosts import host_copy
@@ -25,11 +25,12 @@ from maskshift.run.policy import save_policy
 
 def trained_policy(cfg: RunConfig, env, env_params, out: Path, *, mesh, env_chunk, log,
                    stop_after_chunks):
-    """PPO or APG trained in checkpointed chunks, then its mean actions rolled out."""
+    """PPO, APG or Quark trained in checkpointed chunks, then its mean actions rolled out (a
+    Quark policy's under the best quantile's token)."""
     if cfg.algo == "ppo":
         trainer = ppo.make_train(cfg.editor, env, mesh, env_chunk)
     else:
-        trainer = apg.make_train(cfg.editor, env, mesh)
+        trainer = {"apg": apg, "quark": quark}[cfg.algo].make_train(cfg.editor, env, mesh)
     done = train_checkpointed(trainer, env_params, cfg, out, log=log,
                               stop_after_chunks=stop_after_chunks)
     if isinstance(done, dict):  # stopped early
@@ -95,5 +96,6 @@ def gradient_oracle(cfg: RunConfig, env, env_params, out: Path, *, log, **_):
     return edits, history, stats
 
 
-EDITORS = {"ppo": trained_policy, "apg": trained_policy, "gradient": gradient_controller,
+EDITORS = {"ppo": trained_policy, "apg": trained_policy, "quark": trained_policy,
+           "gradient": gradient_controller,
            "oracle": gradient_oracle}

@@ -29,6 +29,7 @@ from maskshift.controls import check_differentiable
 from maskshift.hosts import is_primary, sync
 from maskshift.run.build import build_env, resolve_task
 from maskshift.run.config import (
+    GRADIENT_ALGOS,
     SELECTION_FIELDS,
     TRAINED_ALGOS,
     OutputDirError,
@@ -90,6 +91,8 @@ def estimated_bytes(cfg: RunConfig, env) -> int:
     per_env = edit * copies + rows * units * 2 + steps * (2 * env.obs_size + 3 * env.action_size)
     if cfg.algo in ("apg", "oracle"):  # backpropagation through the whole episode keeps each step
         per_env += steps * edit * copies
+    if cfg.algo == "quark":  # the pool of episodes it learns from
+        per_env += cfg.editor.pool_factor * steps * (env.obs_size + env.action_size)
     return 4 * envs * per_env
 
 
@@ -153,7 +156,7 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
     cfg, task = resolve_task(cfg, task)
     env, env_params = build_env(cfg, task)  # validates env, task, dataset, classes, rank
     check_memory(cfg, env, mesh)
-    if cfg.algo != "ppo":
+    if cfg.algo in GRADIENT_ALGOS:
         check_differentiable(env, env_params, cfg.algo)
     _prepare_out(out, overwrite)
     log(f"maskshift train: algo={cfg.algo} env={env.name} task={env.task.name} rank={env.rank} "

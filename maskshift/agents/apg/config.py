@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
-from maskshift.agents.common import check_budget
+from maskshift.agents.common import check_budget, check_counts, check_positive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,16 +38,11 @@ class APGConfig:
         return max(1, self.total_timesteps // (self.num_envs * self.num_steps))
 
     def validate(self) -> APGConfig:
-        for name in ("num_envs", "num_steps", "total_timesteps", "hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        check_counts(self, ("num_envs", "num_steps", "total_timesteps", "hidden"))
         check_budget(self.total_timesteps, self.num_envs, self.num_steps)
         if self.truncation is not None and self.truncation < 1:
             raise ValueError(f"truncation must be at least 1 (or None), got {self.truncation}.")
-        for name in ("learning_rate", "max_grad_norm"):
-            v = getattr(self, name)
-            if not math.isfinite(v) or v <= 0:
-                raise ValueError(f"{name} must be a positive number, got {v}.")
+        check_positive(self, ("learning_rate", "max_grad_norm"))
         if not 0 < self.discount <= 1:
             raise ValueError(f"discount must lie in (0, 1], got {self.discount}.")
         return self

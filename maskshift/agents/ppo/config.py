@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from maskshift.agents.common import check_budget
+from maskshift.agents.common import check_budget, check_counts
 from maskshift.agents.networks import DEFAULT_SKIP_GAIN, HEADS
 
 
@@ -50,10 +50,8 @@ class PPOConfig:
         return self.num_envs * self.num_steps // self.num_minibatches
 
     def validate(self) -> PPOConfig:
-        for name in ("num_envs", "num_steps", "total_timesteps", "update_epochs",
-                     "num_minibatches", "hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        check_counts(self, ("num_envs", "num_steps", "total_timesteps", "update_epochs",
+                            "num_minibatches", "hidden"))
         check_budget(self.total_timesteps, self.num_envs, self.num_steps)
         if (self.num_envs * self.num_steps) % self.num_minibatches:
             raise ValueError(f"num_envs * num_steps = {self.num_envs * self.num_steps} is not "

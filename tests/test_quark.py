@@ -1,0 +1,74 @@
+"""Quark: reward-quantile tokens, learning on a tiny budget with a reward no gradient follows,
+and a run that checkpoints, resumes and rolls out like PPO and APG."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maskshift import run as tr
+from maskshift.agents.quark import QuarkConfig, QuarkPolicy, make_train
+from maskshift.agents.quark.train import quantile_tokens
+
+
+def test_tokens_sort_the_valid_episodes_into_equal_quantiles():
+    returns = jnp.array([5.0, -1.0, 3.0, 0.0, 9.0, 7.0, 0.0, 0.0])
+    valid = jnp.array([True] * 6 + [False] * 2)  # the last two slots are still empty
+    tokens = np.asarray(quantile_tokens(returns, valid, 3))
+    # valid returns ranked -1 < 0 < 3 < 5 < 7 < 9: two per quantile
+    assert tokens[:6].tolist() == [1, 0, 1, 0, 2, 2] and tokens[6:].tolist() == [0, 0]
+
+
+def test_the_policy_reads_its_token_and_acts_as_the_best_without_one():
+    net = QuarkPolicy(shapes=((6, 4),), rank=2, num_quantiles=3)
+    obs = jnp.ones((2, 5))
+    params = net.init(jax.random.key(0), obs)
+    params = jax.tree.map(lambda a: a + 0.1, params)  # break the zero-initialised V heads
+    best = net.apply(params, obs)[0].mean()
+    assert np.allclose(best, net.apply(params, obs, jnp.full((2,), 2))[0].mean())
+    assert not np.allclose(best, net.apply(params, obs, jnp.zeros((2,), jnp.int32))[0].mean())
+
+
+@pytest.fixture(scope="module")
+def unlearn_env8(envs):
+    env, p = envs[("MaskWorld-v0", "unlearn")]
+    return env, p.replace(max_steps_in_episode=8)
+
+
+def test_quark_learns_on_a_tiny_budget(unlearn_env8):
+    env, p = unlearn_env8
+    cfg = QuarkConfig(num_envs=8, num_steps=8, total_timesteps=8 * 8 * 12, pool_factor=4,
+                      learning_rate=3e-3)
+    trainer = make_train(cfg, env)
+    s = jax.jit(trainer.init)(jax.random.key(0), p)
+    s, m = jax.jit(trainer.run, static_argnums=2)(s, p, cfg.num_updates)
+    ret = np.asarray(m["episode_return"])
+    assert ret.shape == (12,) and np.all(np.isfinite(ret)) and int(s.update) == 12
+    assert int(s.seen) == 96  # the pool holds the last 32 of them
+    # the best quantile's episodes lead the pool, and what it samples improves
+    assert np.all(np.asarray(m["best_quantile_return"]) >= ret - 1e-6)
+    assert ret[-3:].mean() > ret[:3].mean()
+
+
+SMALL = dataclasses.replace(
+    tr.RunConfig(env="mask", task="unlearn", seed=1, rank=2, episode_length=3, eval_batch=16,
+                 updates_per_chunk=2, algo="quark",
+                 editor=QuarkConfig(num_envs=4, num_steps=3, total_timesteps=4 * 3 * 4,
+                                    pool_factor=2, num_minibatches=2)),
+    forget_fraction=0.1, forget_reward="accuracy_gap")
+
+
+@pytest.mark.slow
+def test_a_quark_run_on_a_non_differentiable_reward_resumes_after_a_kill(tmp_path,
+                                                                          digits_model):
+    ref = tr.train_and_evaluate(SMALL, tmp_path / "ref", log=lambda s: None)
+    assert ref["train"]["updates"] == 4 and (tmp_path / "ref" / "ckpt").exists()
+    stopped = tr.train_and_evaluate(SMALL, tmp_path / "k", stop_after_chunks=1,
+                                    log=lambda s: None)
+    assert stopped == {"stopped_at_update": 2}
+    res = tr.train_and_evaluate(SMALL, tmp_path / "k", log=lambda s: None)
+    assert res["history"]["episode_return"] == pytest.approx(ref["history"]["episode_return"],
+                                                             rel=1e-5, abs=1e-6)
+    assert res["after"]["forget_acc"] == pytest.approx(ref["after"]["forget_acc"])
