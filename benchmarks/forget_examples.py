@@ -22,8 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from maskshift._io import atomic_write_json, atomic_write_text
+from maskshift.data import load_dataset, resolve_dataset
+from maskshift.data.forget_sets import random_forget_set
+from maskshift.metrics import avg_gap
+from maskshift.run import make_run_config
 from maskshift.run.compare import TABLE_KEYS, compare
+from maskshift.run.pipeline import reuse_or_run
+from maskshift.run.policy import edit_examples_with_policy, load_policy
 from maskshift.tasks import FORGET_REWARDS
+
+# the amortized policies' pool of forget sets: set i drawn with (POOL_SEED, i), never the
+# table's set (drawn with the int --forget-seed)
+POOL_SEED = 1000
 
 BASELINES = ["retrain", "finetune", "gradient_ascent", "random_labels", "salun", "l1_sparse",
              "scrub"]
@@ -46,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rl-editors", nargs="*", default=RL_EDITORS)
     p.add_argument("--rewards", nargs="+", default=list(FORGET_REWARDS),
                    choices=FORGET_REWARDS)
+    p.add_argument("--amortized-rewards", nargs="*", default=["confidence", "accuracy_gap"],
+                   choices=FORGET_REWARDS,
+                   help="train an amortized MaskWorld policy per seed on each of these rewards "
+                        "and edit the table's set zero-shot (none: skip)")
+    p.add_argument("--forget-sets", type=int, default=16, help="the amortized policy's pool")
     p.add_argument("--out", default="runs/forget-examples")
     p.add_argument("--json", default=None, help="write the pooled figures here (and a .md)")
     return p
@@ -65,23 +80,54 @@ def reward_result(reward: str, args) -> dict:
                    log=lambda s: print(f"[{reward}] {s}", flush=True))
 
 
-def pooled(results: dict[str, dict]) -> dict:
-    """Every (method, reward) row: mean ± std of each figure over seeds. A method that does
-    not depend on the reward (the baselines, the original) is listed once."""
-    keys = (*TABLE_KEYS["unlearn"], "forget_acc", "retain_acc", "test_acc", "wall_seconds")
+def amortized_runs(reward: str, args, retrain_reports: list[dict]) -> list[dict]:
+    """Per seed: a MaskWorld policy trained over ``--forget-sets`` random sets (drawn with
+    seeds ``(POOL_SEED, i)``, none of them the table's set), then its zero-shot edit of the
+    table's forget set; each report with its Avg. Gap to that seed's retrained model."""
+    data = load_dataset(resolve_dataset("unlearn", args.dataset))
+    rows = random_forget_set(len(data.train.y), args.fraction, args.forget_seed)
+    reports = []
+    for seed, ref in zip(args.seeds, retrain_reports, strict=True):
+        cfg = make_run_config(env="mask", task="unlearn", dataset=args.dataset, seed=seed,
+                              amortized=True, forget_fraction=args.fraction,
+                              forget_seed=POOL_SEED, forget_sets=args.forget_sets,
+                              forget_reward=reward)
+        run_dir = Path(args.out) / "amortized" / f"{reward}-s{seed}"
+        trained = reuse_or_run(cfg, run_dir, log=lambda s: print(f"[amortized {reward}] {s}",
+                                                                   flush=True))
+        res = edit_examples_with_policy(load_policy(run_dir), rows, log=print)
+        rep = {**res["after"], "wall_seconds": res["seconds"],
+               "train_seconds": trained["train"]["wall_seconds"]}
+        rep["avg_gap"] = avg_gap(rep, ref)
+        reports.append(rep)
+    return reports
+
+
+KEYS = (*TABLE_KEYS["unlearn"], "forget_acc", "retain_acc", "test_acc", "wall_seconds")
+
+
+def row(runs: list[dict]) -> dict:
+    """Mean ± std over seeds of every figure."""
+    out = {k: {"mean": float(np.mean([r[k] for r in runs])),
+               "std": float(np.std([r[k] for r in runs]))} for k in KEYS}
+    out["runs"] = len(runs)
+    if "setting" in runs[0]:
+        out["settings"] = [r["setting"] for r in runs]
+    return out
+
+
+def pooled(results: dict[str, dict], amortized: dict[str, list[dict]]) -> dict:
+    """Every (method, reward) row. A method that does not depend on the reward (the
+    baselines, the original) is listed once."""
     table = {}
     for reward, res in results.items():
         for m in res["methods"]:
             reward_free = m == "original" or m in BASELINES
             name = m if reward_free else f"{m} [{reward}]"
-            if name in table:
-                continue
-            runs = res["runs"][m]
-            table[name] = {k: {"mean": float(np.mean([r[k] for r in runs])),
-                               "std": float(np.std([r[k] for r in runs]))} for k in keys}
-            table[name]["runs"] = len(runs)
-            if "setting" in runs[0]:
-                table[name]["settings"] = [r["setting"] for r in runs]
+            if name not in table:
+                table[name] = row(res["runs"][m])
+    for reward, runs in amortized.items():
+        table[f"MaskWorld-residual amortized, zero-shot [{reward}]"] = row(runs)
     return table
 
 
@@ -92,7 +138,9 @@ def markdown(table: dict, args, size: int) -> str:
              f"examples, forget seed {args.forget_seed}), seeds {args.seeds}. Points except "
              "the entropy MIA (0–1); UA = 100 − accuracy on the forget set, RA on the retain "
              "set (train), TA on the test split; mean ± std over seeds; sorted by Avg. Gap to "
-             "the retrained model of the same seed. `[reward]`: the editor's edit term.", "",
+             "the retrained model of the same seed. `[reward]`: the editor's edit term. The "
+             "amortized rows: a policy trained over random forget sets that never include this "
+             "one, editing it zero-shot (wall s: the edit alone).", "",
              "| method | " + " | ".join(keys) + " | wall s |", "|---|" + "---|" * (len(keys) + 1)]
     for m in sorted(table, key=lambda m: table[m]["avg_gap"]["mean"]):
         t = table[m]
@@ -105,7 +153,9 @@ def markdown(table: dict, args, size: int) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     results = {r: reward_result(r, args) for r in args.rewards}
-    table = pooled(results)
+    retrain = next(iter(results.values()))["runs"]["retrain"]
+    amortized = {r: amortized_runs(r, args, retrain) for r in args.amortized_rewards}
+    table = pooled(results, amortized)
     size = next(iter(results.values())).get("forget_examples", 0)
     md = markdown(table, args, size)
     print(md)

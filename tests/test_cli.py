@@ -144,8 +144,17 @@ TRAIN = [
      "argument --forget-class: a forget set of examples replaces the forget classes"),
     (["--task", "bias", "--forget-fraction", "0.1"], "argument --forget-fraction: applies to "
                                                      "--task unlearn only"),
-    (["--forget-fraction", "0.1", "--amortized", "--forget-class", "1", "2"],
-     "argument --forget-fraction: a forget set of examples does not combine with --amortized"),
+    (["--forget-fraction", "0.1", "--objective-factory", "os:getcwd"],
+     "argument --forget-fraction: a forget set of examples does not combine with --from or "
+     "--objective-factory yet"),
+    (["--amortized", "--forget-indices", "f.txt"], "argument --forget-indices: --amortized trains "
+                                                   "over random forget sets"),
+    (["--forget-fraction", "0.1", "--forget-sets", "4"], "argument --forget-sets: applies to "
+                                                         "--amortized --forget-fraction only"),
+    (["--amortized", "--forget-fraction", "0.1", "--forget-sets", "0"],
+     "argument --forget-sets: expected a whole number >= 1"),
+    (["--amortized", "--forget-fraction", "0.1", "--forget-sets", "1"],
+     "An amortized pool of forget sets needs at least two sets, got 1"),
     (["--algo", "gradient", "--forget-fraction", "0.1", "--forget-reward", "accuracy_gap"],
      "needs a differentiable reward: use --algo ppo or --algo quark, or the differentiable "
      "objective, --forget-reward confidence"),

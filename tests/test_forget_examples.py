@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 
 from maskshift.baselines.unlearning import forget_rows, retain_dataset
+from maskshift.cli import edit as cli_edit
 from maskshift.cli import train as cli_train
 from maskshift.data.forget_sets import check_forget_set, random_forget_set, read_forget_indices
 from maskshift.metrics.field import confidence_threshold
-from maskshift.tasks import ExampleObjective, forget_examples_task, unlearning_task
+from maskshift.tasks import (
+    ExampleObjective,
+    example_pool_task,
+    forget_examples_task,
+    unlearning_task,
+)
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +137,35 @@ def test_an_example_request_edits_end_to_end_and_records_its_set(tmp_path, digit
     assert res["after"]["forget_confidence"] < res["before"]["forget_confidence"]
     assert res["after"]["test_acc"] >= res["before"]["test_acc"] - 0.03
     assert "forget_acc" in capsys.readouterr().out
+
+
+def test_a_pool_of_random_sets_is_one_target_per_set(base_task):
+    task = example_pool_task(base_task, 0.1, 4, seed=1000)
+    obj = task.objective
+    assert obj.num_targets == 4 and len({frozenset(t) for t in obj.targets}) == 4
+    table_set = tuple(random_forget_set(len(base_task.dataset.train.y), 0.1, 0).tolist())
+    assert table_set not in obj.targets  # a pool seed never draws the default set
+    arrays = task.split_arrays("train")
+    assert arrays["n_forget"].tolist() == [108] * 4
+    assert [int(m.sum()) for m in arrays["forget"]] == [108] * 4
+    rep = task.report(task.params, "test", with_mia=False, target=2)
+    mask = obj.train_forget(task.dataset, 2)
+    assert np.flatnonzero(mask).tolist() == list(obj.targets[2]) and rep["forget_size"] == 108
+
+
+@pytest.mark.slow
+def test_an_amortized_policy_edits_a_set_it_never_saw(tmp_path, digits_model):
+    out = tmp_path / "pool"
+    assert cli_train.main(["--amortized", "--forget-fraction", "0.1", "--forget-sets", "2",
+                           "--total-steps", "512", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [t["forget_set"] for t in res["targets"]] == [0, 1]
+    assert res["targets"][0]["label"] == "set 0 (108 examples)"
+    ids = tmp_path / "new.txt"
+    ids.write_text("\n".join(map(str, random_forget_set(1078, 0.1, 77))))
+    assert cli_edit.main(["--policy", str(out), "--forget-indices", str(ids),
+                          "--out", str(tmp_path / "zs")]) == 0
+    edit = json.loads((tmp_path / "zs" / "edit.json").read_text())
+    assert edit["forget_size"] == 108 and edit["policy"] == str(out)
+    meta = json.loads((tmp_path / "zs" / "edited.json").read_text())
+    assert meta["forget_size"] == 108

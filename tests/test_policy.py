@@ -130,6 +130,8 @@ def test_bad_policies_and_classes_are_one_line_exit_2_nothing_written(units_run,
     for f in (broken / "policy").rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
+    twice = tmp_path / "twice.txt"
+    twice.write_text("4\n9\n4\n")
     cases = [
         (["--policy", str(tmp_path / "nope")], "does not exist"),
         (["--policy", str(corrupt / "policy.json")], "is a file, not a directory"),
@@ -142,9 +144,15 @@ def test_bad_policies_and_classes_are_one_line_exit_2_nothing_written(units_run,
         (["--policy", str(units_run), "--forget-class", "12"], "outside the labels 0..9"),
         (["--policy", str(units_run), "--forget-class", "-1"], "expected a whole number >= 0"),
         (["--policy", str(units_run), "--out", str(units_run)], "already holds a finished run"),
+        (["--policy", str(units_run), "--forget-indices", str(tmp_path / "no.txt")],
+         "no.txt' does not exist"),
+        (["--policy", str(units_run), "--forget-indices", str(twice)], "Forget index 4 is listed "
+                                                                       "twice"),
+        (["--policy", str(units_run), "--forget-indices", str(twice), "--forget-class", "3"],
+         "argument --forget-class: not allowed with argument --forget-indices"),
     ]
     for argv, message in cases:
-        if "--forget-class" not in argv:
+        if "--forget-class" not in argv and "--forget-indices" not in argv:
             argv = [*argv, "--forget-class", "3"]
         out = tmp_path / "out"
         if "--out" not in argv:

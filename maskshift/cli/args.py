@@ -85,8 +85,8 @@ def flag_of(name: str) -> str:
 def refuse_unused(args, parser: argparse.ArgumentParser, flags: dict[str, str]) -> None:
     """Refuse flags given explicitly where they have no effect: ``flags`` maps an argparse
     destination (whose default is ``None``) to the reason it does not apply."""
-    for dest, why in flags.items():
-        if getattr(args, dest) is not None:
+    for dest, why in flags.items():  # a flag this command lacks was not given
+        if getattr(args, dest, None) is not None:
             parser.error(f"argument {flag_of(dest)}: {why}; drop it")
 
 
@@ -158,11 +158,12 @@ def open_fraction(text: str) -> float:
 # the forget-set-of-examples flags (argparse destinations): defaults None, so an unused one is
 # refused
 FORGET_SET_FLAGS = ("forget_fraction", "forget_indices", "forget_stratified", "forget_seed",
-                    "forget_reward")
+                    "forget_reward", "forget_sets")
 
 
-def add_forget_set_arguments(parser) -> None:
-    """Forget train examples instead of classes (unlearn), the same in every command."""
+def add_forget_set_arguments(parser, amortized: bool = False) -> None:
+    """Forget train examples instead of classes (unlearn), the same in every command
+    (``amortized``: and the pool size of an amortized policy)."""
     parser.add_argument("--forget-fraction", type=open_fraction, default=None, metavar="F",
                         help="unlearn: forget a random share F of the train split, in (0, 1) "
                              "(e.g. 0.1), instead of classes (docs/forget-examples.md)")
@@ -174,6 +175,10 @@ def add_forget_set_arguments(parser) -> None:
     parser.add_argument("--forget-seed", type=nonneg_int, default=None,
                         help="with --forget-fraction: the seed of the draw (default 0; the "
                              "same set for every --seed)")
+    if amortized:
+        parser.add_argument("--forget-sets", type=positive_int, default=None, metavar="N",
+                            help="with --amortized --forget-fraction: train over N random "
+                                 "forget sets, one per episode (default 16)")
     parser.add_argument("--forget-reward", default=None, choices=FORGET_REWARDS,
                         help="with a forget set of examples: the edit term, confidence "
                              "(default: forget-set true-class confidence to the held-out level; "
@@ -194,8 +199,8 @@ def check_forget_set_args(args, parser) -> None:
         parser.error(f"argument {flag_of(given[0])}: applies to a forget set of examples; add "
                      "--forget-fraction F or --forget-indices FILE")
     if args.forget_indices is not None:
-        for f in ("forget_stratified", "forget_seed"):
-            if getattr(args, f) is not None:
+        for f in ("forget_stratified", "forget_seed", "forget_sets"):
+            if getattr(args, f, None) is not None:
                 parser.error(f"argument {flag_of(f)}: applies to --forget-fraction only (your "
                              "file names the examples); drop it")
     if getattr(args, "task", "unlearn") != "unlearn":

@@ -5,6 +5,7 @@ Examples::
     python -m maskshift.train --env mask --observation gradient --heads units --out runs/units
     python -m maskshift.edit --policy runs/units --forget-class 3
     python -m maskshift.edit --policy runs/units --forget-class 3 --out runs/units-forget-3 --json
+    python -m maskshift.edit --policy runs/pool --forget-indices my_rows.txt  # examples
 
 One deterministic rollout of the policy's mean actions on the policy run's model with the new
 forget class, the best step chosen on the val split, the test report printed (``--json``: one
@@ -19,8 +20,9 @@ import sys
 from pathlib import Path
 
 from maskshift.cli.args import Parser, fail, nonneg_int, path
+from maskshift.data.forget_sets import read_forget_indices
 from maskshift.run import OutputDirError, check_out_dir
-from maskshift.run.policy import edit_with_policy, load_policy
+from maskshift.run.policy import edit_examples_with_policy, edit_with_policy, load_policy
 from maskshift.tasks import SUMMARY_KEYS
 
 
@@ -28,8 +30,12 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m maskshift.edit", description=__doc__.split("\n")[0])
     p.add_argument("--policy", type=path, required=True, metavar="DIR",
                    help="the --out directory of a finished `maskshift.train --algo ppo` run")
-    p.add_argument("--forget-class", type=nonneg_int, nargs="+", required=True,
-                   help="class(es) to forget")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--forget-class", type=nonneg_int, nargs="+",
+                      help="class(es) to forget")
+    what.add_argument("--forget-indices", type=path, default=None, metavar="FILE",
+                      help="forget the train rows listed in FILE (a policy trained with "
+                           "--amortized --forget-fraction; docs/forget-examples.md)")
     p.add_argument("--from", dest="from_run", type=path, default=None, metavar="DIR",
                    help="edit the edited model of the unlearning run (or edit) in DIR, the next "
                         "request of a sequence: every class it has forgotten leaves the data")
@@ -46,8 +52,10 @@ def _evaluate_form(result: dict, which: str, source: str) -> dict:
 
 
 def format_table(result: dict) -> str:
+    what = (result["forget_classes"] if result["forget_classes"] is not None
+            else f"{result['forget_size']} train examples")
     lines = [f"maskshift edit: {result['env']} on {result['dataset']}, forget "
-             f"{result['forget_classes']}, policy {result['policy']}: held-out test split, best "
+             f"{what}, policy {result['policy']}: held-out test split, best "
              f"step {result['best_step']} chosen on validation",
              f"  {'metric':<16}{'before':>10}{'after':>10}{'change':>10}"]
     b, a = result["before"], result["after"]
@@ -68,8 +76,16 @@ def main(argv=None) -> int:
                 parser.error("argument --out: it is the --from directory; the edit would "
                              "replace the model it edits: choose another --out")
         policy = load_policy(args.policy)
-        result = edit_with_policy(policy, args.forget_class, out=out, from_run=args.from_run,
-                                  log=(lambda s: None) if args.json else print)
+        log = (lambda s: None) if args.json else print
+        if args.forget_indices is not None:
+            if args.from_run is not None:
+                parser.error("argument --from: continues a class-wise sequence; drop it with "
+                             "--forget-indices")
+            result = edit_examples_with_policy(
+                policy, read_forget_indices(args.forget_indices), out=out, log=log)
+        else:
+            result = edit_with_policy(policy, args.forget_class, out=out,
+                                      from_run=args.from_run, log=log)
     except (ValueError, OutputDirError) as err:
         fail(parser, err, 2)
     if args.json:

@@ -103,7 +103,7 @@ def _add_what_to_edit(p: Parser) -> None:
                         "maskshift.tasks.Objective, edited on --task's model and data "
                         "(docs/objectives.md)")
     add_backdoor_arguments(p)
-    add_forget_set_arguments(p)
+    add_forget_set_arguments(p, amortized=True)
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--forget-class", type=nonneg_int, nargs="+", default=None,
                    help="class(es) to forget, unlearn only (default 7); with --amortized, the "
@@ -220,10 +220,15 @@ def check_combinations(args, parser: Parser) -> None:
         unused.update({k: "applies to --distributed only" for k in DISTRIBUTED_FLAGS})
     if args.task_factory is not None:
         unused.update({k: own for k in FORGET_SET_FLAGS})
-    if args.amortized or args.from_run is not None or args.objective_factory is not None:
-        why = ("a forget set of examples does not combine with --amortized, --from or "
-               "--objective-factory yet")
+    if args.from_run is not None or args.objective_factory is not None:
+        why = "a forget set of examples does not combine with --from or --objective-factory yet"
         unused.update({k: why for k in ("forget_fraction", "forget_indices")})
+    if args.amortized:
+        unused["forget_indices"] = ("--amortized trains over random forget sets: give "
+                                    "--forget-fraction (edit your list zero-shot with "
+                                    "maskshift.edit --forget-indices)")
+    else:
+        unused["forget_sets"] = "applies to --amortized --forget-fraction only"
     refuse_unused(args, parser, unused)
     check_forget_set_args(args, parser)
     if args.amortized:
@@ -256,7 +261,7 @@ def check_amortized_args(args, parser: Parser) -> None:
         parser.error(f"argument --amortized: trains one unlearning policy over a pool of "
                      f"classes; it needs --task unlearn --algo ppo (got --task {args.task} "
                      f"--algo {args.algo})")
-    if len(set(args.forget_class or ())) < 2:
+    if getattr(args, "forget_fraction", None) is None and len(set(args.forget_class or ())) < 2:
         parser.error("argument --amortized: give a pool of at least two classes with "
                      "--forget-class (e.g. --forget-class 0 1 2 3 4), or drop --amortized")
 

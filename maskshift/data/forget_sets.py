@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 
-def random_forget_set(num_train: int, fraction: float, seed: int = 0,
+def random_forget_set(num_train: int, fraction: float, seed: int | tuple[int, ...] = 0,
                       labels: np.ndarray | None = None) -> np.ndarray:
-    """``round(fraction * num_train)`` distinct train rows drawn with ``seed``; with ``labels``,
+    """``round(fraction * num_train)`` distinct train rows drawn with ``seed`` (an int, or a
+    tuple of ints: NumPy's seed sequence); with ``labels``,
     stratified: ``round(fraction * n_c)`` rows of each class ``c`` (at least one where the class
     has any), so the forget set has the train split's class balance."""
     check_fraction(fraction)

@@ -24,6 +24,7 @@ from maskshift.tasks import (
     Task,
     backdoor_task,
     bias_task,
+    example_pool_task,
     forget_examples_task,
     pool_task,
     unlearning_task,
@@ -53,8 +54,12 @@ def check_forget_examples(cfg: RunConfig) -> None:
     if cfg.forget_fraction is not None and cfg.forget_indices is not None:
         raise ValueError("Give `forget_fraction` (a random share of the train split) or "
                          "`forget_indices` (your list of train rows), not both.")
+    if cfg.amortized and cfg.forget_fraction is None:
+        raise ValueError("`amortized` over examples trains on random forget sets: give "
+                         "`forget_fraction` (your own list is one set; edit it zero-shot with a "
+                         "trained policy).")
     _refuse_outside_unlearning(cfg, "A forget set of examples is an unlearning request",
-                               ("amortized", "from_run", "objective_factory"),
+                               ("from_run", "objective_factory"),
                                "does not combine with `{field}` yet; drop `{field}` (or the "
                                "forget set)")
     if cfg.forget_fraction is not None:
@@ -177,7 +182,8 @@ def builtin_task(cfg: RunConfig, model_seed: int = 0, warn=None) -> Task:
     data = load_dataset(resolve_dataset(cfg.task, cfg.dataset), data_dir=cfg.data_dir)
     if cfg.task == "unlearn":
         task = unlearning_task(cfg.forget_classes, dataset=data, edit=cfg.edit, seed=model_seed,
-                               batch_size=cfg.eval_batch or 64, amortized=cfg.amortized)
+                               batch_size=cfg.eval_batch or 64,
+                               amortized=cfg.amortized and not cfg.forgets_examples)
     elif cfg.task == "backdoor":
         task = backdoor_task(dataset=data, target_class=cfg.target_class,
                              trigger_size=cfg.trigger_size, poison_rate=cfg.poison_rate,
@@ -190,6 +196,10 @@ def builtin_task(cfg: RunConfig, model_seed: int = 0, warn=None) -> Task:
         return continue_from(task, cfg.from_run)
     if cfg.forgets_examples:
         check_forget_examples(cfg)
+        if cfg.amortized:
+            return example_pool_task(task, cfg.forget_fraction, cfg.forget_sets,
+                                     seed=cfg.forget_seed, stratified=cfg.forget_stratified,
+                                     reward=cfg.forget_reward)
         return forget_examples_task(task, forget_set(cfg, task), cfg.forget_reward,
                                     warn=warn or _warn)
     if cfg.objective_factory is None:

@@ -23,6 +23,8 @@ def edited_meta(task: Task, /, **fields) -> dict:
     if isinstance(task.objective, UnlearnObjective):
         meta["forget_classes"] = list(task.objective.forget_classes)
         meta["forgotten"] = list(task.objective.forgotten)
+    elif getattr(task.objective, "forget_indices", None):  # a set of examples
+        meta["forget_size"] = len(task.objective.forget_indices)
     return meta
 
 

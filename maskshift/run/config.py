@@ -183,6 +183,9 @@ class RunConfig:
     forget_stratified: bool = False
     forget_seed: int = 0
     forget_reward: str = "confidence"
+    # amortized over forget sets of examples: this many random sets of forget_fraction, set i
+    # drawn with the seed (forget_seed, i); one per episode
+    forget_sets: int = 16
 
     @property
     def forgets_examples(self) -> bool:

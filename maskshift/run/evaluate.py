@@ -30,6 +30,10 @@ def evaluate_model(task: str, *, dataset: str | None = None, forget_classes=(7,)
         if meta.get("task") not in (None, task) or meta.get("dataset") not in (None, name):
             raise CheckpointError(f"Checkpoint {checkpoint} is for task {meta.get('task')!r} on "
                                   f"{meta.get('dataset')!r}, not {task!r} on {name!r}.")
+        if meta.get("forget_size") is not None:
+            raise CheckpointError(f"Checkpoint {checkpoint} forgot {meta['forget_size']} train "
+                                  "examples, not classes; its figures are in its results.json "
+                                  "(or edit.json): evaluate reports class-wise edits.")
         if task == "unlearn" and meta.get("forget_classes") is not None:
             # the last request of a sequence: reported against every class forgotten so far
             forget_classes = tuple(meta.get("forgotten", ())) + tuple(meta["forget_classes"])

@@ -10,6 +10,12 @@ from maskshift._io import save_figure
 from maskshift.run.loop import shown_metrics
 
 
+def target_label(target: dict) -> str:
+    """How a table names one target of an amortized run's ``results.json`` (runs written before
+    labels existed name their classes)."""
+    return target.get("label") or ",".join(map(str, target["forget_classes"]))
+
+
 def plots(out: Path, results: dict, env) -> None:
     """``learning_curve.png`` (return and end-of-episode metrics over training, or over the
     controller's optimisation) and ``before_after.png`` (the test report)."""
@@ -37,10 +43,10 @@ def plots(out: Path, results: dict, env) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 4))
     if results.get("amortized"):
-        names = [",".join(map(str, r["forget_classes"])) for r in results["targets"]]
+        names = [target_label(r) for r in results["targets"]]
         vb = [r["before"]["forget_acc"] for r in results["targets"]]
         va = [r["after"]["forget_acc"] for r in results["targets"]]
-        ax.set(xlabel="forget class", ylabel="test accuracy on the forget class",
+        ax.set(xlabel="forget target", ylabel="forget accuracy",
                title="Each target's forget accuracy, before vs after (one policy)")
     elif "per_class_acc" in results["before"]:  # unlearning reports
         b, a = results["before"], results["after"]

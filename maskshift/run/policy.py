@@ -41,6 +41,7 @@ from maskshift.run.build import build_env, resolve_task
 from maskshift.run.chain import continue_from, edited_meta
 from maskshift.run.config import RunConfig, select_tolerance
 from maskshift.run.select import select_and_report
+from maskshift.tasks import forget_examples_task
 
 POLICY_FORMAT = "maskshift-policy-v1"
 
@@ -262,6 +263,12 @@ def zero_shot_edit(policy: Policy, task, log=print) -> dict:
 
     Returns ``{"before", "after", "best_step", "seconds", ...}`` (``seconds``: rollout,
     selection and reports, compilation included)."""
+    result, _ = _zero_shot(policy, task, log)
+    return result
+
+
+def _zero_shot(policy: Policy, task, log) -> tuple[dict, object]:
+    """:func:`zero_shot_edit`'s result and the selected edited params."""
     cfg = dataclasses.replace(policy.config, amortized=False, task=task.objective.name,
                               task_factory=None, task_fingerprint=None, from_run=None)
     env, env_params, params, run = _bind(policy, cfg, task)
@@ -271,6 +278,30 @@ def zero_shot_edit(policy: Policy, task, log=print) -> dict:
     seconds = time.perf_counter() - t0
     log(f"zero-shot edit of {task.name} with {policy.path}: best step {ep['best_step']}, "
         f"{seconds:.2f} s")
-    return {"policy": str(policy.path), "env": env.name, "task": task.name,
-            "best_step": int(ep["best_step"]), "seconds": round(seconds, 3),
-            "before": ep["before"], "after": ep["after"]}
+    return ({"policy": str(policy.path), "env": env.name, "task": task.name,
+             "best_step": int(ep["best_step"]), "seconds": round(seconds, 3),
+             "before": ep["before"], "after": ep["after"]}, ep["edited"])
+
+
+def edit_examples_with_policy(policy: Policy, indices, *, out=None, log=print) -> dict:
+    """Forget the train examples ``indices`` with a trained unlearning policy and no training
+    (one rollout, selection on val, the test report): a policy trained over random forget sets
+    (``amortized`` with ``forget_fraction``) edits a set it never saw. The policy run's model and
+    data; the edit term is the run's ``forget_reward``. ``out``: write ``edited/``,
+    ``edited.json`` and ``edit.json`` there."""
+    _check_unlearning(policy)
+    cfg = policy.config
+    base = resolve_task(dataclasses.replace(
+        cfg, amortized=False, from_run=None, task_fingerprint=None, forget_fraction=None,
+        forget_indices=None))[1]
+    task = forget_examples_task(base, indices, cfg.forget_reward,
+                                warn=lambda m: log(f"warning: {m}"))
+    result, edited = _zero_shot(policy, task, log)
+    result = {**result, "dataset": task.dataset.name, "forget_size": len(
+        task.objective.forget_indices), "forget_classes": None}
+    if out is not None:
+        out = Path(out)
+        save_edited(out, host_copy(edited), edited_meta(task, env=result["env"], algo="policy",
+                                                        seed=cfg.seed))
+        atomic_write_json(out / "edit.json", result)
+    return result

@@ -16,7 +16,7 @@ from maskshift.envs import EnvParams
 from maskshift.hosts import host_copy
 from maskshift.run.chain import edited_meta
 from maskshift.run.config import RunConfig, canonical_config, select_tolerance
-from maskshift.run.plots import plots
+from maskshift.run.plots import plots, target_label
 from maskshift.run.select import select_and_report
 from maskshift.tasks import SUMMARY_KEYS
 
@@ -90,10 +90,14 @@ def write_amortized_run(out: Path, cfg: RunConfig, env, env_params: EnvParams, e
     ``edited/``: :func:`maskshift.run.policy.edit_with_policy` with ``out`` writes any class's."""
     tolerance = select_tolerance(cfg)
     targets = []
-    for t, (classes, edits) in enumerate(zip(env.task.objective.targets, episodes, strict=True)):
+    obj = env.task.objective
+    for t, (rows, edits) in enumerate(zip(obj.targets, episodes, strict=True)):
         ep = select_and_report(env, env_params, edits, tolerance, t)
         _check_episode(ep["val_per_step"], None if expected_val is None else expected_val[t])
-        targets.append({"forget_classes": list(classes), "best_step": ep["best_step"],
+        # a pool of classes names each target's classes; a pool of example sets, its size
+        which = ({"forget_set": t, "forget_size": len(rows)} if obj.forget_classes == () else
+                 {"forget_classes": list(rows)})
+        targets.append({**which, "label": obj.target_label(t), "best_step": ep["best_step"],
                         "before": ep["before"], "after": ep["after"],
                         "val_per_step": ep["val_per_step"]})
     results = {
@@ -129,15 +133,17 @@ def summary_table(results: dict) -> str:
 
 
 def _amortized_table(results: dict) -> str:
+    sets = "forget_classes" not in results["targets"][0]
+    width = 20 if sets else 8
     lines = [f"\nmaskshift: {results['env']} on {results['dataset']} (unlearn, amortized over "
              f"{len(results['targets'])} targets), seed {results['seed']}: held-out test split, "
              "each target's best step chosen on validation",
-             f"  {'':<8}{'forget acc':>16}{'retain acc':>16}{'MIA':>14}",
-             f"  {'class':<8}" + f"{'before':>8}{'after':>8}" * 2 + f"{'before':>7}{'after':>7}"
-             f"{'step':>6}"]
+             f"  {'':<{width}}{'forget acc':>16}{'retain acc':>16}{'MIA':>14}",
+             f"  {'set' if sets else 'class':<{width}}" + f"{'before':>8}{'after':>8}" * 2
+             + f"{'before':>7}{'after':>7}{'step':>6}"]
     for r in results["targets"]:
         b, a = r["before"], r["after"]
-        lines.append(f"  {','.join(map(str, r['forget_classes'])):<8}"
+        lines.append(f"  {target_label(r):<{width}}"
                      f"{b['forget_acc']:>8.3f}{a['forget_acc']:>8.3f}"
                      f"{b['retain_acc']:>8.3f}{a['retain_acc']:>8.3f}"
                      f"{b['mia']:>7.3f}{a['mia']:>7.3f}{r['best_step']:>6}")

@@ -12,6 +12,7 @@ from maskshift.tasks.builders import (
     TASKS,
     backdoor_task,
     bias_task,
+    example_pool_task,
     forget_examples_task,
     make_task,
     next_request_task,
@@ -42,6 +43,6 @@ from maskshift.tasks.task import ApplyFn, Task, TaskArrays
 __all__ = ["FORGET_REWARDS", "OBJECTIVES", "SUMMARY_KEYS", "TASKS", "ApplyFn",
            "BackdoorObjective", "BiasObjective", "ExampleObjective", "HeldoutLevels", "Objective",
            "Path", "Task", "TaskArrays", "UnlearnObjective", "backdoor_task", "bias_task",
-           "forget_examples_task", "get_leaf", "leaf_paths", "make_task", "matrix_shape",
-           "next_request_task", "path_str", "pool_task", "resolve_paths", "set_leaves",
-           "task_from_model", "unlearning_task"]
+           "example_pool_task", "forget_examples_task", "get_leaf", "leaf_paths", "make_task",
+           "matrix_shape", "next_request_task", "path_str", "pool_task", "resolve_paths",
+           "set_leaves", "task_from_model", "unlearning_task"]

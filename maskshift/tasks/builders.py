@@ -13,7 +13,7 @@ import numpy as np
 from maskshift._types import Params
 from maskshift.data import Dataset, Split, check_forget_classes, check_task, load_dataset
 from maskshift.data.backdoor import Trigger, poison
-from maskshift.data.forget_sets import check_forget_set
+from maskshift.data.forget_sets import check_forget_set, random_forget_set
 from maskshift.models import pretrained
 from maskshift.tasks.forget_examples import ExampleObjective, heldout_levels
 from maskshift.tasks.objectives import BackdoorObjective, BiasObjective, UnlearnObjective
@@ -56,6 +56,25 @@ def forget_examples_task(task: Task, indices: Sequence[int], reward: str = "conf
                            batch_size=task.objective.batch_size)
     name = f"{task.name.split('-forget')[0]}-examples{len(idx)}-{_indices_digest(idx)}"
     return dataclasses.replace(task, name=name, objective=obj)
+
+
+def example_pool_task(task: Task, fraction: float, num_sets: int, *, seed: int = 0,
+                      stratified: bool = False, reward: str = "confidence") -> Task:
+    """``task``'s model and data as a distribution of example requests (amortized training):
+    ``num_sets`` random forget sets of ``fraction`` of the train split, set ``i`` drawn with
+    ``(seed, i)``, one per episode. Held-out sets for zero-shot edits come from other seeds
+    (:func:`forget_examples_task`)."""
+    if num_sets < 2:
+        raise ValueError(f"An amortized pool of forget sets needs at least two sets, got "
+                         f"{num_sets}.")
+    y = task.dataset.train.y
+    sets = [tuple(int(i) for i in random_forget_set(len(y), fraction, (seed, i),
+                                                    labels=y if stratified else None))
+            for i in range(num_sets)]
+    first = forget_examples_task(task, sets[0], reward)
+    obj = dataclasses.replace(first.objective, pool=tuple(sets))
+    name = f"{task.name.split('-forget')[0]}-examplepool{num_sets}x{len(sets[0])}-s{seed}"
+    return dataclasses.replace(first, name=name, objective=obj)
 
 
 def _indices_digest(indices) -> str:

@@ -92,6 +92,7 @@ class ExampleObjective(Objective):
 
     forget_indices: tuple[int, ...] = ()
     levels: HeldoutLevels = HeldoutLevels(1.0, 1.0, 1.0, 1.0)
+    pool: tuple[tuple[int, ...], ...] = ()
     reward: str = "confidence"
     batch_size: int = 64
     name: str = "unlearn"
@@ -113,23 +114,38 @@ class ExampleObjective(Objective):
         return ()
 
     @property
+    def targets(self) -> tuple[tuple[int, ...], ...]:
+        """The forget set of each target: ``pool`` (amortized training: one set drawn per
+        episode), or ``(forget_indices,)``."""
+        return self.pool or (self.forget_indices,)
+
+    @property
+    def num_targets(self) -> int:
+        return len(self.targets)
+
+    def target_label(self, target: int) -> str:
+        return f"set {target} ({len(self.targets[target])} examples)"
+
+    @property
     def differentiable_hint(self) -> str:
         return "`forget_reward='confidence'`" if self.reward != "confidence" else ""
 
-    def train_forget(self, dataset: Dataset) -> np.ndarray:
-        """The forget set as a boolean mask over ``dataset``'s train rows."""
-        n = len(dataset.train.y)
-        if self.forget_indices[-1] >= n:
-            raise ValueError(f"Forget index {self.forget_indices[-1]} is outside the train "
-                             f"split's rows 0..{n - 1}.")
-        mask = np.zeros(n, bool)
-        mask[list(self.forget_indices)] = True
-        return mask
+    def train_forget(self, dataset: Dataset, target: int = 0) -> np.ndarray:
+        """``target``'s forget set as a boolean mask over ``dataset``'s train rows."""
+        return self._members(len(dataset.train.y))[target]
+
+    def _members(self, n: int) -> np.ndarray:
+        """``[num_targets, n]``: each target's forget rows marked."""
+        member = np.zeros((self.num_targets, n), bool)
+        for t, rows in enumerate(self.targets):
+            if rows[-1] >= n:
+                raise ValueError(f"Forget index {rows[-1]} is outside the train split's rows "
+                                 f"0..{n - 1}.")
+            member[t, list(rows)] = True
+        return member
 
     def arrays(self, encode, split):
-        member = np.zeros((1, len(split.y)), bool)
-        member[0, list(self.forget_indices)] = True
-        return forget_retain_arrays(encode(split.x), split.y, member)
+        return forget_retain_arrays(encode(split.x), split.y, self._members(len(split.y)))
 
     def sample(self, key, arrays, target):
         return sample_forget_retain(key, arrays, target, self.batch_size)
@@ -167,8 +183,8 @@ class ExampleObjective(Objective):
         return base[0] - metrics[0], (base[1] - metrics[1]) / jnp.maximum(base[1], GAP_FLOOR)
 
     def report(self, apply_fn, params, dataset, split, with_mia, target):
-        del target  # one forget set
-        return example_unlearning_report(apply_fn, params, dataset, self.train_forget(dataset),
+        return example_unlearning_report(apply_fn, params, dataset,
+                                         self.train_forget(dataset, target),
                                          split, with_mia, self.levels.attack_threshold)
 
     def selection_key(self, metrics, original, tolerance):

@@ -57,6 +57,10 @@ class Objective:
     def num_targets(self) -> int:
         return 1
 
+    def target_label(self, target: int) -> str:
+        """How a report names ``target`` (one of :attr:`num_targets`)."""
+        return str(target)
+
     def sample(self, key: PRNGKey, arrays: dict, target: Array) -> dict:
         """A fresh minibatch of ``arrays`` for ``target``."""
         raise NotImplementedError
@@ -179,6 +183,9 @@ class UnlearnObjective(Objective):
     @property
     def num_targets(self) -> int:
         return len(self.targets)
+
+    def target_label(self, target: int) -> str:
+        return ",".join(map(str, self.targets[target]))
 
     def train_forget(self, dataset) -> np.ndarray:
         """The forget set (every target's classes) as a boolean mask over the train rows."""
