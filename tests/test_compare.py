@@ -28,6 +28,12 @@ def test_unlearning_comparison_sorts_by_the_avg_gap_to_the_retrained_model(tmp_p
     assert saved["summary"]["ssd"]["mia"]["mean"] == pytest.approx(s["ssd"]["mia"]["mean"])
     with pytest.raises(C.TrainingError, match="already holds a comparison"):
         C.compare("unlearn", (0,), out=out, methods=["original"], log=lambda s: None)
+    # a restarted comparison reuses the tuned baseline's report (its grid read back from JSON)
+    lines = []
+    again = C.compare("unlearn", (0,), out=out, methods=["ssd"], overwrite=True,
+                      log=lines.append)
+    assert any("reusing" in line and "ssd-s0.json" in line for line in lines)
+    assert again["runs"]["ssd"][0]["setting"] == res["runs"]["ssd"][0]["setting"]
 
 
 @pytest.mark.slow

@@ -170,6 +170,7 @@ def _baseline_report(task, task_name: str, method: str, seed: int, cache: Path, 
     tune = tune and method in GRIDS
     ident = {**ident, "method": method, "seed": seed, "grid": GRIDS.get(method) if tune else None,
              "format": 2}
+    ident = json.loads(json.dumps(ident))  # as saved (a grid's tuples read back as lists)
     if path.exists():
         saved = json.loads(path.read_text())
         if saved.get("identity") == ident:
