@@ -124,21 +124,6 @@ def test_each_reward_is_a_two_sided_gap_normalised_to_one_at_the_held_out_level(
         assert float(obj.terms(overshoot, metrics)[1]) < 0
 
 
-def test_an_example_request_edits_end_to_end_and_records_its_set(tmp_path, digits_model, capsys):
-    ids = tmp_path / "ids.txt"
-    ids.write_text("\n".join(map(str, range(0, 1000, 10))))
-    out = tmp_path / "run"
-    assert cli_train.main(["--algo", "gradient", "--forget-indices", str(ids),
-                           "--out", str(out)]) == 0
-    res = json.loads((out / "results.json").read_text())
-    assert res["config"]["forget_indices"] == list(range(0, 1000, 10))
-    assert res["after"]["forget_size"] == 100
-    # the edit moves the forget set toward the held-out level and keeps the rest
-    assert res["after"]["forget_confidence"] < res["before"]["forget_confidence"]
-    assert res["after"]["test_acc"] >= res["before"]["test_acc"] - 0.03
-    assert "forget_acc" in capsys.readouterr().out
-
-
 def test_a_pool_of_random_sets_is_one_target_per_set(base_task):
     task = example_pool_task(base_task, 0.1, 4, seed=1000)
     obj = task.objective
@@ -170,3 +155,38 @@ def test_an_amortized_policy_edits_a_set_it_never_saw(tmp_path, digits_model):
     assert edit["forget_size"] == 108 and edit["policy"] == str(out)
     meta = json.loads((tmp_path / "zs" / "edited.json").read_text())
     assert meta["forget_size"] == 108
+
+
+@pytest.mark.parametrize("content, message", [
+    ("3\n2000\n", "Forget index 2000 is outside the train split's rows 0..1077"),
+    ("3\n3\n", "Forget index 3 is listed twice"),
+    ("3\nseven\n", "ids.txt:2: 'seven' is not an integer"),
+    ("# nothing yet\n", "The forget set is empty"),
+])
+def test_a_bad_index_file_stops_the_command_with_one_line(content, message, tmp_path, capsys,
+                                                           digits_model):
+    ids = tmp_path / "ids.txt"
+    ids.write_text(content)
+    with pytest.raises(SystemExit) as exc:
+        cli_train.main(["--algo", "gradient", "--forget-indices", str(ids),
+                        "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_example_request_runs_end_to_end_and_warns_of_a_whole_class(tmp_path, capsys,
+                                                                   digits_model, base_task):
+    y = base_task.dataset.train.y
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(map(str, np.flatnonzero(y == 4))) + "\n0\n")
+    assert cli_train.main(["--algo", "gradient", "--forget-indices", str(ids),
+                           "--out", str(tmp_path / "o")]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "every train example of class(es) [4]" in warned[0]
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    rows = sorted([*np.flatnonzero(y == 4).tolist(), 0])
+    assert sorted(res["config"]["forget_indices"]) == rows and res["after"]["forget_size"] == len(rows)
+    # the edit moves the forget set toward the held-out level and keeps the rest
+    assert res["after"]["forget_confidence"] < res["before"]["forget_confidence"]
+    assert res["after"]["test_acc"] >= res["before"]["test_acc"] - 0.03
