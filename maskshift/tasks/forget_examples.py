@@ -27,11 +27,11 @@ from maskshift.metrics.field import true_class_confidence
 from maskshift.tasks.objectives import (
     Objective,
     UnlearnObjective,
-    _ce,
-    _logits_of_parts,
-    _weighted_mean,
     forget_retain_arrays,
+    logits_of_parts,
+    row_ce,
     sample_forget_retain,
+    weighted_mean,
     whole_forget_retain,
 )
 
@@ -165,18 +165,18 @@ class ExampleObjective(Objective):
             return jnp.abs(U.accuracy(logits, y, w) - lv.accuracy)
         p = jnp.take_along_axis(jax.nn.softmax(logits, -1), y[:, None], -1)[:, 0]
         members = (p >= lv.attack_threshold).astype(jnp.float32)
-        rate = members.mean() if w is None else _weighted_mean(members, w)
+        rate = members.mean() if w is None else weighted_mean(members, w)
         return jnp.abs(rate - lv.member_rate)
 
     def measure(self, logits_fn, batch):
         if "forget" in batch:  # the whole split, the forget rows marked
             logits, y = logits_fn(batch["h"]), batch["y"]
             f = batch["forget"].astype(jnp.float32)
-            return jnp.stack([_weighted_mean(_ce(logits, y), 1.0 - f), self._gap(logits, y, f),
+            return jnp.stack([weighted_mean(row_ce(logits, y), 1.0 - f), self._gap(logits, y, f),
                               U.accuracy(logits, y, 1.0 - f), U.accuracy(logits, y, f)])
-        lr, lf = _logits_of_parts(logits_fn, batch["h_retain"], batch["h_forget"])
+        lr, lf = logits_of_parts(logits_fn, batch["h_retain"], batch["h_forget"])
         yr, yf = batch["y_retain"], batch["y_forget"]
-        return jnp.stack([_ce(lr, yr).mean(), self._gap(lf, yf, None), U.accuracy(lr, yr),
+        return jnp.stack([row_ce(lr, yr).mean(), self._gap(lf, yf, None), U.accuracy(lr, yr),
                           U.accuracy(lf, yf)])
 
     def terms(self, metrics, base):

@@ -115,7 +115,7 @@ class Objective:
         return None
 
 
-def _ce(logits, y):
+def row_ce(logits, y):
     """Cross-entropy of each row, ``[..., N, C], [N] -> [..., N]``."""
     return -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), y[..., None], -1)[..., 0]
 
@@ -124,7 +124,7 @@ def _draw(key, n_avail: int, batch: int):
     return jax.random.randint(key, (batch,), 0, n_avail)
 
 
-def _logits_of_parts(logits_fn, *hs):
+def logits_of_parts(logits_fn, *hs):
     """``logits_fn`` of each of ``hs``, computed in one pass over their concatenation.
 
     One ``[sum of rows, m] @ [m, n]`` product instead of one per part: under ``vmap`` on XLA:CPU
@@ -238,19 +238,19 @@ class UnlearnObjective(Objective):
         if "forget" in batch:  # the whole split, the target's forget rows marked
             logits, y = logits_fn(batch["h"]), batch["y"]
             f = batch["forget"].astype(jnp.float32)
-            ce = _ce(logits, y)
-            return jnp.stack([_weighted_mean(ce, 1.0 - f),
-                              _weighted_mean(jnp.minimum(ce, self.ce_cap), f),
+            ce = row_ce(logits, y)
+            return jnp.stack([weighted_mean(ce, 1.0 - f),
+                              weighted_mean(jnp.minimum(ce, self.ce_cap), f),
                               U.accuracy(logits, y, 1.0 - f), U.accuracy(logits, y, f)])
-        lr, lf = _logits_of_parts(logits_fn, batch["h_retain"], batch["h_forget"])
+        lr, lf = logits_of_parts(logits_fn, batch["h_retain"], batch["h_forget"])
         if "w_retain" in batch:  # a shared minibatch, weighted for one target
             wr, wf, yr, yf = batch["w_retain"], batch["w_forget"], batch["y_retain"], \
                 batch["y_forget"]
-            return jnp.stack([_weighted_mean(_ce(lr, yr), wr),
-                              _weighted_mean(jnp.minimum(_ce(lf, yf), self.ce_cap), wf),
+            return jnp.stack([weighted_mean(row_ce(lr, yr), wr),
+                              weighted_mean(jnp.minimum(row_ce(lf, yf), self.ce_cap), wf),
                               U.accuracy(lr, yr, wr), U.accuracy(lf, yf, wf)])
-        return jnp.stack([_ce(lr, batch["y_retain"]).mean(),
-                          jnp.minimum(_ce(lf, batch["y_forget"]), self.ce_cap).mean(),
+        return jnp.stack([row_ce(lr, batch["y_retain"]).mean(),
+                          jnp.minimum(row_ce(lf, batch["y_forget"]), self.ce_cap).mean(),
                           U.accuracy(lr, batch["y_retain"]), U.accuracy(lf, batch["y_forget"])])
 
     def terms(self, metrics, base):
@@ -326,7 +326,7 @@ def _row_indices(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _weighted_mean(x, w):
+def weighted_mean(x, w):
     return (x * w).sum() / jnp.maximum(w.sum(), 1e-12)
 
 
@@ -362,7 +362,7 @@ class BiasObjective(Objective):
         return {"h": arrays["h"][i], "h_cf": arrays["h_cf"][i], "y": arrays["y"][i]}
 
     def measure(self, logits_fn, batch):
-        lg, lc = _logits_of_parts(logits_fn, batch["h"], batch["h_cf"])
+        lg, lc = logits_of_parts(logits_fn, batch["h"], batch["h_cf"])
         p, pc = jax.nn.softmax(lg, -1)[..., 1], jax.nn.softmax(lc, -1)[..., 1]
         flips = (jnp.argmax(lg, -1) != jnp.argmax(lc, -1)).astype(jnp.float32)
         return jnp.stack([U.true_class_probability(lg, batch["y"]), jnp.abs(p - pc).mean(),
@@ -452,16 +452,16 @@ class BackdoorObjective(Objective):
                 "h_trigger": arrays["h_trigger"][it], "y_trigger": arrays["y_trigger"][it]}
 
     def measure(self, logits_fn, batch):
-        lc, lt = _logits_of_parts(logits_fn, batch["h"], batch["h_trigger"])
+        lc, lt = logits_of_parts(logits_fn, batch["h"], batch["h_trigger"])
         asr = attack_success_rate(lt, self.trigger.target)
         if self.edit_term == "away":
             p_target = jax.nn.softmax(lt, -1)[..., self.trigger.target]
             loss = -jnp.log1p(-jnp.minimum(p_target, 1.0 - 1e-6)).mean()
         elif self.edit_term == "true_label":
-            loss = jnp.minimum(_ce(lt, batch["y_trigger"]), self.ce_cap).mean()
+            loss = jnp.minimum(row_ce(lt, batch["y_trigger"]), self.ce_cap).mean()
         else:
             loss = asr
-        return jnp.stack([_ce(lc / self.utility_temperature, batch["y"]).mean(), loss,
+        return jnp.stack([row_ce(lc / self.utility_temperature, batch["y"]).mean(), loss,
                           U.accuracy(lc, batch["y"]), asr])
 
     def terms(self, metrics, base):
