@@ -242,7 +242,7 @@ def _markdown(result: dict) -> str:
         methods.sort(key=lambda m: result["summary"][m]["avg_gap"]["mean"])
         lines += ["In points, the unlearning literature's definitions (docs/comparison.md, \"The "
                   "field's yardstick\"): UA = 100 − accuracy on the forget set and RA accuracy on "
-                  "the retain set (train split), TA test accuracy outside the forget classes, "
+                  "the retain set (train split), TA test accuracy (less any forget class), "
                   "MIA-Efficacy (SVC on true-class confidence), the entropy MIA (0–1), Avg. Gap = "
                   "mean |method − retrain| over UA, RA, TA, MIA-Efficacy against the retrained "
                   "model of the same seed; sorted "
