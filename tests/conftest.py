@@ -9,13 +9,28 @@ import pytest
 # pytest-xdist worker its own: the cache tests corrupt entries on purpose, which must not reach
 # another worker reading the same entry.
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-os.environ["MASKSHIFT_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"maskshift-test-cache-{_worker}-")
+
+
+def _cache_dir(kind: str) -> str:
+    """A fresh temporary directory, or, with ``MASKSHIFT_TEST_CACHE_ROOT`` set (CI sets it for
+    its two pytest runs, one after the other), ``ROOT/<worker>/<kind>``: the slow run then loads
+    the models and executables the quick run made instead of making them again. Still one per
+    worker: workers run at the same time."""
+    root = os.environ.get("MASKSHIFT_TEST_CACHE_ROOT")
+    if not root:
+        return tempfile.mkdtemp(prefix=f"maskshift-test-{kind}-{_worker}-")
+    path = os.path.join(root, _worker, kind)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+os.environ["MASKSHIFT_CACHE_DIR"] = _cache_dir("cache")
 # A persistent XLA compilation cache per worker (and the subprocesses it starts: CLI runs,
 # notebook kernels): many tests compile the same programs (the same env on the same task in
 # another fixture or process), and a cached executable is loaded instead of compiled again.
 # Not shared between workers: one reading an entry the other is still writing fails (a
 # truncated entry). Never the user's cache.
-os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix=f"maskshift-test-xla-{_worker}-")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir("xla")
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
 
 
