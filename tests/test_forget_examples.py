@@ -191,3 +191,20 @@ def test_an_example_request_runs_end_to_end_and_warns_of_a_whole_class(tmp_path,
     # the edit moves the forget set toward the held-out level and keeps the rest
     assert res["after"]["forget_confidence"] < res["before"]["forget_confidence"]
     assert res["after"]["test_acc"] >= res["before"]["test_acc"] - 0.03
+
+
+def test_a_reward_with_no_gradient_gets_flat_ppo_by_default():
+    from maskshift.cli.train import build_parser, config_from_args
+    from maskshift.run import make_run_config
+
+    assert make_run_config(forget_fraction=0.1).editor.heads == "units"  # residual PPO
+    for reward in ("accuracy_gap", "attack"):
+        cfg = make_run_config(forget_fraction=0.1, forget_reward=reward)
+        assert (cfg.observation, cfg.editor.heads) == ("summary", "flat")
+    args = build_parser().parse_args(["--forget-fraction", "0.1"])
+    assert config_from_args(args).editor.heads == "units"
+    args = build_parser().parse_args(["--forget-fraction", "0.1", "--forget-reward", "attack"])
+    assert config_from_args(args).observation == "summary"
+    args = build_parser().parse_args(["--forget-fraction", "0.1", "--forget-reward", "attack",
+                                      "--heads", "units", "--observation", "controller"])
+    assert config_from_args(args).editor.heads == "units"  # asked for: kept

@@ -184,7 +184,8 @@ def add_forget_set_arguments(parser, amortized: bool = False) -> None:
                              "(default: forget-set true-class confidence to the held-out level; "
                              "differentiable), accuracy_gap (|forget - held-out accuracy|) or "
                              "attack (a confidence-threshold attack's member rate to its "
-                             "held-out rate); the last two have no gradient, PPO only")
+                             "held-out rate); the last two have no gradient: PPO (default "
+                             "policy for them: flat heads, summary observation) or Quark")
 
 
 def check_forget_set_args(args, parser) -> None:

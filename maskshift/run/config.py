@@ -64,12 +64,24 @@ def check_algo(algo: str) -> str:
     return algo
 
 
-def default_observation(algo: str, heads: str | None = None) -> str:
+def default_observation(algo: str, heads: str | None = None,
+                        gradient_free: bool = False) -> str:
     """What the environment shows by default: the controller observation to a PPO policy (the
-    residual policy reads it) unless its heads are flat, the fixed-size summary to a flat PPO
-    policy and to every other editor (APG's flat network; the controllers read no observation,
-    and the summary costs least)."""
-    return DEFAULT_OBSERVATION if algo == "ppo" and heads != "flat" else "summary"
+    residual policy reads it) unless its heads are flat or its reward has no gradient
+    (``gradient_free``: the controller's direction would then only keep utility; measured on
+    random-subset forgetting, docs/forget-examples.md), the fixed-size summary to a flat PPO
+    policy and to every other editor (APG's and Quark's flat network; the controllers read no
+    observation, and the summary costs least)."""
+    residual = algo == "ppo" and heads != "flat" and not gradient_free
+    return DEFAULT_OBSERVATION if residual else "summary"
+
+
+def gradient_free_reward(fields: dict) -> bool:
+    """Whether the run config ``fields`` name a reward with no gradient (a forget set of
+    examples under ``accuracy_gap`` or ``attack``)."""
+    examples = fields.get("forget_fraction") is not None or \
+        fields.get("forget_indices") is not None
+    return examples and (fields.get("forget_reward") or "confidence") != "confidence"
 
 
 def default_heads(observation: str) -> str:
@@ -196,7 +208,8 @@ class RunConfig:
         check_algo(self.algo)
         if self.observation is None:
             heads = getattr(self.editor, "heads", None)
-            object.__setattr__(self, "observation", default_observation(self.algo, heads))
+            object.__setattr__(self, "observation", default_observation(
+                self.algo, heads, gradient_free_reward(dataclasses.asdict(self))))
         if self.editor is None:
             object.__setattr__(self, "editor", editor_config(
                 self.algo, self.task,
@@ -270,7 +283,7 @@ def make_run_config(*, algo: str = "ppo", task: str = "unlearn", episode_length:
                     **fields) -> RunConfig:
     """A :class:`RunConfig` with its editor's config built by :func:`editor_config`: every
     option left ``None`` takes the library's default. ``fields``: any other RunConfig field."""
-    observation = observation or default_observation(algo, heads)
+    observation = observation or default_observation(algo, heads, gradient_free_reward(fields))
     editor = editor_config(algo, task, episode_length=episode_length, amortized=amortized,
                            observation=observation, total_steps=total_steps, num_envs=num_envs,
                            lr=lr, heads=heads, skip_gain=skip_gain,
