@@ -179,6 +179,7 @@ def builtin_task(cfg: RunConfig, model_seed: int = 0, warn=None) -> Task:
     ``cfg.from_run``, its request on that run's edited model (:mod:`maskshift.run.chain`); with
     a forget set of examples, that request (``warn`` hears what the set means for a class it
     takes wholly)."""
+    check_forget_examples(cfg)  # before any data is loaded or model trained
     data = load_dataset(resolve_dataset(cfg.task, cfg.dataset), data_dir=cfg.data_dir)
     if cfg.task == "unlearn":
         task = unlearning_task(cfg.forget_classes, dataset=data, edit=cfg.edit, seed=model_seed,
@@ -195,7 +196,6 @@ def builtin_task(cfg: RunConfig, model_seed: int = 0, warn=None) -> Task:
     if cfg.from_run is not None:
         return continue_from(task, cfg.from_run)
     if cfg.forgets_examples:
-        check_forget_examples(cfg)
         if cfg.amortized:
             return example_pool_task(task, cfg.forget_fraction, cfg.forget_sets,
                                      seed=cfg.forget_seed, stratified=cfg.forget_stratified,

@@ -49,11 +49,10 @@ def forget_examples_task(task: Task, indices: Sequence[int], reward: str = "conf
         raise ValueError(f"Forgetting examples replaces one unlearning request; {task.name!r} is "
                          f"{'a pool of requests' if isinstance(task.objective, UnlearnObjective) else task.objective.name}.")  # noqa: E501
     idx = check_forget_set(indices, task.dataset.train.y, warn=warn)
-    forget = np.zeros(len(task.dataset.train.y), bool)
-    forget[list(idx)] = True
     obj = ExampleObjective(forget_indices=idx, reward=reward,
-                           levels=heldout_levels(task.apply_fn, task.params, task.dataset, forget),
                            batch_size=task.objective.batch_size)
+    obj = dataclasses.replace(obj, levels=heldout_levels(task.apply_fn, task.params, task.dataset,
+                                                         obj.train_forget(task.dataset)))
     name = f"{task.name.split('-forget')[0]}-examples{len(idx)}-{_indices_digest(idx)}"
     return dataclasses.replace(task, name=name, objective=obj)
 

@@ -138,8 +138,8 @@ class ExampleObjective(Objective):
         """``[num_targets, n]``: each target's forget rows marked."""
         member = np.zeros((self.num_targets, n), bool)
         for t, rows in enumerate(self.targets):
-            if rows[-1] >= n:
-                raise ValueError(f"Forget index {rows[-1]} is outside the train split's rows "
+            if max(rows) >= n:
+                raise ValueError(f"Forget index {max(rows)} is outside the train split's rows "
                                  f"0..{n - 1}.")
             member[t, list(rows)] = True
         return member
