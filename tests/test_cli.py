@@ -68,6 +68,12 @@ TRAIN = [
     (["--edit", "Conv_0/bias"], "has shape (16,) (a bias or a normalisation scale, not a kernel)"),
     (["--edit", "Conv_9"], "params/Conv_1/kernel [3, 3, 16, 32] as [144, 32]"),
     (["--edit", "Conv_0", "--rank", "10"], "rank 10 is larger than min(m, n) = 9"),
+    (["--model", "transformer"], "argument --model: applies to --task bias only"),
+    (["--task", "bias", "--model", "lstm"], "argument --model: invalid choice: 'lstm'"),
+    (["--task", "bias", "--model", "transformer", "--edit", "Block_1/Attn/query/bias"],
+     "(a bias or a normalisation scale, not a kernel)"),
+    (["--task", "bias", "--model", "transformer", "--edit", "Block_1/Attn/out:3"],
+     "its matrix view's split :3 must be 1 to 2"),
     (["--forget-class", *map(str, range(10))], "Forgetting every class leaves no retain set"),
     (["--task-factory", "os:getcwd"], "returned str, not a maskshift.Task"),
     (["--env-chunk", "128"], "An environment chunk of 128 does not divide 64 environments"),
@@ -188,6 +194,8 @@ EVALUATE = [
 COMPARE = [
     (["--task", "translate"], "argument --task: invalid choice: 'translate'"),
     (["--task", "bias", "--dataset", "digits"], "serves the 'unlearn' task"),
+    (["--task", "unlearn", "--model", "transformer"], "argument --model: applies to --task bias"),
+    (["--task", "unlearn", "--edit", "Dense_9"], "Unknown layer or leaf 'Dense_9' to edit"),
     (["--task", "unlearn", "--data-dir", "/tmp"], "a data directory only applies to the TFDS"),
     (["--task", "unlearn", "--seeds", "0", "0"], "argument --seeds: [0, 0] repeats a seed"),
     (["--task", "bias", "--forget-class", "2"], "argument --forget-class: applies to --task "

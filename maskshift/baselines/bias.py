@@ -1,6 +1,8 @@
 """Bias-mitigation baselines. The linear erasers (PCA projection, INLP, LEACE) act on the
-representation that enters the task's first edited layer (for the built-in text model, the pooled
-embedding entering ``Dense_0``); an affine eraser ``x' = x A + c`` is folded into that layer's
+representation that enters the task's first edited layer (for the built-in text models, the pooled
+embedding entering ``Dense_0``), or, where that layer is not a dense kernel (an attention
+projection, a block's MLP of the transformer), on the one entering the model's ``Dense_0``
+(:func:`eraser_site`); an affine eraser ``x' = x A + c`` is folded into that layer's
 weights (``kernel' = A @ kernel``, ``bias' = bias + c @ kernel``), so the result is ordinary
 params of the same model. Counterfactual data augmentation fine-tunes the whole model.
 
@@ -17,28 +19,43 @@ from sklearn.linear_model import LogisticRegression
 
 from maskshift._types import Params, PRNGKey
 from maskshift.models.pretrain import cross_entropy_loss, fit
-from maskshift.tasks import BiasObjective, Task, get_leaf, set_leaves
+from maskshift.tasks import BiasObjective, Task, get_leaf, retarget, set_leaves
 
 
-def _check(task: Task):
+def _is_dense(task: Task) -> bool:
+    path = task.edit_paths[0]
+    return path[-1] == "kernel" and np.ndim(get_leaf(task.params, path)) == 2
+
+
+def eraser_site(task: Task) -> Task:
+    """The task whose first edited layer an eraser folds into: ``task`` where that layer is a
+    dense kernel, else the same model edited at its ``Dense_0`` (the built-in text models:
+    the pooled representation)."""
     if not isinstance(task.objective, BiasObjective):
         raise ValueError(f"Task {task.name!r} is not a bias task.")
-    path = task.edit_paths[0]
-    if path[-1] != "kernel" or np.ndim(get_leaf(task.params, path)) != 2:
-        raise ValueError(f"Linear erasure folds into a dense kernel; the first edited leaf "
-                         f"{'/'.join(path)} is not one.")
-    return path
+    if _is_dense(task):
+        return task
+    names = getattr(task.model, "STAGE_OF", {})
+    if "Dense_0" in names:
+        return retarget(task, ("Dense_0",))
+    raise ValueError(f"Linear erasure folds into a dense kernel; the first edited leaf "
+                     f"{'/'.join(task.edit_paths[0])} is not one, and the model has no "
+                     "Dense_0 stage to erase at.")
 
 
 def representations(task: Task, split: str = "train") -> np.ndarray:
-    """``[N, d]``: what enters the first edited layer, for every example of ``split``."""
+    """``[N, d]``: what enters the eraser's layer (:func:`eraser_site`), for every example of
+    ``split``."""
+    task = eraser_site(task)
     s = task.dataset.split(split)
     return np.asarray(jax.jit(task.prefix)(task.params, jnp.asarray(s.x)), np.float64)
 
 
 def apply_affine(task: Task, a: np.ndarray, c: np.ndarray | None = None) -> Params:
-    """Fold ``x' = x @ a + c`` (``a [d, d]``, ``c [d]``) into the first edited dense layer."""
-    path = _check(task)
+    """Fold ``x' = x @ a + c`` (``a [d, d]``, ``c [d]``) into the eraser's dense layer
+    (:func:`eraser_site`)."""
+    task = eraser_site(task)
+    path = task.edit_paths[0]
     w = np.asarray(get_leaf(task.params, path), np.float64)
     new = {path: a @ w}
     bias_path = path[:-1] + ("bias",)

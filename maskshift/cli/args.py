@@ -15,8 +15,11 @@ import warnings
 
 from maskshift.data import TASK_KINDS, TFDS_DATASETS
 from maskshift.data.forget_sets import read_forget_indices
+from maskshift.models import MODELS
 from maskshift.tasks.forget_examples import FORGET_REWARDS
 from maskshift.tasks.objectives import BACKDOOR_EDIT_TERMS
+
+TEXT_MODELS = MODELS["text"]
 
 # the built-in tasks, for every command's --task
 TASKS = tuple(TASK_KINDS)
@@ -218,6 +221,23 @@ def forget_set_fields(args) -> dict:
     if "forget_indices" in fields:
         fields["forget_indices"] = tuple(int(i) for i in read_forget_indices(args.forget_indices))
     return fields
+
+
+def add_model_arguments(parser) -> None:
+    """``--edit`` and ``--model``: which built-in model and which of its layers are edited."""
+    parser.add_argument("--edit", nargs="+", default=None, metavar="LAYER",
+                        help="layer names or leaf paths to edit (default Dense_0; e.g. Conv_1, "
+                             "Block_1/Attn/query; LEAF:k views a kernel's first k axes as rows, "
+                             "docs/layers.md)")
+    parser.add_argument("--model", default=None, choices=TEXT_MODELS,
+                        help="the built-in text model, --task bias: bag (default: the "
+                             "embedding-bag classifier) or transformer (2 blocks of 2 heads)")
+
+
+def model_fields(args) -> dict:
+    """The RunConfig fields of ``--edit`` and ``--model`` where given."""
+    return {**({"edit": tuple(args.edit)} if args.edit else {}),
+            **({"model": args.model} if args.model else {})}
 
 
 def add_dataset_arguments(parser) -> None:

@@ -19,10 +19,12 @@ from maskshift.cli.args import (
     add_backdoor_arguments,
     add_dataset_arguments,
     add_forget_set_arguments,
+    add_model_arguments,
     backdoor_fields,
     check_forget_set_args,
     fail,
     forget_set_fields,
+    model_fields,
     nonneg_int,
     one_line_warnings,
     path,
@@ -40,6 +42,7 @@ def build_parser() -> Parser:
                            "task.")
     p.add_argument("--task", required=True, choices=TASKS)
     add_dataset_arguments(p)
+    add_model_arguments(p)
     add_backdoor_arguments(p)
     add_forget_set_arguments(p)
     p.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
@@ -63,6 +66,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.task != "unlearn":
         refuse_unused(args, p, {"forget_class": "applies to --task unlearn only"})
+    if args.task != "bias":
+        refuse_unused(args, p, {"model": "applies to --task bias only (the image tasks have one "
+                                         "built-in model)"})
     if args.task == "bias":
         refuse_unused(args, p, {"no_tune": "applies to --task unlearn or backdoor only (bias "
                                            "baselines have no grid)"})
@@ -75,7 +81,7 @@ def main(argv=None) -> int:
     if out.exists() and not out.is_dir():
         p.error(f"argument --out: {out} is an existing file, not a directory; choose another")
     try:
-        options = {**backdoor_fields(args), **forget_set_fields(args)}
+        options = {**backdoor_fields(args), **forget_set_fields(args), **model_fields(args)}
         with one_line_warnings():
             compare(args.task, tuple(args.seeds), out=out, dataset=args.dataset,
                     forget_classes=tuple(args.forget_class or (7,)), methods=args.methods,

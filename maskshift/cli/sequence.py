@@ -32,6 +32,7 @@ from maskshift.cli.train import (
     check_combinations,
     config_from_args,
 )
+from maskshift.cli.train import build_parser as train_parser
 from maskshift.run import ALGOS, OutputDirError, TrainingError
 from maskshift.run.sequence import METHODS, make_plan, run_sequence
 
@@ -71,8 +72,11 @@ def build_parser() -> Parser:
 
 
 def _as_train_args(args, algo: str) -> argparse.Namespace:
-    """The flags as ``maskshift.train`` reads them, for one request's run."""
-    ns = argparse.Namespace(**vars(args))
+    """The flags as ``maskshift.train`` reads them, for one request's run: every train flag at
+    its default, then this command's own."""
+    ns = train_parser().parse_args([])
+    for name, value in vars(args).items():
+        setattr(ns, name, value)
     ns.algo, ns.env = algo, args.env or "mask"
     for name in ("task_factory", "objective_factory", "from_run", "forget_class", "env_chunk",
                  "target_class", "trigger_size", "poison_rate", "backdoor_reward",

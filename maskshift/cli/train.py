@@ -34,6 +34,7 @@ from maskshift.cli.args import (
     add_backdoor_arguments,
     add_dataset_arguments,
     add_forget_set_arguments,
+    add_model_arguments,
     backdoor_fields,
     check_forget_set_args,
     fail,
@@ -94,8 +95,7 @@ def _add_what_to_edit(p: Parser) -> None:
     p.add_argument("--algo", default="ppo", choices=ALGOS,
                    help="the editor (default ppo; gradient and oracle need no training)")
     add_dataset_arguments(p)
-    p.add_argument("--edit", nargs="+", default=None, metavar="LAYER",
-                   help="layer names or leaf paths to edit (default Dense_0)")
+    add_model_arguments(p)
     p.add_argument("--task-factory", default=None, metavar="MODULE:FUNCTION",
                    help="your own task: a function with no arguments returning a maskshift.Task "
                         "(e.g. task_from_model(...)); replaces --task, --dataset and --edit")
@@ -198,6 +198,8 @@ def check_combinations(args, parser: Parser) -> None:
         unused["forget_class"] = "applies to --task unlearn only"
     if args.task != "backdoor":
         unused.update({k: "applies to --task backdoor only" for k in BACKDOOR_FLAGS})
+    if args.task != "bias":
+        unused["model"] = "applies to --task bias only (the image tasks have one built-in model)"
     if args.algo not in TRAINED_ALGOS:
         unused.update(total_steps=TRAINED_ONLY, num_envs=TRAINED_ONLY, lr=TRAINED_ONLY,
                       updates_per_chunk=TRAINED_ONLY)
@@ -214,7 +216,8 @@ def check_combinations(args, parser: Parser) -> None:
         unused["from_run"] = "continues an unlearning edit: applies to --task unlearn only"
     if args.task_factory is not None:
         own = "your --task-factory builds the task (its model, data and edited layers)"
-        unused.update(dataset=own, data_dir=own, edit=own, objective_factory=own, from_run=own)
+        unused.update(dataset=own, data_dir=own, edit=own, model=own, objective_factory=own,
+                      from_run=own)
         if not args.amortized:
             unused["forget_class"] = own
     if not args.distributed:
@@ -278,7 +281,8 @@ def config_from_args(args) -> RunConfig:
         episode_length=args.episode_length, lambda_utility=args.lambda_utility,
         lambda_edit=args.lambda_edit, step_size=args.step_size, eval_batch=args.eval_batch,
         select_tolerance=args.select_tolerance, updates_per_chunk=args.updates_per_chunk,
-        edit=args.edit, task_factory=args.task_factory, observation=args.observation,
+        edit=args.edit, model=args.model, task_factory=args.task_factory,
+        observation=args.observation,
         objective_factory=args.objective_factory, **backdoor_fields(args),
         **forget_set_fields(args),
         amortized=args.amortized, from_run=args.from_run, minibatch=args.minibatch,

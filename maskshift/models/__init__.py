@@ -1,10 +1,18 @@
 """Target models and their pretraining cache."""
 
-from maskshift.models.networks import DigitsCNN, ImageCNN, StagedModule, TextClassifier
+from maskshift.models.networks import (
+    DigitsCNN,
+    ImageCNN,
+    StagedModule,
+    TextClassifier,
+    TransformerClassifier,
+)
 from maskshift.models.pretrain import (
+    MODELS,
     Pretrained,
     TrainConfig,
     cache_dir,
+    check_model,
     default_model,
     pretrained,
     train_classifier,
@@ -16,8 +24,11 @@ __all__ = [
     "Pretrained",
     "StagedModule",
     "TextClassifier",
+    "TransformerClassifier",
     "TrainConfig",
     "cache_dir",
+    "MODELS",
+    "check_model",
     "default_model",
     "pretrained",
     "train_classifier",

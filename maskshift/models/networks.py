@@ -1,4 +1,5 @@
-"""The target networks: a small CNN for images and an embedding-bag classifier for text.
+"""The target networks: a small CNN for images, an embedding-bag classifier and a small
+transformer for text.
 
 Both are *staged*: ``model.apply(params, x, start=i, stop=j)`` runs stages ``i..j-1`` only. An
 environment that edits a layer in stage ``k`` runs stages ``0..k-1`` once on its evaluation data,
@@ -128,3 +129,75 @@ class TextClassifier(StagedModule):
             return emb.sum(-2) / jnp.maximum(mask.sum(-2), 1.0)
 
         return [bag, lambda h: nn.relu(self.Dense_0(h)), self.Dense_1]
+
+
+class TransformerBlock(nn.Module):
+    """A pre-norm transformer block: ``x + Attn(LN(x))``, then ``x + MLP(LN(x))``.
+
+    Its input and output carry the token mask as a last channel (``[..., L, d + 1]``), so a block
+    is a stage of its own: the cache below an edited block holds the mask with the activations.
+    Editable kernels: ``Attn/query``, ``Attn/key``, ``Attn/value`` (``[d, heads, head_dim]``,
+    viewed as ``[d, heads * head_dim]``), ``Attn/out`` (``[heads, head_dim, d]``, viewed as
+    ``[heads * head_dim, d]``), ``Mlp_0`` (``[d, mlp]``) and ``Mlp_1`` (``[mlp, d]``).
+    """
+
+    heads: int
+    mlp: int
+
+    @nn.compact
+    def __call__(self, h):
+        x, mask = h[..., :-1], h[..., -1:]
+        keep = mask[..., 0] > 0
+        attn_mask = nn.make_attention_mask(keep, keep)
+        y = nn.LayerNorm(name="LayerNorm_0")(x)
+        x = x + nn.MultiHeadDotProductAttention(num_heads=self.heads, name="Attn")(
+            y, y, mask=attn_mask)
+        y = nn.LayerNorm(name="LayerNorm_1")(x)
+        y = nn.Dense(x.shape[-1], name="Mlp_1")(nn.gelu(nn.Dense(self.mlp, name="Mlp_0")(y)))
+        return jnp.concatenate([(x + y) * mask, mask], -1)
+
+
+class TransformerClassifier(StagedModule):
+    """Token + position embeddings -> ``layers`` transformer blocks -> mean over non-padding
+    tokens -> Dense(hidden) -> Dense(classes): the text model with attention to edit.
+
+    Stages: the embeddings, each block, the pooling, ``Dense_0``, ``Dense_1``; like the
+    embedding-bag classifier, ``Dense_0`` reads the pooled representation (the bias baselines'
+    erasers act there)."""
+
+    vocab_size: int
+    max_len: int
+    dim: int = 32
+    heads: int = 2
+    layers: int = 2
+    mlp: int = 64
+    hidden: int = 64
+    num_classes: int = 2
+
+    @property
+    def STAGE_OF(self):  # noqa: N802  (the StagedModule interface)
+        blocks = {f"Block_{i}": i + 1 for i in range(self.layers)}
+        # stage layers + 1 pools the tokens (no params), so Dense_0's stage reads the pooled vector
+        return {"Embed_0": 0, "Pos_0": 0, **blocks, "Dense_0": self.layers + 2,
+                "Dense_1": self.layers + 3}
+
+    def setup(self):
+        self.Embed_0 = nn.Embed(self.vocab_size, self.dim)
+        self.Pos_0 = nn.Embed(self.max_len, self.dim)
+        for i in range(self.layers):
+            setattr(self, f"Block_{i}", TransformerBlock(self.heads, self.mlp))
+        self.Dense_0 = nn.Dense(self.hidden)
+        self.Dense_1 = nn.Dense(self.num_classes)
+
+    def stages(self):
+        def embed(tokens):
+            mask = (tokens > 0).astype(jnp.float32)[..., None]
+            x = self.Embed_0(tokens) + self.Pos_0(jnp.arange(tokens.shape[-1]))
+            return jnp.concatenate([x * mask, mask], -1)
+
+        def pool(h):
+            x, mask = h[..., :-1], h[..., -1:]
+            return (x * mask).sum(-2) / jnp.maximum(mask.sum(-2), 1.0)
+
+        blocks = [getattr(self, f"Block_{i}") for i in range(self.layers)]
+        return [embed, *blocks, pool, lambda h: nn.relu(self.Dense_0(h)), self.Dense_1]

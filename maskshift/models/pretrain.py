@@ -36,7 +36,13 @@ from maskshift._io import (
 from maskshift._types import Params, PRNGKey
 from maskshift.data import Dataset
 from maskshift.hosts import is_primary
-from maskshift.models.networks import DigitsCNN, ImageCNN, StagedModule, TextClassifier
+from maskshift.models.networks import (
+    DigitsCNN,
+    ImageCNN,
+    StagedModule,
+    TextClassifier,
+    TransformerClassifier,
+)
 
 CACHE_FORMAT = 1
 
@@ -59,10 +65,36 @@ IMAGE_SPECS = {
 }
 
 
-def default_model(dataset: Dataset) -> tuple[StagedModule, TrainConfig]:
-    """The built-in target model and its training config for a dataset: the digits CNN for 8x8
-    digits, an :class:`ImageCNN` sized for 28x28 (MNIST, Fashion-MNIST) or 32x32x3 (CIFAR-10)
-    images, the embedding-bag classifier for text."""
+# The built-in models a dataset kind offers; the first is its default.
+MODELS = {"image": ("cnn",), "text": ("bag", "transformer")}
+
+
+def check_model(name: str | None, kind: str) -> str:
+    """``name`` (``None``: the default) if the built-in models for ``kind`` data include it;
+    else ``ValueError`` naming the ones that do."""
+    known = MODELS.get(kind, ())
+    if name is None:
+        return known[0] if known else "own"
+    if name not in known:
+        raise ValueError(f"No built-in {name!r} model for {kind} data; choose one of "
+                         f"{', '.join(known) or 'none (bring your own with task_from_model)'}.")
+    return name
+
+
+def default_model(dataset: Dataset, name: str | None = None) -> tuple[StagedModule, TrainConfig]:
+    """The built-in target model ``name`` (:data:`MODELS`; ``None``: the default) and its
+    training config for a dataset: the digits CNN for 8x8 digits, an :class:`ImageCNN` sized for
+    28x28 (MNIST, Fashion-MNIST) or 32x32x3 (CIFAR-10) images; for text the embedding-bag
+    classifier (``"bag"``) or a small transformer (``"transformer"``: 2 blocks of 2 heads,
+    width 32)."""
+    name = check_model(name, dataset.kind)
+    if name == "transformer":
+        model = TransformerClassifier(vocab_size=len(dataset.vocab),
+                                      max_len=int(dataset.train.x.shape[-1]),
+                                      num_classes=dataset.num_classes)
+        if dataset.name == "civil_comments":
+            return model, TrainConfig(epochs=3, batch_size=256, learning_rate=1e-3)
+        return model, TrainConfig(epochs=20, batch_size=128, learning_rate=1e-3)
     if dataset.kind == "image":
         shape = dataset.input_shape
         if shape not in IMAGE_SPECS:
@@ -166,8 +198,8 @@ def cache_key(model: nn.Module, dataset: Dataset, config: TrainConfig, seed: int
     return hashlib.sha256(desc.encode()).hexdigest()[:20]
 
 
-def _cache_entry(dataset: Dataset, seed: int, model=None, config=None):
-    default, default_config = default_model(dataset)
+def _cache_entry(dataset: Dataset, seed: int, model=None, config=None, name=None):
+    default, default_config = default_model(dataset, name)
     model = model or default
     config = config or default_config
     key = cache_key(model, dataset, config, seed)
@@ -211,6 +243,7 @@ def pretrained(
     model: StagedModule | None = None,
     config: TrainConfig | None = None,
     use_cache: bool = True,
+    name: str | None = None,
 ) -> Pretrained:
     """The pretrained target model for ``dataset``: loaded from the cache, or trained and cached.
 
@@ -219,8 +252,9 @@ def pretrained(
       seed: seeds initialisation and minibatch order.
       model, config: override the built-in model and its training config.
       use_cache: ``False`` trains afresh and writes nothing.
+      name: which built-in model (:data:`MODELS`; ``None``: the dataset's default).
     """
-    model, config, key, entry = _cache_entry(dataset, seed, model, config)
+    model, config, key, entry = _cache_entry(dataset, seed, model, config, name)
     abstract = jax.eval_shape(lambda: init_params(model, dataset, jax.random.key(0)))
     start = time.perf_counter()
     if use_cache and entry.exists():

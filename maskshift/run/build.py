@@ -16,6 +16,7 @@ from maskshift._io import tree_checksum
 from maskshift.data import load_dataset, resolve_dataset
 from maskshift.data.forget_sets import check_fraction, random_forget_set
 from maskshift.envs import ENV_ALIASES, make
+from maskshift.models import check_model
 from maskshift.run.chain import continue_from
 from maskshift.run.config import RunConfig
 from maskshift.tasks import (
@@ -181,6 +182,7 @@ def builtin_task(cfg: RunConfig, model_seed: int = 0, warn=None) -> Task:
     takes wholly)."""
     check_forget_examples(cfg)  # before any data is loaded or model trained
     data = load_dataset(resolve_dataset(cfg.task, cfg.dataset), data_dir=cfg.data_dir)
+    check_model(cfg.model, data.kind)
     if cfg.task == "unlearn":
         task = unlearning_task(cfg.forget_classes, dataset=data, edit=cfg.edit, seed=model_seed,
                                batch_size=cfg.eval_batch or 64,
@@ -192,7 +194,7 @@ def builtin_task(cfg: RunConfig, model_seed: int = 0, warn=None) -> Task:
                              edit_term=cfg.backdoor_reward)
     else:
         task = bias_task(dataset=data, edit=cfg.edit, seed=model_seed,
-                         batch_size=cfg.eval_batch or 128)
+                         batch_size=cfg.eval_batch or 128, model=cfg.model)
     if cfg.from_run is not None:
         return continue_from(task, cfg.from_run)
     if cfg.forgets_examples:

@@ -168,6 +168,9 @@ class RunConfig:
     # built-in models: the layers to edit; your own model: the task factory ("module:function")
     # and a fingerprint of the Task it gave (a run resumes only onto the same task)
     edit: tuple[str, ...] = ("Dense_0",)
+    # the built-in model (maskshift.models.MODELS): None = the dataset's default; "transformer"
+    # for text (the bias task)
+    model: str | None = None
     task_factory: str | None = None
     task_fingerprint: str | None = None
     # what the policy sees: "summary", "gradient" or "controller" (maskshift.envs.observe)

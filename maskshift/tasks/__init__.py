@@ -17,6 +17,7 @@ from maskshift.tasks.builders import (
     make_task,
     next_request_task,
     pool_task,
+    retarget,
     task_from_model,
     unlearning_task,
 )
@@ -31,10 +32,12 @@ from maskshift.tasks.objectives import (
 )
 from maskshift.tasks.paths import (
     Path,
+    default_split,
     get_leaf,
     leaf_paths,
     matrix_shape,
     path_str,
+    resolve_edit,
     resolve_paths,
     set_leaves,
 )
@@ -44,5 +47,6 @@ __all__ = ["FORGET_REWARDS", "OBJECTIVES", "SUMMARY_KEYS", "TASKS", "ApplyFn",
            "BackdoorObjective", "BiasObjective", "ExampleObjective", "HeldoutLevels", "Objective",
            "Path", "Task", "TaskArrays", "UnlearnObjective", "backdoor_task", "bias_task",
            "example_pool_task", "forget_examples_task", "get_leaf", "leaf_paths", "make_task",
-           "matrix_shape", "next_request_task", "path_str", "pool_task", "resolve_paths",
+           "default_split", "matrix_shape", "next_request_task", "path_str", "pool_task",
+           "resolve_edit", "resolve_paths", "retarget",
            "set_leaves", "task_from_model", "unlearning_task"]

@@ -17,7 +17,7 @@ from maskshift.data.forget_sets import check_forget_set, random_forget_set
 from maskshift.models import pretrained
 from maskshift.tasks.forget_examples import ExampleObjective, heldout_levels
 from maskshift.tasks.objectives import BackdoorObjective, BiasObjective, UnlearnObjective
-from maskshift.tasks.paths import Path, module_path, resolve_paths
+from maskshift.tasks.paths import Path, module_path, resolve_edit
 from maskshift.tasks.task import ApplyFn, Task
 
 
@@ -125,6 +125,18 @@ def _staged_fns(model, params, edit_paths):
     return (lambda p, x: model.apply(p, x, stop=k)), (lambda p, h: model.apply(p, h, start=k))
 
 
+def retarget(task: Task, edit: Sequence[str | Path]) -> Task:
+    """``task`` editing the leaves ``edit`` instead (a built-in model: the cache below the first
+    of them moves with them)."""
+    if task.model is None or not hasattr(task.model, "STAGE_OF"):
+        raise ValueError(f"{task.name!r} has no staged built-in model to split at {list(edit)}; "
+                         "build the task again with edit=... instead.")
+    paths, splits = resolve_edit(task.params, edit)
+    prefix, suffix = _staged_fns(task.model, task.params, paths)
+    return dataclasses.replace(task, edit_paths=paths, edit_splits=splits, prefix_fn=prefix,
+                               suffix_fn=suffix)
+
+
 def unlearning_task(forget_classes: int | Sequence[int] = 7, *, dataset: str | Dataset = "digits",
                     edit: Sequence[str | Path] = ("Dense_0",), seed: int = 0,
                     batch_size: int = 64, amortized: bool = False) -> Task:
@@ -138,31 +150,36 @@ def unlearning_task(forget_classes: int | Sequence[int] = 7, *, dataset: str | D
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
     classes = check_forget_classes(np.atleast_1d(forget_classes), data.num_classes)
     target = pretrained(data, seed=seed)
-    paths = resolve_paths(target.params, edit)
+    paths, splits = resolve_edit(target.params, edit)
     prefix, suffix = _staged_fns(target.model, target.params, paths)
     task = Task(name=f"unlearn-{data.name}-forget{'-'.join(map(str, classes))}",
                 apply_fn=target.model.apply, params=target.params, edit_paths=paths,
                 objective=UnlearnObjective(forget_classes=classes, batch_size=batch_size),
-                dataset=data, prefix_fn=prefix, suffix_fn=suffix, model=target.model)
+                dataset=data, prefix_fn=prefix, suffix_fn=suffix, model=target.model,
+                edit_splits=splits)
     return pool_task(task, classes) if amortized else task
 
 
 def bias_task(*, dataset: str | Dataset = "toxic_templates",
               edit: Sequence[str | Path] = ("Dense_0",), seed: int = 0,
-              batch_size: int = 128) -> Task:
+              batch_size: int = 128, model: str | None = None) -> Task:
     """Bias mitigation on the built-in text classifier.
 
     By default the hidden layer ``Dense_0`` (``[32, 64]``, right after the embedding bag) is edited:
     it is where identity-term directions in the pooled embedding are mapped into the features the
-    output layer reads.
+    output layer reads. ``model="transformer"``: the small transformer classifier instead
+    (:class:`~maskshift.models.TransformerClassifier`; its ``Dense_0`` reads the pooled tokens,
+    and ``Block_1/Attn/query`` or ``Block_1/Mlp_0`` edit an attention projection or a block's
+    MLP).
     """
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
-    target = pretrained(data, seed=seed)
-    paths = resolve_paths(target.params, edit)
+    target = pretrained(data, seed=seed, name=model)
+    paths, splits = resolve_edit(target.params, edit)
     prefix, suffix = _staged_fns(target.model, target.params, paths)
-    return Task(name=f"bias-{data.name}", apply_fn=target.model.apply, params=target.params,
+    name = f"bias-{data.name}" + ("" if model in (None, "bag") else f"-{model}")
+    return Task(name=name, apply_fn=target.model.apply, params=target.params,
                 edit_paths=paths, objective=BiasObjective(batch_size=batch_size), dataset=data,
-                prefix_fn=prefix, suffix_fn=suffix, model=target.model)
+                prefix_fn=prefix, suffix_fn=suffix, model=target.model, edit_splits=splits)
 
 
 def backdoor_task(*, dataset: str | Dataset = "digits", target_class: int = 0,
@@ -180,12 +197,12 @@ def backdoor_task(*, dataset: str | Dataset = "digits", target_class: int = 0,
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
     trigger = Trigger(target=int(target_class), size=int(trigger_size)).check(data)
     target = pretrained(poison(data, trigger, poison_rate, seed=seed), seed=seed)
-    paths = resolve_paths(target.params, edit)
+    paths, splits = resolve_edit(target.params, edit)
     prefix, suffix = _staged_fns(target.model, target.params, paths)
     objective = BackdoorObjective(trigger=trigger, batch_size=batch_size, edit_term=edit_term)
     return Task(name=f"backdoor-{data.name}-target{trigger.target}", apply_fn=target.model.apply,
                 params=target.params, edit_paths=paths, objective=objective, dataset=data,
-                prefix_fn=prefix, suffix_fn=suffix, model=target.model)
+                prefix_fn=prefix, suffix_fn=suffix, model=target.model, edit_splits=splits)
 
 
 def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path], *,
@@ -218,7 +235,7 @@ def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path
     n_classes = num_classes or int(max(tr.y.max(), te.y.max())) + 1
     data = Dataset(name=name, kind="custom", num_classes=n_classes,
                    class_names=tuple(map(str, range(n_classes))), train=tr, val=va, test=te)
-    paths = resolve_paths(params, edit)
+    paths, splits = resolve_edit(params, edit)
     if objective == "unlearn":
         obj = UnlearnObjective(check_forget_classes(np.atleast_1d(forget_classes), n_classes),
                                batch_size=batch_size)
@@ -227,7 +244,7 @@ def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path
     else:
         raise ValueError(f"Unknown objective {objective!r}; choose 'unlearn' or 'bias'.")
     task = Task(name=name, apply_fn=apply_fn, params=params, edit_paths=paths, objective=obj,
-                dataset=data, prefix_fn=prefix_fn, suffix_fn=suffix_fn)
+                dataset=data, prefix_fn=prefix_fn, suffix_fn=suffix_fn, edit_splits=splits)
     if forget_indices is None:
         return task
     if objective != "unlearn":

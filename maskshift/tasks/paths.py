@@ -1,4 +1,16 @@
-"""Paths into a Flax params pytree: find, read and replace the leaves an edit touches."""
+"""Paths into a Flax params pytree: find, read and replace the leaves an edit touches, and the
+matrix view under which each edited leaf is edited.
+
+**Matrix views.** Every edited leaf is edited as a matrix ``[m, n]``: its leading ``k`` axes
+(the inputs) flattened into rows, the others (the outputs) into columns, a plain reshape. ``k``
+is the leaf's *split*: by default every axis but the last (a dense kernel ``[d_in, d_out]``
+itself; a convolution ``[kh, kw, c_in, c_out]`` as ``[kh*kw*c_in, c_out]``; an embedding table
+``[vocab, d]`` itself; an attention output projection ``[heads, head_dim, d]`` as
+``[heads*head_dim, d]``), except Flax's attention input projections (a 3-D kernel of a module named
+``query``, ``key`` or ``value``: ``[d, heads, head_dim]`` as ``[d, heads*head_dim]``, split 1).
+``LEAF:k`` in an edit spec sets the split of any other ``nn.DenseGeneral`` kernel
+(``Block_0/Proj/kernel:1``).
+"""
 
 from __future__ import annotations
 
@@ -53,13 +65,32 @@ def leaf_paths(params: Params) -> list[Path]:
     return out
 
 
+ATTENTION_INPUTS = ("query", "key", "value")
+NOT_KERNELS = ("bias", "scale")  # leaf names that are never edited, whatever their shape
+
+
+def is_kernel(path: Path, shape: Sequence[int]) -> bool:
+    """Whether the leaf at ``path`` can be edited: at least 2-D, and not a bias (attention's
+    ``[heads, head_dim]`` biases are 2-D) or a normalisation scale."""
+    return len(shape) >= 2 and path[-1] not in NOT_KERNELS
+
+
+def default_split(path: Path, shape: Sequence[int]) -> int:
+    """How many leading (input) axes of the leaf at ``path`` form its matrix view's rows: 1 for
+    Flax attention's ``query``/``key``/``value`` kernels ``[d, heads, head_dim]``, otherwise
+    every axis but the last."""
+    if len(shape) == 3 and len(path) >= 2 and path[-2] in ATTENTION_INPUTS:
+        return 1
+    return len(shape) - 1
+
+
 def editable_leaves(params: Params) -> str:
     """Every leaf an edit can take, with its shape and matrix view, for error messages."""
     out = []
     for p in leaf_paths(params):
         shape = tuple(np.shape(get_leaf(params, p)))
-        if len(shape) >= 2:
-            m, n = matrix_shape(shape)
+        if is_kernel(p, shape):
+            m, n = matrix_shape(shape, default_split(p, shape))
             out.append(f"{path_str(p)} {list(shape)}" + (f" as [{m}, {n}]" if len(shape) > 2
                                                         else ""))
     return ", ".join(sorted(out))
@@ -69,39 +100,71 @@ def _candidates(known: list[Path], params: Params, path: Path) -> list[Path]:
     exact = [p for p in known if p == path]
     if exact:
         return exact
+    def kernels_of(module):  # the matrix-shaped weights of a module path
+        return [p for p in known if len(p) > len(module) and p[-len(module) - 1:-1] == module
+                and is_kernel(p, np.shape(get_leaf(params, p)))]
+
     if len(path) == 1:  # a layer name: its matrix-shaped weight
-        return [p for p in known if len(p) >= 2 and p[-2] == path[0]
-                and np.ndim(get_leaf(params, p)) >= 2]
-    return [p for p in known if p[-len(path):] == path]  # a path without its collection
+        return kernels_of(path)
+    suffix = [p for p in known if p[-len(path):] == path]  # a path without its collection
+    return suffix or kernels_of(path)  # or a nested module (Block_0/Attn/query)
 
 
 def resolve_paths(params: Params, edit: Sequence[str | Path]) -> tuple[Path, ...]:
-    """Turn layer names (``"Dense_0"``) or full paths (``("params", "Dense_0", "kernel")`` or
-    ``"params/Dense_0/kernel"``, or ``"Dense_0/kernel"``) into full leaf paths, with a clear
-    error for a wrong one."""
+    """Turn layer names (``"Dense_0"``), module paths (``"Block_0/Attn/query"``) or full paths
+    (``("params", "Dense_0", "kernel")`` or ``"params/Dense_0/kernel"``, or ``"Dense_0/kernel"``)
+    into full leaf paths, with a clear error for a wrong one. A ``:k`` suffix (the split of the
+    matrix view, :func:`resolve_edit`) is allowed and ignored here."""
+    return resolve_edit(params, edit)[0]
+
+
+def _split_spec(e: str | Path) -> tuple[Path, int | None]:
+    if not isinstance(e, str):
+        return tuple(e), None
+    name, sep, k = e.rpartition(":")
+    if not sep:
+        return tuple(e.split("/")), None
+    if not k.strip().isdigit():
+        raise ValueError(f"Edit spec {e!r}: the part after ':' is the number of input axes of "
+                         f"the matrix view, an integer (e.g. {name}:1).")
+    return tuple(name.split("/")), int(k)
+
+
+def resolve_edit(params: Params, edit: Sequence[str | Path]) -> tuple[tuple[Path, ...],
+                                                                       tuple[int, ...]]:
+    """The full leaf paths of ``edit`` (:func:`resolve_paths`) and each one's split: how many
+    leading axes form its matrix view's rows (``LEAF:k``, or :func:`default_split`)."""
     if not edit:
         raise ValueError("Choose at least one leaf to edit.")
     known = leaf_paths(params)
-    out = []
+    out, splits = [], []
     for e in edit:
-        path = tuple(e.split("/")) if isinstance(e, str) else tuple(e)
+        path, split = _split_spec(e)
         candidates = _candidates(known, params, path)
         if len(candidates) != 1:
             raise ValueError(f"Unknown layer or leaf {path_str(path)!r} to edit. Editable "
                              f"kernels of this model (shape, matrix view): "
                              f"{editable_leaves(params)}.")
         p = candidates[0]
-        if np.ndim(get_leaf(params, p)) < 2:
+        if not is_kernel(p, np.shape(get_leaf(params, p))):
             raise ValueError(f"Leaf {path_str(p)!r} has shape {np.shape(get_leaf(params, p))} "
                              "(a bias or a normalisation scale, not a kernel); edit a kernel: "
                              f"{editable_leaves(params)}.")
+        shape = np.shape(get_leaf(params, p))
+        if split is not None and not 1 <= split < len(shape):
+            raise ValueError(f"Leaf {path_str(p)!r} has {len(shape)} axes {list(shape)}; its "
+                             f"matrix view's split :{split} must be 1 to {len(shape) - 1} "
+                             "(the number of input axes).")
         out.append(p)
+        splits.append(default_split(p, shape) if split is None else split)
     if len(set(out)) != len(out):
         raise ValueError(f"A leaf is listed twice in {list(edit)}; list each layer once.")
-    return tuple(out)
+    return tuple(out), tuple(splits)
 
 
-def matrix_shape(shape: Sequence[int]) -> tuple[int, int]:
-    """A leaf viewed as a matrix: a conv kernel ``[kh, kw, cin, cout]`` is ``[kh*kw*cin, cout]``."""
-    return int(np.prod(shape[:-1])), int(shape[-1])
+def matrix_shape(shape: Sequence[int], split: int | None = None) -> tuple[int, int]:
+    """A leaf viewed as a matrix: its first ``split`` axes (default: all but the last) as rows,
+    the rest as columns; a conv kernel ``[kh, kw, cin, cout]`` is ``[kh*kw*cin, cout]``."""
+    k = len(shape) - 1 if split is None else split
+    return int(np.prod(shape[:k])), int(np.prod(shape[k:]))
 

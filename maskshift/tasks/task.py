@@ -26,6 +26,7 @@ from maskshift.models.loop_conv import loop_safe_convs
 from maskshift.tasks.objectives import Objective
 from maskshift.tasks.paths import (
     Path,
+    default_split,
     get_leaf,
     leaf_paths,
     matrix_shape,
@@ -77,6 +78,9 @@ class Task:
         CPU backend, where XLA's convolution of a per-environment kernel runs slowly inside
         loops; the frozen ones, and every one on other backends, by XLA). The same numbers up
         to float rounding.
+      edit_splits: per edited leaf, how many of its leading axes are the rows of its matrix view
+        (:mod:`maskshift.tasks.paths`); ``None``: each leaf's default
+        (:func:`~maskshift.tasks.paths.default_split`).
       prefix_fn, suffix_fn: ``(params, x) -> h`` and ``(params, h) -> logits`` with
         ``suffix_fn(p, prefix_fn(p, x)) == apply_fn(p, x)``; ``prefix_fn`` must not read the edited
         leaves. Without a split, ``prefix_fn`` is the identity and every step runs ``apply_fn``.
@@ -93,6 +97,7 @@ class Task:
     model: object | None = None  # the Flax module, where known (retraining baselines need it)
     origin: str | None = None
     conv_impl: str = "auto"
+    edit_splits: tuple[int, ...] | None = None
 
     def __post_init__(self):
         for path, leaf in zip(leaf_paths(self.params), jax.tree.leaves(self.params), strict=True):
@@ -102,6 +107,9 @@ class Task:
         if self.conv_impl not in CONV_IMPLS:
             raise ValueError(f"Unknown conv_impl {self.conv_impl!r}; choose one of "
                              f"{', '.join(CONV_IMPLS)}.")
+        if self.edit_splits is not None and len(self.edit_splits) != len(self.edit_paths):
+            raise ValueError(f"edit_splits has {len(self.edit_splits)} entries for "
+                             f"{len(self.edit_paths)} edited leaves; give one per leaf.")
         if (self.prefix_fn is None) != (self.suffix_fn is None):
             raise ValueError("Give both prefix_fn and suffix_fn, or neither.")
 
@@ -121,8 +129,17 @@ class Task:
         return tuple(tuple(np.shape(get_leaf(self.params, p))) for p in self.edit_paths)
 
     @property
+    def splits(self) -> tuple[int, ...]:
+        """Per edited leaf, the number of leading axes that are its matrix view's rows."""
+        if self.edit_splits is not None:
+            return tuple(self.edit_splits)
+        return tuple(default_split(p, s) for p, s in zip(self.edit_paths, self.leaf_shapes,
+                                                         strict=True))
+
+    @property
     def matrix_shapes(self) -> tuple[tuple[int, int], ...]:
-        return tuple(matrix_shape(s) for s in self.leaf_shapes)
+        return tuple(matrix_shape(s, k) for s, k in zip(self.leaf_shapes, self.splits,
+                                                        strict=True))
 
     def prefix(self, params, x):
         return x if self.prefix_fn is None else self.prefix_fn(params, x)
@@ -154,8 +171,8 @@ class Task:
         """Build the :class:`TaskArrays` (runs the frozen prefix once over the train split)."""
         train = jax.tree.map(jnp.asarray, self.split_arrays("train"))
         params = jax.tree.map(jnp.asarray, self.params)
-        originals = tuple(jnp.reshape(get_leaf(params, p), matrix_shape(s))
-                          for p, s in zip(self.edit_paths, self.leaf_shapes, strict=True))
+        originals = tuple(jnp.reshape(get_leaf(params, p), s)
+                          for p, s in zip(self.edit_paths, self.matrix_shapes, strict=True))
         # The original's metrics on the whole train split, per target: the whole set is one
         # "batch" in the minibatches' layout.
         measure = jax.jit(self.objective.measure, static_argnums=0)
