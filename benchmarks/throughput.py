@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conv-impls", nargs="+", default=["auto"], choices=["auto", "patches", "lax"],
                    help="how the step's convolutions compute (Task.conv_impl): lax and patches "
                         "measure XLA's convolution against patches times the kernel")
+    p.add_argument("--models", nargs="+", default=[None],
+                   help="the bias task's text models: bag (default), transformer")
     p.add_argument("--reps", type=int, default=None, help="repetitions per figure (default 5)")
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
                    help="environments per group (on each device) in the chunked mode")
@@ -97,6 +99,7 @@ def main(argv=None) -> int:
                                  chunk=args.chunk, steps=args.steps_per_call,
                                  observations=args.observations, minibatches=args.minibatches,
                                  pool=args.pool, edits=[e.split("+") for e in args.edits],
+                                 models=args.models,
                                  conv_impls=args.conv_impls,
                                  log=lambda s: print(s, flush=True))
     except ValueError as err:

@@ -129,6 +129,24 @@ def test_byom_brings_its_own_model(tmp_path, monkeypatch, capsys):
     assert res["config"]["task_fingerprint"] and res["dataset"] == "custom"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cnn", "tf"])
+def test_byom_edits_a_convolution_and_an_attention_projection(name, tmp_path, monkeypatch,
+                                                              capsys):
+    """docs/byom.md's own CNN (a convolution edited) and own transformer (an attention
+    projection edited), as written, each a whole train_and_evaluate run."""
+    monkeypatch.chdir(tmp_path)
+    code = [c for _, c in blocks(ROOT / "docs" / "byom.md", "python")
+            if f"train_and_evaluate({name}_cfg, {name}_out, task={name}_task)" in c]
+    assert len(code) == 1
+    namespace: dict = {}
+    exec(compile(code[0], f"byom.md:{name}", "exec"), namespace)
+    task, res = namespace[f"{name}_task"], namespace[f"{name}_results"]
+    assert task.matrix_shapes == {"cnn": ((72, 16),), "tf": ((16, 16),)}[name]
+    assert res["after"]["forget_acc"] < res["before"]["forget_acc"] - 0.2
+    assert (Path(namespace[f"{name}_out"]) / "results.json").exists()
+
+
 def test_the_signature_in_byom_is_the_real_one():
     import inspect
 

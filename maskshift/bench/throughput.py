@@ -38,7 +38,8 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
                    steps: int = STEPS_PER_CALL, observations: Sequence[str] = ("summary",),
                    minibatches: Sequence[str] = ("per_env",), pool: Sequence[int] = (),
                    edits: Sequence[tuple[str, ...]] = (("Dense_0",),),
-                   conv_impls: Sequence[str] = ("auto",), log=print) -> dict:
+                   conv_impls: Sequence[str] = ("auto",), models: Sequence[str | None] = (None,),
+                   log=print) -> dict:
     """Steps/s of every mode for every (env, task, observation) and environment count ``n``.
 
     ``observations``: ``"gradient"`` measures the gradient observation too (label suffix
@@ -46,7 +47,9 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
     skipped there). ``minibatches``: ``"shared"`` measures the shared minibatch draw too (label
     suffix ``-shared``; the serial modes step one environment, where the draws are the same, so
     they run for ``per_env`` only). ``pool``: also the unlearning task as a pool of these forget
-    classes, one drawn per environment (label suffix ``-pool``).
+    classes, one drawn per environment (label suffix ``-pool``). ``models``: the bias task's
+    built-in text models (``None``: its default; label suffix ``-transformer``), for
+    ``edits`` that name their layers (the unlearning task has one model and skips the rest).
 
     The serial modes (``loop``, ``numpy``) scale linearly in ``n`` and run only up to
     ``max_serial_n``; ``chunked`` runs where each device's share of ``n`` is a multiple of
@@ -62,17 +65,25 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
     out = {"machine": machine(), "reps": reps, "ns": list(ns), "chunk": chunk,
            "steps_per_call": steps, "results": {}}
     pools = [None] + ([tuple(pool)] if pool else [])
-    for env_name, task, observation, draw, classes, edit, conv in itertools.product(
-            envs, tasks, observations, minibatches, pools, edits, conv_impls):
-        if classes is not None and task != "unlearn":
+    for env_name, task, observation, draw, classes, edit, conv, model in itertools.product(
+            envs, tasks, observations, minibatches, pools, edits, conv_impls, models):
+        if (classes is not None and task != "unlearn") or (model is not None and task != "bias"):
             continue
         kwargs = {} if classes is None else {"forget_classes": classes, "amortized": True}
-        built = dataclasses.replace(make_task(task, edit=tuple(edit), **kwargs), conv_impl=conv)
+        if model is not None:
+            kwargs["model"] = model
+        try:
+            built = dataclasses.replace(make_task(task, edit=tuple(edit), **kwargs),
+                                        conv_impl=conv)
+        except ValueError as err:  # a layer this task's model does not have
+            log(f"skipped {env_name}-{task} edit={'+'.join(edit)}: {str(err)[:80]}")
+            continue
         env, p = make(env_name, task=built, observation=observation, minibatch=draw)
         label = (f"{env_name}-{task}" + ("" if observation == "summary" else f"-{observation}")
                  + ("" if draw == "per_env" else f"-{draw}") + ("" if classes is None else "-pool")
                  + ("" if tuple(edit) == ("Dense_0",) else f"-edit={'+'.join(edit)}")
-                 + ("" if conv == "auto" else f"-{conv}"))
+                 + ("" if conv == "auto" else f"-{conv}")
+                 + ("" if model is None else f"-{model}"))
         res: dict = {m: [] for m in modes}
         res["action_size"] = env.action_size
         opts = {"modes": modes, "reps": reps, "devices": devices, "steps": steps, "chunk": chunk,
