@@ -48,8 +48,8 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
     suffix ``-shared``; the serial modes step one environment, where the draws are the same, so
     they run for ``per_env`` only). ``pool``: also the unlearning task as a pool of these forget
     classes, one drawn per environment (label suffix ``-pool``). ``models``: the bias task's
-    built-in text models (``None``: its default; label suffix ``-transformer``), for
-    ``edits`` that name their layers (the unlearning task has one model and skips the rest).
+    built-in text models (``None``: its default; label suffix ``-transformer``); the other
+    tasks have one built-in model. An edit a task's model does not have is skipped.
 
     The serial modes (``loop``, ``numpy``) scale linearly in ``n`` and run only up to
     ``max_serial_n``; ``chunked`` runs where each device's share of ``n`` is a multiple of
@@ -67,8 +67,9 @@ def run_throughput(envs: Sequence[str] = ("mask", "shift"),
     pools = [None] + ([tuple(pool)] if pool else [])
     for env_name, task, observation, draw, classes, edit, conv, model in itertools.product(
             envs, tasks, observations, minibatches, pools, edits, conv_impls, models):
-        if (classes is not None and task != "unlearn") or (model is not None and task != "bias"):
-            continue
+        if (classes is not None and task != "unlearn") or (task != "bias" and model != models[0]):
+            continue  # a pool is an unlearning task; the other tasks have one built-in model
+        model = model if task == "bias" else None
         kwargs = {} if classes is None else {"forget_classes": classes, "amortized": True}
         if model is not None:
             kwargs["model"] = model
