@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="every editor's episode length (default: train's)")
     p.add_argument("--step-size", type=float, default=None,
                    help="every editor's step size (default: the environment's)")
+    p.add_argument("--rl-total-steps", type=int, default=None,
+                   help="every trained editor's budget in env steps (default: train's)")
     p.add_argument("--out", default="runs/field")
     p.add_argument("--json", default=None, help="write the pooled figures here (and a .md)")
     return p
@@ -65,10 +67,12 @@ def class_result(c: int, args) -> dict:
     if (out / "comparison.json").exists():
         saved = json.loads((out / "comparison.json").read_text())
         if (saved["seeds"] == args.seeds and set(args.methods) <= set(saved["methods"])
-                and saved.get("task_options", {}) == json.loads(json.dumps(options(args)))):
+                and saved.get("task_options", {}) == json.loads(json.dumps(options(args)))
+                and saved.get("rl_total_steps") == args.rl_total_steps):
             return saved
     return compare("unlearn", tuple(args.seeds), out=out, dataset=args.dataset,
                    forget_classes=(c,), methods=args.methods, overwrite=True,
+                   rl_total_steps=args.rl_total_steps,
                    task_options=options(args) or None,
                    log=lambda s: print(f"[class {c}] {s}", flush=True))
 

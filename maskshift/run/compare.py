@@ -148,7 +148,8 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
     result = {"task": task_name, "dataset": name, "seeds": list(seeds), "methods": methods,
               "summary_keys": list(task.objective.summary_keys),
               "table_keys": list(TABLE_KEYS.get(task_name, task.objective.summary_keys)),
-              "summary": summary, "runs": runs}
+              "summary": summary, "runs": runs, "task_options": task_options,
+              "rl_total_steps": rl_total_steps}
     if task_name == "unlearn":
         examples = getattr(task.objective, "forget_indices", None)
         result["forget_classes"] = None if examples else list(forget_classes)
