@@ -106,6 +106,9 @@ def test_masking_an_attention_projection_moves_the_bias_task(transformer_bias):
 def test_the_erasers_fold_into_dense_0_when_attention_is_edited(transformer_bias):
     site = eraser_site(transformer_bias)
     assert site.edit_paths == (("params", "Dense_0", "kernel"),)
+    # a block's MLP is a dense kernel, but reads tokens inside the block: Dense_0 again
+    mlp = eraser_site(retarget(transformer_bias, ("Block_1/Mlp_0",)))
+    assert mlp.edit_paths == (("params", "Dense_0", "kernel"),)
     edited = leace(transformer_bias, jax.random.key(0))
     flat = jax.tree_util.tree_flatten_with_path(edited)[0]
     changed = [path for (path, a), b in zip(flat, jax.tree.leaves(transformer_bias.params),

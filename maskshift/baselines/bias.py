@@ -20,17 +20,21 @@ from sklearn.linear_model import LogisticRegression
 from maskshift._types import Params, PRNGKey
 from maskshift.models.pretrain import cross_entropy_loss, fit
 from maskshift.tasks import BiasObjective, Task, get_leaf, retarget, set_leaves
+from maskshift.tasks.paths import module_path
 
 
 def _is_dense(task: Task) -> bool:
+    """Whether the first edited leaf is a top-level dense kernel (one inside a block, like a
+    transformer's ``Block_1/Mlp_0``, reads a per-token input the prefix does not give)."""
     path = task.edit_paths[0]
-    return path[-1] == "kernel" and np.ndim(get_leaf(task.params, path)) == 2
+    return (path[-1] == "kernel" and np.ndim(get_leaf(task.params, path)) == 2
+            and len(module_path(path)) == 1)
 
 
 def eraser_site(task: Task) -> Task:
     """The task whose first edited layer an eraser folds into: ``task`` where that layer is a
-    dense kernel, else the same model edited at its ``Dense_0`` (the built-in text models:
-    the pooled representation)."""
+    top-level dense kernel, else the same model edited at its ``Dense_0`` (the built-in text
+    models: the pooled representation)."""
     if not isinstance(task.objective, BiasObjective):
         raise ValueError(f"Task {task.name!r} is not a bias task.")
     if _is_dense(task):
