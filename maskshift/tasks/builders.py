@@ -125,16 +125,21 @@ def _staged_fns(model, params, edit_paths):
     return (lambda p, x: model.apply(p, x, stop=k)), (lambda p, h: model.apply(p, h, start=k))
 
 
+def _staged_edit(model, params, edit) -> dict:
+    """The :class:`Task` fields of editing ``edit`` on a built-in (staged) model: the leaf paths,
+    their matrix views' splits, and the prefix/suffix split below the first of them."""
+    paths, splits = resolve_edit(params, edit)
+    prefix, suffix = _staged_fns(model, params, paths)
+    return {"edit_paths": paths, "edit_splits": splits, "prefix_fn": prefix, "suffix_fn": suffix}
+
+
 def retarget(task: Task, edit: Sequence[str | Path]) -> Task:
     """``task`` editing the leaves ``edit`` instead (a built-in model: the cache below the first
     of them moves with them)."""
     if task.model is None or not hasattr(task.model, "STAGE_OF"):
         raise ValueError(f"{task.name!r} has no staged built-in model to split at {list(edit)}; "
                          "build the task again with edit=... instead.")
-    paths, splits = resolve_edit(task.params, edit)
-    prefix, suffix = _staged_fns(task.model, task.params, paths)
-    return dataclasses.replace(task, edit_paths=paths, edit_splits=splits, prefix_fn=prefix,
-                               suffix_fn=suffix)
+    return dataclasses.replace(task, **_staged_edit(task.model, task.params, edit))
 
 
 def unlearning_task(forget_classes: int | Sequence[int] = 7, *, dataset: str | Dataset = "digits",
@@ -150,13 +155,11 @@ def unlearning_task(forget_classes: int | Sequence[int] = 7, *, dataset: str | D
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
     classes = check_forget_classes(np.atleast_1d(forget_classes), data.num_classes)
     target = pretrained(data, seed=seed)
-    paths, splits = resolve_edit(target.params, edit)
-    prefix, suffix = _staged_fns(target.model, target.params, paths)
     task = Task(name=f"unlearn-{data.name}-forget{'-'.join(map(str, classes))}",
-                apply_fn=target.model.apply, params=target.params, edit_paths=paths,
+                apply_fn=target.model.apply, params=target.params,
                 objective=UnlearnObjective(forget_classes=classes, batch_size=batch_size),
-                dataset=data, prefix_fn=prefix, suffix_fn=suffix, model=target.model,
-                edit_splits=splits)
+                dataset=data, model=target.model,
+                **_staged_edit(target.model, target.params, edit))
     return pool_task(task, classes) if amortized else task
 
 
@@ -174,12 +177,10 @@ def bias_task(*, dataset: str | Dataset = "toxic_templates",
     """
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
     target = pretrained(data, seed=seed, name=model)
-    paths, splits = resolve_edit(target.params, edit)
-    prefix, suffix = _staged_fns(target.model, target.params, paths)
     name = f"bias-{data.name}" + ("" if model in (None, "bag") else f"-{model}")
     return Task(name=name, apply_fn=target.model.apply, params=target.params,
-                edit_paths=paths, objective=BiasObjective(batch_size=batch_size), dataset=data,
-                prefix_fn=prefix, suffix_fn=suffix, model=target.model, edit_splits=splits)
+                objective=BiasObjective(batch_size=batch_size), dataset=data, model=target.model,
+                **_staged_edit(target.model, target.params, edit))
 
 
 def backdoor_task(*, dataset: str | Dataset = "digits", target_class: int = 0,
@@ -197,12 +198,10 @@ def backdoor_task(*, dataset: str | Dataset = "digits", target_class: int = 0,
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
     trigger = Trigger(target=int(target_class), size=int(trigger_size)).check(data)
     target = pretrained(poison(data, trigger, poison_rate, seed=seed), seed=seed)
-    paths, splits = resolve_edit(target.params, edit)
-    prefix, suffix = _staged_fns(target.model, target.params, paths)
     objective = BackdoorObjective(trigger=trigger, batch_size=batch_size, edit_term=edit_term)
     return Task(name=f"backdoor-{data.name}-target{trigger.target}", apply_fn=target.model.apply,
-                params=target.params, edit_paths=paths, objective=objective, dataset=data,
-                prefix_fn=prefix, suffix_fn=suffix, model=target.model, edit_splits=splits)
+                params=target.params, objective=objective, dataset=data, model=target.model,
+                **_staged_edit(target.model, target.params, edit))
 
 
 def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path], *,

@@ -146,11 +146,11 @@ def resolve_edit(params: Params, edit: Sequence[str | Path]) -> tuple[tuple[Path
                              f"kernels of this model (shape, matrix view): "
                              f"{editable_leaves(params)}.")
         p = candidates[0]
-        if not is_kernel(p, np.shape(get_leaf(params, p))):
-            raise ValueError(f"Leaf {path_str(p)!r} has shape {np.shape(get_leaf(params, p))} "
+        shape = np.shape(get_leaf(params, p))
+        if not is_kernel(p, shape):
+            raise ValueError(f"Leaf {path_str(p)!r} has shape {shape} "
                              "(a bias or a normalisation scale, not a kernel); edit a kernel: "
                              f"{editable_leaves(params)}.")
-        shape = np.shape(get_leaf(params, p))
         if split is not None and not 1 <= split < len(shape):
             raise ValueError(f"Leaf {path_str(p)!r} has {len(shape)} axes {list(shape)}; its "
                              f"matrix view's split :{split} must be 1 to {len(shape) - 1} "
