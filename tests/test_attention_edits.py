@@ -12,6 +12,7 @@ from maskshift.baselines.bias import eraser_site, leace
 from maskshift.controls import gradient_edits
 from maskshift.envs import make
 from maskshift.models import TransformerClassifier
+from maskshift.run.build import task_fingerprint
 from maskshift.tasks import (
     bias_task,
     default_split,
@@ -19,6 +20,7 @@ from maskshift.tasks import (
     matrix_shape,
     resolve_edit,
     retarget,
+    task_from_model,
 )
 
 
@@ -125,3 +127,19 @@ def test_retarget_moves_the_cache_with_the_edit(transformer_bias):
     assert task.prefix(task.params, x).shape == (4, 7, 33)  # 32 channels + the mask
     with pytest.raises(ValueError, match="no staged built-in model"):
         retarget(dataclasses.replace(task, model=None), ("Dense_0",))
+
+
+def test_a_tasks_fingerprint_tells_matrix_views_apart(fresh):
+    model, params, tokens = fresh
+    data = (np.asarray(tokens), np.array([0, 1, 2, 0, 1], np.int32))
+
+    def task(spec):
+        return task_from_model(model.apply, params, [spec], train=data, test=data,
+                               num_classes=3)
+
+    default = task("Block_0/Attn/out")
+    assert task_fingerprint(default) == task_fingerprint(
+        dataclasses.replace(default, edit_splits=None))  # the default view: as before views
+    other = task("Block_0/Attn/out/kernel:1")
+    assert other.matrix_shapes == ((2, 128),)
+    assert task_fingerprint(other) != task_fingerprint(default)

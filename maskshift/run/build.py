@@ -25,6 +25,7 @@ from maskshift.tasks import (
     Task,
     backdoor_task,
     bias_task,
+    default_split,
     example_pool_task,
     forget_examples_task,
     pool_task,
@@ -167,10 +168,15 @@ def check_objective(task: Task) -> None:
 
 
 def task_fingerprint(task: Task) -> str:
-    """A checksum of what defines a task: its name, objective, edited paths, params and data."""
+    """A checksum of what defines a task: its name, objective, edited paths (and their matrix
+    views where not the default), params and data."""
     d = task.dataset
     splits = [(s.x, s.y) for s in (d.train, d.val, d.test)]
-    head = repr((task.name, task.objective, task.edit_paths)).encode()
+    defaults = tuple(default_split(p, s) for p, s in zip(task.edit_paths, task.leaf_shapes,
+                                                         strict=True))
+    # the matrix views, where a split differs from the default (so older fingerprints stand)
+    views = () if task.splits == defaults else (task.splits,)
+    head = repr((task.name, task.objective, task.edit_paths, *views)).encode()
     return hashlib.sha256(head + tree_checksum((task.params, splits)).encode()).hexdigest()[:16]
 
 
