@@ -117,6 +117,10 @@ def _add_what_to_edit(p: Parser) -> None:
                    help="train one policy over the --forget-class pool, one class drawn per "
                         "episode, then edit each (ppo, unlearn; its unit heads serve classes "
                         "never seen)")
+    p.add_argument("--sequence-depth", type=nonneg_int, default=None, metavar="K",
+                   help="with --amortized: train the policy for sequences of requests, its "
+                        "episodes also starting from models it already edited for 1 to K "
+                        "earlier requests (two stages, twice the budget; docs/sequences.md)")
 
 
 def add_editor_options(p: Parser) -> None:
@@ -214,10 +218,13 @@ def check_combinations(args, parser: Parser) -> None:
         unused["minibatch"] = "applies to --algo ppo only (the controllers run one environment)"
     if args.from_run is not None and args.task != "unlearn":
         unused["from_run"] = "continues an unlearning edit: applies to --task unlearn only"
+    if args.from_run is not None:
+        unused["sequence_depth"] = ("trains from the pretrained model; a policy trained for "
+                                    "sequences edits --from runs itself (maskshift.edit --policy)")
     if args.task_factory is not None:
         own = "your --task-factory builds the task (its model, data and edited layers)"
         unused.update(dataset=own, data_dir=own, edit=own, model=own, objective_factory=own,
-                      from_run=own)
+                      from_run=own, sequence_depth=own)
         if not args.amortized:
             unused["forget_class"] = own
     if not args.distributed:
@@ -233,6 +240,7 @@ def check_combinations(args, parser: Parser) -> None:
                                     "maskshift.edit --forget-indices)")
     else:
         unused["forget_sets"] = "applies to --amortized --forget-fraction only"
+        unused["sequence_depth"] = "applies to --amortized (over a pool of classes) only"
     refuse_unused(args, parser, unused)
     check_forget_set_args(args, parser)
     if args.amortized:
@@ -269,6 +277,13 @@ def check_amortized_args(args, parser: Parser) -> None:
     if getattr(args, "forget_fraction", None) is None and len(set(args.forget_class or ())) < 2:
         parser.error("argument --amortized: give a pool of at least two classes with "
                      "--forget-class (e.g. --forget-class 0 1 2 3 4), or drop --amortized")
+    depth = getattr(args, "sequence_depth", None) or 0
+    if depth and getattr(args, "forget_fraction", None) is not None:
+        parser.error("argument --sequence-depth: trains for sequences of class requests; drop "
+                     "--forget-fraction (or --sequence-depth)")
+    if depth and depth >= len(set(args.forget_class or ())):
+        parser.error(f"argument --sequence-depth: {depth} earlier requests need a pool of at "
+                     f"least {depth + 1} classes in --forget-class; lower it or add classes")
 
 
 def config_from_args(args) -> RunConfig:
@@ -285,7 +300,8 @@ def config_from_args(args) -> RunConfig:
         observation=args.observation,
         objective_factory=args.objective_factory, **backdoor_fields(args),
         **forget_set_fields(args),
-        amortized=args.amortized, from_run=args.from_run, minibatch=args.minibatch,
+        amortized=args.amortized, sequence_depth=args.sequence_depth or 0,
+        from_run=args.from_run, minibatch=args.minibatch,
         total_steps=args.total_steps,
         num_envs=args.num_envs, lr=args.lr, heads=args.heads, skip_gain=args.skip_gain,
         oracle_restarts=args.oracle_restarts, oracle_iterations=args.oracle_iterations)
@@ -299,6 +315,7 @@ def default_out(args) -> str:
     task = ("custom" if args.task_factory else args.task) + ("-own" if args.objective_factory
                                                             else "") \
         + ("-amortized" if args.amortized else "") \
+        + (f"-seq{args.sequence_depth}" if args.sequence_depth else "") \
         + ("-examples" if args.forget_fraction or args.forget_indices else "")
     return f"runs/{args.env}-{task}{algo}-s{args.seed}"
 

@@ -41,7 +41,11 @@ the original weights.
 **Targets** (amortized editing): an unlearning task may hold a pool of forget sets
 (:func:`~maskshift.tasks.pool_task`). Each reset draws one into ``EnvState.target``; the minibatch,
 the original's metrics and the reset unit block are then gathered for it, so one compiled step
-serves every target and a vmapped batch trains on many at once. The observation never names the
+serves every target and a vmapped batch trains on many at once. A pool may also give each target
+its own starting model (``TaskArrays.starts``: requests in the middle of sequences,
+:func:`~maskshift.tasks.sequence_pool_task`); :meth:`EditWorld.at_target` then reads the
+target's edited matrices as the originals, so a mask multiplies into, and a shift adds to, the
+model that target starts from. The observation never names the
 target: a policy learns which units to edit from the gradient factors of the unit block, which
 exist for a class it never saw. :meth:`EditWorld.reset_to` starts an episode on a given target.
 """
@@ -146,7 +150,8 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
             obj = self.task.objective
             units = jax.jit(lambda e, batch, p, t: unit_block(
                 self, e, self._metrics_and_grads(e, batch, p, t)[1], p))
-            per_target = [units(edit, obj.target_sets(params.task.train, t), params, t)
+            per_target = [units(edit, obj.target_sets(params.task.train, t),
+                                self.at_target(params, t), t)
                           for t in range(obj.num_targets)]
             params = params.replace(reset_units=jnp.stack(per_target))
         return params
@@ -190,9 +195,20 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         return jnp.tanh(u @ v.T / math.sqrt(self.rank))
 
     # ------------------------------------------------------------------ model
+    def at_target(self, params: EnvParams, target) -> EnvParams:
+        """``params`` as ``target``'s episodes read them: with per-target starting models
+        (``TaskArrays.starts``), the target's in ``originals``, so every edit is applied to,
+        and measured against, the model that target starts from; else ``params`` unchanged.
+        ``target`` may be traced (a gather per edited matrix)."""
+        starts = params.task.starts
+        if starts is None:
+            return params
+        return params.replace(task=params.task.replace(
+            originals=tuple(s[target] for s in starts)))
+
     def edited_params(self, state: EnvState, params: EnvParams) -> Params:
         """The full params pytree of the model that ``state`` describes."""
-        return self.params_for_edit(state.edit, params)
+        return self.params_for_edit(state.edit, self.at_target(params, state.target))
 
     def params_for_edit(self, edit: tuple, params: EnvParams) -> Params:
         """The full params pytree for an edit (one mask or shift per edited matrix)."""
@@ -272,6 +288,7 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
     def reset_to(self, target: Array, params: EnvParams) -> tuple[Array, EnvState]:
         """The original weights with ``target`` (int32, may be traced) as the episode's target."""
         target = jnp.asarray(target, jnp.int32)
+        params = self.at_target(params, target)
         edit = tuple(self.initial_edit(w0) for w0 in params.task.originals)
         state = EnvState(time=jnp.int32(0), edit=edit, metrics=params.task.base_metrics[target],
                          target=target)
@@ -285,6 +302,7 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
                      for e, (u, v), w0 in zip(edit, factors, params.task.originals, strict=True))
 
     def step_env(self, key: PRNGKey, state: EnvState, action: Array, params: EnvParams):
+        params = self.at_target(params, state.target)
         edit = self.next_edit(state.edit, action, params)
         metrics, units = self._measure(key, edit, params, state.target)
         utility, edit_term = self.task.objective.terms(metrics,

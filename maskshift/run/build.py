@@ -176,8 +176,12 @@ def task_fingerprint(task: Task) -> str:
                                                          strict=True))
     # the matrix views, where a split differs from the default (so older fingerprints stand)
     views = () if task.splits == defaults else (task.splits,)
-    head = repr((task.name, task.objective, task.edit_paths, *views)).encode()
-    return hashlib.sha256(head + tree_checksum((task.params, splits)).encode()).hexdigest()[:16]
+    # a pool of sequence requests: each target's earlier requests and starting model
+    gone = getattr(task.objective, "pool_forgotten", ())
+    seq = () if task.starts is None else (gone,)
+    head = repr((task.name, task.objective, task.edit_paths, *views, *seq)).encode()
+    arrays = (task.params, splits) if task.starts is None else (task.params, splits, task.starts)
+    return hashlib.sha256(head + tree_checksum(arrays).encode()).hexdigest()[:16]
 
 
 def builtin_task(cfg: RunConfig, model_seed: int = 0, warn=None) -> Task:

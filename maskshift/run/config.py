@@ -201,6 +201,9 @@ class RunConfig:
     # amortized over forget sets of examples: this many random sets of forget_fraction, set i
     # drawn with the seed (forget_seed, i); one per episode
     forget_sets: int = 16
+    # amortized over classes, trained for sequences: episodes also start from models the policy
+    # already edited for 1 to this many earlier requests (maskshift.run.sequence_policy)
+    sequence_depth: int = 0
 
     @property
     def forgets_examples(self) -> bool:

@@ -24,15 +24,16 @@ from maskshift.run.policy import save_policy
 
 
 def trained_policy(cfg: RunConfig, env, env_params, out: Path, *, mesh, env_chunk, log,
-                   stop_after_chunks):
+                   stop_after_chunks, init_params=None):
     """PPO, APG or Quark trained in checkpointed chunks, then its mean actions rolled out (a
-    Quark policy's under the best quantile's token)."""
+    Quark policy's under the best quantile's token). ``init_params``: the network to start
+    from (a policy trained further)."""
     if cfg.algo == "ppo":
         trainer = ppo.make_train(cfg.editor, env, mesh, env_chunk)
     else:
         trainer = {"apg": apg, "quark": quark}[cfg.algo].make_train(cfg.editor, env, mesh)
     done = train_checkpointed(trainer, env_params, cfg, out, log=log,
-                              stop_after_chunks=stop_after_chunks)
+                              stop_after_chunks=stop_after_chunks, init_params=init_params)
     if isinstance(done, dict):  # stopped early
         return done
     rs, history, stats = done

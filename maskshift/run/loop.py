@@ -98,16 +98,22 @@ def _first_bad_update(m: dict) -> int:
 
 
 def train_checkpointed(trainer, env_params, cfg: RunConfig, out: Path, *, log=print,
-                       stop_after_chunks: int | None = None):
+                       stop_after_chunks: int | None = None, init_params=None):
     """Train ``trainer`` for ``cfg``'s updates, checkpointing into ``out/ckpt``; returns
     ``(state, history, stats)``, or ``{"stopped_at_update": u}`` when ``stop_after_chunks`` ended
-    it early (as a kill would: the checkpoint is left for the next call to resume from)."""
+    it early (as a kill would: the checkpoint is left for the next call to resume from).
+    ``init_params``: the network's parameters to start from instead of a fresh initialisation
+    (a policy trained further; the optimizer starts afresh); a resumed run reads its own."""
     config = trainer.config
     n_updates = config.num_updates
     steps_per_update = config.num_envs * config.num_steps
     labels = trainer.env.task.objective.metric_names
     run = jax.jit(trainer.run, static_argnums=2)
     rs = jax.jit(trainer.init)(jax.random.key(cfg.seed), env_params)
+    if init_params is not None:
+        rs = rs._replace(params=jax.tree.map(lambda a, b: jax.device_put(jnp.asarray(b),
+                                                                         a.sharding),
+                                             rs.params, init_params))
     history: dict = {"update": [], "env_steps": [], "episode_return": [], "final_metrics": []}
     if (out / "ckpt").exists():
         rs, history = load_runner(out, rs, cfg)

@@ -108,7 +108,7 @@ def check_memory(cfg: RunConfig, env, mesh) -> None:
                          "`devices`).")
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def prepare_out(out: Path, overwrite: bool) -> None:
     """Make ``out`` ready (emptied with ``overwrite``): process 0 does, the others wait for it."""
     if is_primary():
         if out.exists() and overwrite:
@@ -138,6 +138,15 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
     returned.
     """
     out = Path(out)
+    if cfg.sequence_depth:  # a policy trained for sequences: two stages
+        if task is not None:
+            raise ValueError("`sequence_depth` trains on the built-in model; drop your own task "
+                             "(or `sequence_depth`).")
+        from maskshift.run.sequence_policy import train_sequence_policy
+
+        return train_sequence_policy(cfg, out, overwrite=overwrite, log=log,
+                                     stop_after_chunks=stop_after_chunks, devices=devices,
+                                     env_chunk=env_chunk)
     check_algo(cfg.algo)
     cfg.editor.validate()
     check_out_dir(out, overwrite)
@@ -158,14 +167,27 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
     check_memory(cfg, env, mesh)
     if cfg.algo in GRADIENT_ALGOS:
         check_differentiable(env, env_params, cfg.algo)
-    _prepare_out(out, overwrite)
+    prepare_out(out, overwrite)
+    return run_editor(cfg, env, env_params, out, mesh=mesh, env_chunk=env_chunk, log=log,
+                      stop_after_chunks=stop_after_chunks)
+
+
+def run_editor(cfg: RunConfig, env, env_params, out: Path, *, mesh=None, devices=None,
+               env_chunk: int | None = None, log=print, stop_after_chunks: int | None = None,
+               init_params=None) -> dict:
+    """Make the edit with ``cfg.algo`` in ``env`` and write the run into ``out`` (already
+    checked and prepared: :func:`train_and_evaluate` does both). ``mesh``: the environment
+    mesh (else one over ``devices``); ``init_params``: a trained editor's network to start
+    from."""
+    mesh = env_mesh(devices) if mesh is None else mesh
+    extra = {} if init_params is None else {"init_params": init_params}
     log(f"maskshift train: algo={cfg.algo} env={env.name} task={env.task.name} rank={env.rank} "
         f"action_size={env.action_size} seed={cfg.seed} "
         + (f"num_envs={cfg.trainer_config.num_envs} updates={cfg.trainer_config.num_updates} "
            if cfg.algo in TRAINED_ALGOS else "")
         + f"devices={mesh.devices.size}x{mesh.devices.flat[0].platform}")
     done = EDITORS[cfg.algo](cfg, env, env_params, out, mesh=mesh, env_chunk=env_chunk, log=log,
-                             stop_after_chunks=stop_after_chunks)
+                             stop_after_chunks=stop_after_chunks, **extra)
     if isinstance(done, dict):  # stopped early: the checkpoint is left to resume from
         return done
     edits, history, stats = done
@@ -186,7 +208,7 @@ def reselect(cfg: RunConfig, out, *, task: Task | None = None, log=print) -> dic
     ``cfg``. The training figures (``train``, ``history``) are the original run's.
     """
     out = Path(out)
-    if cfg.algo not in TRAINED_ALGOS:
+    if cfg.algo not in TRAINED_ALGOS or cfg.sequence_depth:  # a sequence policy: two stages
         return None
     try:
         saved = json.loads((out / "results.json").read_text())

@@ -100,7 +100,7 @@ def load_policy(path) -> Policy:
     return Policy(cfg, meta, shapes, path)
 
 
-def _restore_params(policy: Policy, network, env) -> dict:
+def restore_policy_params(policy: Policy, network, env) -> dict:
     like = network.init(jax.random.key(0), jnp.zeros((1, env.obs_size)))
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), like)
     try:
@@ -164,7 +164,7 @@ class PolicyEditor:
         self.task = dataclasses.replace(task, objective=obj)
         self.policy, self.targets = policy, targets
         self.config = dataclasses.replace(cfg, amortized=False, forget_classes=targets[0])
-        self.env, self.env_params, self.params, self._run = _bind(policy, self.config,
+        self.env, self.env_params, self.params, self._run = bind_policy(policy, self.config,
                                                                   self.task)
 
     def edit(self, forget_classes, out=None, log=print) -> dict:
@@ -213,14 +213,14 @@ def policy_task(policy: Policy):
                                             task_fingerprint=None))[1]
 
 
-def _bind(policy: Policy, cfg: RunConfig, task):
+def bind_policy(policy: Policy, cfg: RunConfig, task):
     """The policy bound to ``task`` under ``cfg``: ``(env, env_params, network params, rollout)``,
     the rollout compiled once for every target of ``task``; ``ValueError`` where the policy cannot
     serve the task's shapes or observation."""
     env, env_params = build_env(cfg, task)
     _check_servable(policy, env)
     network = policy_network(cfg.editor, env)
-    params = _restore_params(policy, network, env)
+    params = restore_policy_params(policy, network, env)
     return (env, env_params, params,
             rollout_fn(env, policy_act(network), int(env_params.max_steps_in_episode)))
 
@@ -271,7 +271,7 @@ def _zero_shot(policy: Policy, task, log) -> tuple[dict, object]:
     """:func:`zero_shot_edit`'s result and the selected edited params."""
     cfg = dataclasses.replace(policy.config, amortized=False, task=task.objective.name,
                               task_factory=None, task_fingerprint=None, from_run=None)
-    env, env_params, params, run = _bind(policy, cfg, task)
+    env, env_params, params, run = bind_policy(policy, cfg, task)
     t0 = time.perf_counter()
     edits = run(params, env_params, jax.random.key(0), jnp.int32(0))
     ep = select_and_report(env, env_params, edits, select_tolerance(cfg), 0)

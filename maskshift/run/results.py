@@ -134,7 +134,7 @@ def summary_table(results: dict) -> str:
 
 def _amortized_table(results: dict) -> str:
     sets = "forget_classes" not in results["targets"][0]
-    width = 20 if sets else 8
+    width = max(20 if sets else 8, *(len(target_label(r)) + 2 for r in results["targets"]))
     lines = [f"\nmaskshift: {results['env']} on {results['dataset']} (unlearn, amortized over "
              f"{len(results['targets'])} targets), seed {results['seed']}: held-out test split, "
              "each target's best step chosen on validation",

@@ -20,6 +20,7 @@ def select_best_step(env: EditWorld, env_params: EnvParams, edits, tolerance: fl
     """Evaluate every step of the episode on the validation split for ``target`` and pick the
     best. Returns ``(t, params, per_step_val_metrics)``; ``t = 0`` is the original model."""
     objective, task = env.task.objective, env.task
+    env_params = env.at_target(env_params, target)
     T = edits[0].shape[0]
     # the selection reads accuracies and confidences only: no MIA (two whole-split passes)
     vals = [task.report(edited_params_at(env, env_params, edits, t), "val", False, target)
@@ -38,5 +39,5 @@ def select_and_report(env: EditWorld, env_params: EnvParams, edits, tolerance: f
     """
     best, edited, vals = select_best_step(env, env_params, edits, tolerance, target)
     return {"best_step": best, "edited": edited, "val_per_step": vals,
-            "before": env.task.report(env_params.task.params, "test", True, target),
+            "before": env.task.report(env.task.params_at(target), "test", True, target),
             "after": env.task.report(edited, "test", True, target)}

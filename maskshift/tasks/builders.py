@@ -38,6 +38,39 @@ def pool_task(task: Task, classes: Sequence[int]) -> Task:
     return dataclasses.replace(task, name=name, objective=obj)
 
 
+def sequence_pool_task(task: Task, requests: Sequence, starts: Sequence) -> Task:
+    """``task`` (an unlearning task on the pretrained model) as a pool of requests in the middle
+    of sequences: request ``i`` is ``(earlier, c)``: forget class ``c`` on the model edited for
+    the ``earlier`` classes, whose edited leaves are ``starts[i]`` (one array per edited leaf;
+    ``earlier`` empty: the pretrained leaves). Each target's retain set, original metrics and
+    reports leave its earlier classes out (:attr:`UnlearnObjective.pool_forgotten`), and its
+    episodes start from its own model (:attr:`Task.starts`), as
+    :func:`next_request_task` makes one request of a sequence. ``ValueError`` for fewer than
+    two requests, a class listed twice in one request's history or a request that repeats an
+    earlier class."""
+    obj = task.objective
+    if not isinstance(obj, UnlearnObjective) or obj.pool or obj.forgotten:
+        raise ValueError(f"A pool of sequence requests starts from one unlearning task on the "
+                         f"pretrained model, not {task.name!r}.")
+    if len(requests) < 2 or len(starts) != len(requests):
+        raise ValueError(f"A pool of sequence requests needs at least two requests and one "
+                         f"start per request; got {len(requests)} and {len(starts)}.")
+    pool, gone = [], []
+    for earlier, c in requests:
+        earlier = tuple(int(k) for k in earlier)
+        check_forget_classes((*earlier, int(c)), task.dataset.num_classes)
+        if len(set(earlier)) != len(earlier) or int(c) in earlier:
+            raise ValueError(f"Request {int(c)} after {list(earlier)} lists a class twice.")
+        pool.append((int(c),))
+        gone.append(earlier)
+    classes = tuple(sorted({c for (c,) in pool}))
+    obj = dataclasses.replace(obj, forget_classes=classes, pool=tuple(pool),
+                              pool_forgotten=tuple(gone))
+    starts = tuple(tuple(np.asarray(a) for a in leaves) for leaves in starts)
+    name = task.name.split("-forget")[0] + f"-sequences{len(pool)}"
+    return dataclasses.replace(task, name=name, objective=obj, starts=starts)
+
+
 def forget_examples_task(task: Task, indices: Sequence[int], reward: str = "confidence",
                          warn=None) -> Task:
     """``task``'s model and data with a request to forget the train examples ``indices`` (rows

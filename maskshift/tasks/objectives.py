@@ -160,6 +160,12 @@ class UnlearnObjective(Objective):
     :func:`~maskshift.tasks.next_request_task`); the task's data hold none of their examples, so
     they are in neither the forget nor the retain set, and the edit neither pays for keeping them
     forgotten nor for bringing them back (docs/sequences.md measures whether they come back).
+
+    ``pool_forgotten``: with a ``pool``, per target, the classes earlier requests took out of
+    that target's retain set (a pool of requests in the middle of sequences, each starting from
+    the model those requests left: :func:`~maskshift.tasks.sequence_pool_task`). The data keep
+    their rows; each target's retain rows, its original's metrics and its reports leave them
+    out, as :attr:`forgotten` does for one request. Empty (default): nothing left out.
     """
 
     forget_classes: tuple[int, ...] = (7,)
@@ -167,6 +173,9 @@ class UnlearnObjective(Objective):
     ce_cap: float = 5.0
     pool: tuple[tuple[int, ...], ...] = ()
     forgotten: tuple[int, ...] = ()
+    # not in the repr, so the objectives of every other task keep their repr (and the runs and
+    # fingerprints that record it); task_fingerprint adds it where it is set
+    pool_forgotten: tuple[tuple[int, ...], ...] = dataclasses.field(default=(), repr=False)
     name: str = "unlearn"
     metric_names: tuple[str, ...] = ("retain_ce", "forget_ce", "retain_acc", "forget_acc")
     # retain cross-entropy moves ~40x less than the forget one: weigh it up to keep utility
@@ -175,17 +184,33 @@ class UnlearnObjective(Objective):
     control_utility_weight: float = 1.0
     summary_keys: tuple[str, ...] = ("forget_acc", "retain_acc", "test_acc", "mia", "mia_efficacy")
 
+    def __post_init__(self):
+        if self.pool_forgotten and len(self.pool_forgotten) != len(self.pool):
+            raise ValueError(f"pool_forgotten has {len(self.pool_forgotten)} entries for a pool "
+                             f"of {len(self.pool)} targets; give one per target.")
+        for t, gone in zip(self.pool, self.pool_forgotten, strict=False):
+            if set(t) & set(gone):
+                raise ValueError(f"Target {list(t)} asks to forget a class its earlier requests "
+                                 f"{list(gone)} already took out of the retain set.")
+
     @property
     def targets(self) -> tuple[tuple[int, ...], ...]:
         """The forget set of each target: ``pool``, or ``(forget_classes,)``."""
         return self.pool or (tuple(self.forget_classes),)
+
+    def left_out(self, target: int) -> tuple[int, ...]:
+        """The classes earlier requests took out of ``target``'s retain set
+        (:attr:`pool_forgotten`; none without)."""
+        return tuple(self.pool_forgotten[target]) if self.pool_forgotten else ()
 
     @property
     def num_targets(self) -> int:
         return len(self.targets)
 
     def target_label(self, target: int) -> str:
-        return ",".join(map(str, self.targets[target]))
+        label = ",".join(map(str, self.targets[target]))
+        gone = self.left_out(target)
+        return f"{label} after {','.join(map(str, gone))}" if gone else label
 
     def train_forget(self, dataset) -> np.ndarray:
         """The forget set (every target's classes) as a boolean mask over the train rows."""
@@ -193,17 +218,20 @@ class UnlearnObjective(Objective):
 
     def arrays(self, encode, split):
         member = np.stack([np.isin(split.y, t) for t in self.targets])  # [P, N]
-        for t, f in zip(self.targets, member, strict=True):
-            if f.all() or not f.any():
+        retain = np.stack([~f & ~np.isin(split.y, self.left_out(k))
+                           for k, f in enumerate(member)])
+        for t, f, r in zip(self.targets, member, retain, strict=True):
+            if not r.any() or not f.any():
                 raise ValueError(f"Forget classes {list(t)} leave an empty forget or retain set "
                                  "in the train split.")
-        return forget_retain_arrays(encode(split.x), split.y, member)
+        return forget_retain_arrays(encode(split.x), split.y, member, retain)
 
     def sample(self, key, arrays, target):
         return sample_forget_retain(key, arrays, target, self.batch_size)
 
     def whole(self, arrays, target):
-        return {"h": arrays["h"], "y": arrays["y"], "forget": arrays["forget"][target]}
+        return {"h": arrays["h"], "y": arrays["y"], "forget": arrays["forget"][target],
+                "retain": arrays["retain"][target]}
 
     def sample_shared(self, key, arrays):
         """One target: :meth:`sample`. A pool of ``P``: class-stratified, ``batch_size // P``
@@ -221,27 +249,27 @@ class UnlearnObjective(Objective):
         ir = _draw(kr, arrays["y"].shape[0], self.batch_size)
         return {"h_retain": arrays["h"][ir], "y_retain": arrays["y"][ir],
                 "h_forget": arrays["h"][i_f], "y_forget": arrays["y"][i_f],
-                "block": jnp.repeat(jnp.arange(num), per), "member": arrays["forget"][:, ir]}
+                "block": jnp.repeat(jnp.arange(num), per), "retain": arrays["retain"][:, ir]}
 
     def for_target(self, batch, target):
         if "block" not in batch:
             return batch
         return {"h_retain": batch["h_retain"], "y_retain": batch["y_retain"],
                 "h_forget": batch["h_forget"], "y_forget": batch["y_forget"],
-                "w_retain": (~batch["member"][target]).astype(jnp.float32),
+                "w_retain": batch["retain"][target].astype(jnp.float32),
                 "w_forget": (batch["block"] == target).astype(jnp.float32)}
 
     def target_sets(self, arrays, target):
         return whole_forget_retain(arrays, target)
 
     def measure(self, logits_fn, batch):
-        if "forget" in batch:  # the whole split, the target's forget rows marked
+        if "forget" in batch:  # the whole split, the target's forget and retain rows marked
             logits, y = logits_fn(batch["h"]), batch["y"]
-            f = batch["forget"].astype(jnp.float32)
+            f, r = batch["forget"].astype(jnp.float32), batch["retain"].astype(jnp.float32)
             ce = row_ce(logits, y)
-            return jnp.stack([weighted_mean(ce, 1.0 - f),
+            return jnp.stack([weighted_mean(ce, r),
                               weighted_mean(jnp.minimum(ce, self.ce_cap), f),
-                              U.accuracy(logits, y, 1.0 - f), U.accuracy(logits, y, f)])
+                              U.accuracy(logits, y, r), U.accuracy(logits, y, f)])
         lr, lf = logits_of_parts(logits_fn, batch["h_retain"], batch["h_forget"])
         if "w_retain" in batch:  # a shared minibatch, weighted for one target
             wr, wf, yr, yf = batch["w_retain"], batch["w_forget"], batch["y_retain"], \
@@ -257,6 +285,9 @@ class UnlearnObjective(Objective):
         return base[0] - metrics[0], metrics[1] - base[1]
 
     def report(self, apply_fn, params, dataset, split, with_mia, target):
+        gone = self.left_out(target)
+        if gone:  # what the model still has to know, as a request of a sequence reports it
+            dataset = dataset.without_classes(gone)
         return unlearning_report(apply_fn, params, dataset, self.targets[target], split, with_mia)
 
     @property
@@ -289,13 +320,15 @@ class UnlearnObjective(Objective):
 BACKDOOR_EDIT_TERMS = ("true_label", "away", "success_rate")
 
 
-def forget_retain_arrays(h, y, member: np.ndarray) -> dict:
+def forget_retain_arrays(h, y, member: np.ndarray, retain: np.ndarray | None = None) -> dict:
     """The train arrays of forgetting ``member`` (``[P, N]`` bool, a forget set per target):
-    activations, labels, the membership, and per target the row indices of its retain and forget
-    examples (padded) with their counts, so a per-environment draw is two gathers."""
-    return {"h": h, "y": y, "forget": member,
-            "retain_idx": _row_indices(~member), "forget_idx": _row_indices(member),
-            "n_retain": (~member).sum(1).astype(np.int32),
+    activations, labels, the membership, each target's retain rows (``retain``, default every
+    row not in its forget set) and per target the row indices of its retain and forget examples
+    (padded) with their counts, so a per-environment draw is two gathers."""
+    retain = ~member if retain is None else retain
+    return {"h": h, "y": y, "forget": member, "retain": retain,
+            "retain_idx": _row_indices(retain), "forget_idx": _row_indices(member),
+            "n_retain": retain.sum(1).astype(np.int32),
             "n_forget": member.sum(1).astype(np.int32)}
 
 
@@ -311,9 +344,9 @@ def sample_forget_retain(key: PRNGKey, arrays: dict, target: Array, batch_size: 
 
 def whole_forget_retain(arrays: dict, target: int) -> dict:
     """Every retain and forget row of a concrete ``target``, in the minibatch's layout."""
-    f = np.asarray(arrays["forget"][target])
+    f, r = np.asarray(arrays["forget"][target]), np.asarray(arrays["retain"][target])
     h, y = arrays["h"], arrays["y"]
-    return {"h_retain": h[~f], "y_retain": y[~f], "h_forget": h[f], "y_forget": y[f]}
+    return {"h_retain": h[r], "y_retain": y[r], "h_forget": h[f], "y_forget": y[f]}
 
 
 def _row_indices(mask: np.ndarray) -> np.ndarray:

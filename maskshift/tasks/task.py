@@ -32,6 +32,7 @@ from maskshift.tasks.paths import (
     matrix_shape,
     module_path,
     path_str,
+    set_leaves,
 )
 
 ApplyFn = Callable[[Params, Array], Array]
@@ -47,13 +48,17 @@ class TaskArrays:
       originals: the original edited leaves viewed as matrices, one ``[m, n]`` per edited leaf.
       train: the objective's train-split arrays (cached activations ``h``, labels, ...).
       base_metrics: the original model's objective metrics on the whole train split, one row
-        per target ``[P, num_metrics]``.
+        per target ``[P, num_metrics]`` (each target's starting model's, with :attr:`starts`).
+      starts: ``None``, or per edited leaf the matrix each target's episode starts from
+        ``[P, m, n]`` (:attr:`Task.starts`); an environment reads the target's as its
+        ``originals`` (:meth:`~maskshift.envs.EditWorld.at_target`).
     """
 
     params: Params
     originals: tuple
     train: dict
     base_metrics: Array
+    starts: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -81,6 +86,10 @@ class Task:
       edit_splits: per edited leaf, how many of its leading axes are the rows of its matrix view
         (:mod:`maskshift.tasks.paths`); ``None``: each leaf's default
         (:func:`~maskshift.tasks.paths.default_split`).
+      starts: ``None`` (every episode starts from ``params``), or per target of the objective
+        the edited leaves its episodes start from (a tuple, one array per edited leaf, in the
+        leaf's shape): a pool of requests each on the model earlier edits left
+        (:func:`~maskshift.tasks.sequence_pool_task`). Only the edited leaves differ.
       prefix_fn, suffix_fn: ``(params, x) -> h`` and ``(params, h) -> logits`` with
         ``suffix_fn(p, prefix_fn(p, x)) == apply_fn(p, x)``; ``prefix_fn`` must not read the edited
         leaves. Without a split, ``prefix_fn`` is the identity and every step runs ``apply_fn``.
@@ -98,6 +107,7 @@ class Task:
     origin: str | None = None
     conv_impl: str = "auto"
     edit_splits: tuple[int, ...] | None = None
+    starts: tuple | None = None
 
     def __post_init__(self):
         for path, leaf in zip(leaf_paths(self.params), jax.tree.leaves(self.params), strict=True):
@@ -112,6 +122,26 @@ class Task:
                              f"{len(self.edit_paths)} edited leaves; give one per leaf.")
         if (self.prefix_fn is None) != (self.suffix_fn is None):
             raise ValueError("Give both prefix_fn and suffix_fn, or neither.")
+        if self.starts is not None:
+            self._check_starts()
+
+    def _check_starts(self) -> None:
+        if len(self.starts) != self.objective.num_targets:
+            raise ValueError(f"starts has {len(self.starts)} entries for "
+                             f"{self.objective.num_targets} targets; give one per target.")
+        for t, leaves in enumerate(self.starts):
+            shapes = tuple(tuple(np.shape(a)) for a in leaves)
+            if shapes != self.leaf_shapes:
+                raise ValueError(f"starts[{t}] has leaf shapes {list(shapes)}, the edited leaves "
+                                 f"{list(self.leaf_shapes)}; give one array per edited leaf.")
+
+    def params_at(self, target: int) -> Params:
+        """The params ``target``'s episodes start from: :attr:`params`, with the target's
+        :attr:`starts` in the edited leaves."""
+        if self.starts is None:
+            return self.params
+        return set_leaves(self.params, self.edit_paths,
+                          [jnp.asarray(a) for a in self.starts[target]])
 
     @property
     def origin_checksum(self) -> str:
@@ -154,6 +184,10 @@ class Task:
                 return self.apply_fn(params, h)
             return self.suffix_fn(params, h)
 
+    def _logits_of(self, params):
+        """``h -> logits`` of ``params`` (the suffix below the cached activations)."""
+        return lambda h: self.suffix(params, h)
+
     def split_arrays(self, split: str = "train") -> dict:
         """The objective's arrays for ``split``, with activations below the edit cached."""
         prefix = jax.jit(self.prefix)
@@ -176,8 +210,12 @@ class Task:
         # The original's metrics on the whole train split, per target: the whole set is one
         # "batch" in the minibatches' layout.
         measure = jax.jit(self.objective.measure, static_argnums=0)
-        base = jnp.stack([measure(lambda h: self.suffix(params, h),
-                                  self.objective.target_sets(train, t))
-                          for t in range(self.objective.num_targets)])
-        return TaskArrays(params=params, originals=originals, train=train, base_metrics=base)
+        targets = range(self.objective.num_targets)
+        base = jnp.stack([measure(self._logits_of(self.params_at(t)),
+                                  self.objective.target_sets(train, t)) for t in targets])
+        starts = None if self.starts is None else tuple(
+            jnp.stack([jnp.reshape(jnp.asarray(self.starts[t][k]), s) for t in targets])
+            for k, s in enumerate(self.matrix_shapes))
+        return TaskArrays(params=params, originals=originals, train=train, base_metrics=base,
+                          starts=starts)
 

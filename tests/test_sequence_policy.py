@@ -1,0 +1,187 @@
+"""A pool of requests in the middle of sequences (per-target starting models) and the policy
+trained for sequences (maskshift.run.sequence_policy)."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from maskshift.envs import MaskWorld, ShiftWorld
+from maskshift.run import make_run_config
+from maskshift.run.build import task_fingerprint
+from maskshift.run.sequence_policy import check_sequence_depth, sequence_orders
+from maskshift.tasks import (
+    UnlearnObjective,
+    get_leaf,
+    next_request_task,
+    sequence_pool_task,
+    set_leaves,
+    unlearning_task,
+)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return unlearning_task((3,), batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def pool(base):
+    """Three requests: class 3 on the pretrained model, class 3 after 5 and class 1 after 5, 8,
+    each later one on its own (made up) edited model."""
+    w = np.asarray(get_leaf(base.params, base.edit_paths[0]))
+    keep = np.random.default_rng(0).random(w.shape) > 0.3
+    requests = [((), 3), ((5,), 3), ((5, 8), 1)]
+    starts = [(w,), (w * keep,), (w * keep * 0.9,)]
+    return requests, starts, sequence_pool_task(base, requests, starts)
+
+
+def _single(base, request, start):
+    """The same request as one request of a sequence (next_request_task)."""
+    earlier, c = request
+    task = dataclasses.replace(base, objective=dataclasses.replace(base.objective,
+                                                                   forget_classes=(c,)))
+    params = set_leaves(base.params, base.edit_paths, [jnp.asarray(start[0])])
+    return next_request_task(task, params, earlier)
+
+
+@pytest.mark.parametrize("world", [MaskWorld, ShiftWorld])
+def test_a_pool_target_reads_exactly_as_its_request_of_a_sequence(base, pool, world):
+    requests, starts, task = pool
+    env = world(task, rank=2)
+    params = env.make_params(max_steps_in_episode=3)
+    action = jax.random.normal(jax.random.key(1), (env.action_size,))
+    for t in (1, 2):  # after earlier requests, on their edited models
+        single = _single(base, requests[t], starts[t])
+        env1 = world(single, rank=2)
+        params1 = env1.make_params(max_steps_in_episode=3)
+        np.testing.assert_array_equal(params.task.base_metrics[t], params1.task.base_metrics[0])
+        obs, state = env.reset_to(t, params)
+        obs1, state1 = env1.reset_to(0, params1)
+        np.testing.assert_array_equal(obs, obs1)
+        at = env.at_target(params, t)
+        edit = env.next_edit(state.edit, action, at)
+        edit1 = env1.next_edit(state1.edit, action, params1)
+        np.testing.assert_allclose(env.metrics_on(edit, env.train_split(at, t), at),
+                                   env1.metrics_on(edit1, env1.train_split(params1), params1),
+                                   rtol=0, atol=1e-6)
+        # the report leaves the earlier classes out, as the request's own task does
+        got = task.report(env.params_for_edit(edit, at), "val", False, t)
+        want = single.report(env1.params_for_edit(edit1, params1), "val", False)
+        assert got["retain_acc"] == pytest.approx(want["retain_acc"], abs=1e-6)
+        assert got["forget_acc"] == pytest.approx(want["forget_acc"], abs=1e-6)
+
+
+def test_a_target_without_earlier_requests_is_the_pretrained_task(base, pool):
+    _, _, task = pool
+    env, env1 = MaskWorld(task, rank=2), MaskWorld(base, rank=2)
+    p, p1 = env.make_params(), env1.make_params()
+    np.testing.assert_array_equal(p.task.base_metrics[0], p1.task.base_metrics[0])
+    assert task.objective.target_label(0) == "3"
+    assert task.objective.target_label(2) == "1 after 5,8"
+
+
+def test_a_stepped_episode_starts_from_its_targets_model(base, pool):
+    """A step's edit multiplies into the target's own starting matrix (MaskWorld), so a zero
+    action leaves exactly that model."""
+    _, starts, task = pool
+    env = MaskWorld(task, rank=2)
+    params = env.make_params(max_steps_in_episode=3)
+    _, state = env.reset_to(2, params)
+    _, state, _, _, _ = env.step_env(jax.random.key(0), state, jnp.zeros(env.action_size),
+                                     params)
+    edited = env.edited_params(state, params)
+    np.testing.assert_array_equal(get_leaf(edited, base.edit_paths[0]), starts[2][0])
+
+
+def test_retain_rows_leave_each_targets_earlier_classes_out(base, pool):
+    _, _, task = pool
+    arrays = task.split_arrays("train")
+    y = np.asarray(arrays["y"])
+    for t, gone in enumerate(((), (5,), (5, 8))):
+        retain = np.asarray(arrays["retain"][t])
+        assert not retain[np.isin(y, gone)].any()
+        assert retain[~np.isin(y, (*gone, *task.objective.targets[t]))].all()
+        assert arrays["n_retain"][t] == retain.sum()
+
+
+def test_sequence_pools_refuse_what_means_nothing(base):
+    w = (np.asarray(get_leaf(base.params, base.edit_paths[0])),)
+    with pytest.raises(ValueError, match="at least two requests"):
+        sequence_pool_task(base, [((), 3)], [w])
+    with pytest.raises(ValueError, match="twice"):
+        sequence_pool_task(base, [((), 3), ((5, 5), 1)], [w, w])
+    with pytest.raises(ValueError, match="twice"):
+        sequence_pool_task(base, [((), 3), ((1,), 1)], [w, w])
+    with pytest.raises(ValueError, match="starts\\[1\\] has leaf shapes"):
+        sequence_pool_task(base, [((), 3), ((5,), 1)], [w, (w[0][:3],)])
+    with pytest.raises(ValueError, match="already took out of the retain set"):
+        UnlearnObjective(pool=((3,), (5,)), pool_forgotten=((), (5,)))
+    with pytest.raises(ValueError, match="give one per target"):
+        UnlearnObjective(pool=((3,), (5,)), pool_forgotten=((),))
+
+
+def test_the_fingerprint_tells_starting_models_apart(base, pool):
+    requests, starts, task = pool
+    other = sequence_pool_task(base, requests, [starts[0], starts[2], starts[1]])
+    assert task_fingerprint(task) != task_fingerprint(other)
+    # every other task keeps its fingerprint: the new field is not in the objective's repr
+    assert "pool_forgotten" not in repr(base.objective)
+
+
+def test_sequence_orders_are_seeded_distinct_pool_classes():
+    orders = sequence_orders((0, 1, 2, 3, 4, 5), 3, seed=0)
+    assert orders == sequence_orders((0, 1, 2, 3, 4, 5), 3, seed=0)
+    assert orders != sequence_orders((0, 1, 2, 3, 4, 5), 3, seed=1)
+    assert len(orders) == 6
+    for o in orders:
+        assert len(o) == 4 and len(set(o)) == 4 and set(o) <= set(range(6))
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"sequence_depth": 1}, "needs `amortized=True` with a class pool"),
+    ({"sequence_depth": 3, "amortized": True, "forget_classes": (0, 1, 2)},
+     "needs a pool of at least 4 classes"),
+    ({"sequence_depth": 1, "amortized": True, "forget_classes": (0, 1),
+      "from_run": "runs/x"}, "drop `task_factory`/`from_run`"),
+])
+def test_a_sequence_depth_that_means_nothing_is_refused(fields, message):
+    cfg = make_run_config(**{k: v for k, v in fields.items() if k in ("amortized",
+                                                                      "forget_classes")},
+                          **{k: v for k, v in fields.items() if k not in ("amortized",
+                                                                          "forget_classes")})
+    with pytest.raises(ValueError, match=message):
+        check_sequence_depth(cfg)
+
+
+@pytest.mark.slow
+def test_a_policy_trained_for_sequences_resumes_and_edits_a_sequence(tmp_path):
+    """Two stages into one directory, killed in each and resumed; the policy it saves edits a
+    sequence request by request (maskshift.sequence --policy)."""
+    from maskshift.run import train_and_evaluate
+    from maskshift.run.policy import load_policy
+    from maskshift.run.sequence import make_plan, run_sequence
+
+    # flat PPO on the summary observation: the cheapest policy to compile (the stages, the start
+    # models and the resume are the same for every policy)
+    cfg = make_run_config(amortized=True, forget_classes=(0, 1, 2), sequence_depth=1,
+                          episode_length=3, num_envs=16, total_steps=96, updates_per_chunk=1,
+                          heads="flat", observation="summary")
+    out = tmp_path / "policy"
+    quiet = lambda s: None  # noqa: E731
+    first = train_and_evaluate(cfg, out, log=quiet, stop_after_chunks=1)
+    assert first == {"stopped_at_update": 1, "stage": 1}
+    second = train_and_evaluate(cfg, out, log=quiet, stop_after_chunks=1)
+    assert second == {"stopped_at_update": 1, "stage": 2}
+    res = train_and_evaluate(cfg, out, log=quiet)
+    labels = [t["label"] for t in res["targets"]]
+    assert labels[:3] == ["0", "1", "2"] and len(labels) == 6
+    assert all(" after " in label for label in labels[3:])
+    stage_one = (out / "stage-1" / "policy.json").read_text()
+    assert load_policy(out).meta["checksum"] not in stage_one  # trained further
+    plan = make_plan(make_run_config(), [3, 5], policy=out)
+    seq = run_sequence(plan, tmp_path / "seq", log=quiet)
+    assert [r["request"] for r in seq["after_each"]] == [3, 5]
+    assert set(seq["after_each"][1]["forget_acc_by_request"]) == {"3", "5"}
