@@ -27,6 +27,7 @@ import numpy as np
 
 from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.run import make_run_config
+from maskshift.run.policy import load_policy
 from maskshift.run.sequence import finished_sequence, make_plan, run_sequence
 
 ORDERS = ["3 5 8 1 6", "6 1 8 5 3"]
@@ -50,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def policy_name(cfg) -> str:
+    """How a table names a trained policy: its env, whether it was trained for sequences (and
+    for how many earlier requests) and its class pool, e.g. ``mask-seq4-pool0-1-2-3-4-5``."""
+    kind = f"seq{cfg.sequence_depth}" if cfg.sequence_depth else "amortized"
+    return f"{cfg.env}-{kind}-pool{'-'.join(map(str, cfg.forget_classes))}"
+
+
 def jobs(args):
     """``(label, plan, directory)`` for every sequence the arguments name."""
     for order in args.orders:
@@ -57,7 +65,7 @@ def jobs(args):
         tag = "-".join(map(str, requests))
         for directory in args.policy:
             plan = make_plan(make_run_config(), requests, policy=directory)
-            name = Path(directory).name
+            name = policy_name(load_policy(directory).config)
             yield f"policy {name}", plan, Path(args.out) / f"policy-{name}-{tag}"
         for method in args.methods:
             envs = args.envs if method in ("gradient", "oracle", "ppo") else ["-"]

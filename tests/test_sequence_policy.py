@@ -156,11 +156,20 @@ def test_a_sequence_depth_that_means_nothing_is_refused(fields, message):
         check_sequence_depth(cfg)
 
 
+def test_the_one_stage_run_path_points_at_the_two_stage_one(tmp_path):
+    from maskshift.run import train_and_evaluate
+
+    cfg = make_run_config(amortized=True, forget_classes=(0, 1, 2), sequence_depth=1)
+    with pytest.raises(ValueError, match="train_sequence_policy"):
+        train_and_evaluate(cfg, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.slow
 def test_a_policy_trained_for_sequences_resumes_and_edits_a_sequence(tmp_path):
     """Two stages into one directory, killed in each and resumed; the policy it saves edits a
     sequence request by request (maskshift.sequence --policy)."""
-    from maskshift.run import train_and_evaluate
+    from maskshift.run import train_sequence_policy
     from maskshift.run.policy import load_policy
     from maskshift.run.sequence import make_plan, run_sequence
 
@@ -171,11 +180,11 @@ def test_a_policy_trained_for_sequences_resumes_and_edits_a_sequence(tmp_path):
                           heads="flat", observation="summary")
     out = tmp_path / "policy"
     quiet = lambda s: None  # noqa: E731
-    first = train_and_evaluate(cfg, out, log=quiet, stop_after_chunks=1)
+    first = train_sequence_policy(cfg, out, log=quiet, stop_after_chunks=1)
     assert first == {"stopped_at_update": 1, "stage": 1}
-    second = train_and_evaluate(cfg, out, log=quiet, stop_after_chunks=1)
+    second = train_sequence_policy(cfg, out, log=quiet, stop_after_chunks=1)
     assert second == {"stopped_at_update": 1, "stage": 2}
-    res = train_and_evaluate(cfg, out, log=quiet)
+    res = train_sequence_policy(cfg, out, log=quiet)
     labels = [t["label"] for t in res["targets"]]
     assert labels[:3] == ["0", "1", "2"] and len(labels) == 6
     assert all(" after " in label for label in labels[3:])

@@ -62,6 +62,7 @@ from maskshift.run import (
     TrainingError,
     make_run_config,
     train_and_evaluate,
+    train_sequence_policy,
 )
 from maskshift.run.config import (
     LONG_PPO_TOTAL_STEPS,
@@ -330,8 +331,9 @@ def main(argv=None) -> int:
     try:
         cfg = config_from_args(args)
         with one_line_warnings():
-            train_and_evaluate(cfg, out, overwrite=args.overwrite, devices=args.devices,
-                               env_chunk=args.env_chunk, log=lambda s: print(s, flush=True))
+            run = train_sequence_policy if cfg.sequence_depth else train_and_evaluate
+            run(cfg, out, overwrite=args.overwrite, devices=args.devices,
+                env_chunk=args.env_chunk, log=lambda s: print(s, flush=True))
     except (ValueError, OutputDirError, CheckpointError) as err:
         fail(parser, err, 2)
     except TrainingError as err:  # a run that failed while running (non-finite values)

@@ -10,6 +10,8 @@ the files every editor writes.
 - :mod:`~maskshift.run.select`, :mod:`~maskshift.run.results`, :mod:`~maskshift.run.plots`: the
   best step on val, ``results.json`` and ``edited/``, the plots;
 - :mod:`~maskshift.run.policy`: a trained policy as a reusable editor;
+- :mod:`~maskshift.run.sequence_policy`: :func:`train_sequence_policy`, a policy trained for
+  sequences of requests;
 - :mod:`~maskshift.run.evaluate`, :mod:`~maskshift.run.compare`: what ``maskshift.evaluate`` and
   ``maskshift.compare`` run.
 """
@@ -27,7 +29,9 @@ from maskshift.run.config import (
 )
 from maskshift.run.pipeline import check_out_dir, reselect, reuse_or_run, train_and_evaluate
 from maskshift.run.results import finished_run, summary_table
+from maskshift.run.sequence_policy import train_sequence_policy
 
 __all__ = ["ALGOS", "DEFAULT_LR", "DEFAULT_TOLERANCE", "DEFAULT_TOTAL_STEPS", "OutputDirError",
            "RunConfig", "TrainingError", "build_env", "check_out_dir", "finished_run",
-           "make_run_config", "reselect", "reuse_or_run", "summary_table", "train_and_evaluate"]
+           "make_run_config", "reselect", "reuse_or_run", "summary_table", "train_and_evaluate",
+           "train_sequence_policy"]

@@ -138,15 +138,9 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
     returned.
     """
     out = Path(out)
-    if cfg.sequence_depth:  # a policy trained for sequences: two stages
-        if task is not None:
-            raise ValueError("`sequence_depth` trains on the built-in model; drop your own task "
-                             "(or `sequence_depth`).")
-        from maskshift.run.sequence_policy import train_sequence_policy
-
-        return train_sequence_policy(cfg, out, overwrite=overwrite, log=log,
-                                     stop_after_chunks=stop_after_chunks, devices=devices,
-                                     env_chunk=env_chunk)
+    if cfg.sequence_depth:
+        raise ValueError("A policy trained for sequences (`sequence_depth`) trains in two stages: "
+                         "run it with maskshift.run.train_sequence_policy(cfg, out).")
     check_algo(cfg.algo)
     cfg.editor.validate()
     check_out_dir(out, overwrite)
