@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=["gradient", "oracle", "ppo", "salun",
                                                     "retrain"])
     p.add_argument("--policy", nargs="*", default=[],
-                   help="trained policy directories, each edits every order (seed-free)")
+                   help="trained policy directories, each edits every order; policies of one "
+                        "kind (env, sequence depth, pool) and several seeds share a row")
     p.add_argument("--out", default="runs/sequence-digits")
     p.add_argument("--json", default=None, help="write the figures here (and a .md)")
     return p
@@ -65,8 +66,10 @@ def jobs(args):
         tag = "-".join(map(str, requests))
         for directory in args.policy:
             plan = make_plan(make_run_config(), requests, policy=directory)
-            name = policy_name(load_policy(directory).config)
-            yield f"policy {name}", plan, Path(args.out) / f"policy-{name}-{tag}"
+            cfg = load_policy(directory).config
+            name = policy_name(cfg)  # a row per kind of policy, over the seeds given
+            yield (f"policy {name}", plan,
+                   Path(args.out) / f"policy-{name}-s{cfg.seed}-{tag}")
         for method in args.methods:
             envs = args.envs if method in ("gradient", "oracle", "ppo") else ["-"]
             seeds = args.rl_seeds if method == "ppo" else args.seeds
