@@ -80,12 +80,13 @@ def _edited_leaves(task: Task, params) -> tuple:
     return tuple(np.asarray(get_leaf(params, p)) for p in task.edit_paths)
 
 
-def policy_starts(policy, base: Task, orders, depth: int, log=print) -> tuple[list, list]:
+def policy_starts(policy, base: Task, pool, orders, depth: int,
+                  log=print) -> tuple[list, list]:
     """The stage-2 pool: ``(requests, starts)`` for :func:`~maskshift.tasks.sequence_pool_task`,
-    every pool class from the pretrained model, then each order's request ``k + 1`` from the
+    every class of ``pool`` from the pretrained model, then each order's request ``k + 1`` from the
     model ``policy`` left after its first ``k`` (``k = 1..depth``), each request edited by one
     rollout and its best step on val. One compiled rollout per depth serves every order."""
-    pool = tuple(sorted({c for o in orders for c in o} | set(base.objective.forget_classes)))
+    pool = tuple(int(c) for c in pool)
     pretrained = _edited_leaves(base, base.params)
     requests = [((), c) for c in pool]
     starts = [pretrained] * len(pool)
@@ -136,7 +137,8 @@ def train_sequence_policy(cfg: RunConfig, out, *, overwrite: bool = False, log=p
     base = resolve_task(dataclasses.replace(cfg, amortized=False, sequence_depth=0,
                                             forget_classes=cfg.forget_classes[:1]))[1]
     orders = sequence_orders(cfg.forget_classes, cfg.sequence_depth, cfg.seed)
-    requests, starts = policy_starts(policy, base, orders, cfg.sequence_depth, log)
+    requests, starts = policy_starts(policy, base, cfg.forget_classes, orders,
+                                     cfg.sequence_depth, log)
     task = sequence_pool_task(base, requests, starts)
     env, env_params = build_env(cfg, task)
     init = restore_policy_params(policy, policy_network(cfg.editor, env), env)
