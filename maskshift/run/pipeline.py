@@ -174,14 +174,13 @@ def run_editor(cfg: RunConfig, env, env_params, out: Path, *, mesh=None, devices
     mesh (else one over ``devices``); ``init_params``: a trained editor's network to start
     from."""
     mesh = env_mesh(devices) if mesh is None else mesh
-    extra = {} if init_params is None else {"init_params": init_params}
     log(f"maskshift train: algo={cfg.algo} env={env.name} task={env.task.name} rank={env.rank} "
         f"action_size={env.action_size} seed={cfg.seed} "
         + (f"num_envs={cfg.trainer_config.num_envs} updates={cfg.trainer_config.num_updates} "
            if cfg.algo in TRAINED_ALGOS else "")
         + f"devices={mesh.devices.size}x{mesh.devices.flat[0].platform}")
     done = EDITORS[cfg.algo](cfg, env, env_params, out, mesh=mesh, env_chunk=env_chunk, log=log,
-                             stop_after_chunks=stop_after_chunks, **extra)
+                             stop_after_chunks=stop_after_chunks, init_params=init_params)
     if isinstance(done, dict):  # stopped early: the checkpoint is left to resume from
         return done
     edits, history, stats = done
