@@ -341,3 +341,14 @@ def test_out_naming_a_file_is_refused(main, argv, capsys, tmp_path):
     _refused(main, [*argv, "--out", str(target)], "is an existing file, not a directory", capsys)
     _refused(main, [*argv, "--out", str(target / "run")], "file, not a directory", capsys)
     assert target.read_text() == "mine" and list(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--task", "bias", "--model", "transformer", "--edit", "Block_1/Attn/query/bias"],
+    ["--task", "backdoor", "--edit", "Conv_9"],
+])
+def test_a_wrong_edit_spec_is_refused_before_any_model_is_pretrained(argv, capsys, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.setenv("MASKSHIFT_CACHE_DIR", str(tmp_path / "cache"))
+    _refused(cli_train.main, [*argv, "--out", str(tmp_path / "o")], "edit", capsys)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "o").exists()

@@ -14,6 +14,7 @@ from maskshift.models.pretrain import (
     cache_dir,
     check_model,
     default_model,
+    model_shapes,
     pretrained,
     train_classifier,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "MODELS",
     "check_model",
     "default_model",
+    "model_shapes",
     "pretrained",
     "train_classifier",
 ]

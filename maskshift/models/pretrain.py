@@ -213,6 +213,14 @@ def is_cached(dataset: Dataset, seed: int = 0, *, model: StagedModule | None = N
     return _cache_entry(dataset, seed, model, config)[3].exists()
 
 
+def model_shapes(dataset: Dataset, name: str | None = None) -> tuple[StagedModule, Params]:
+    """The built-in model :func:`pretrained` trains for ``dataset`` (``name``: which one) and
+    its params' shapes (``jax.ShapeDtypeStruct`` leaves), without training or loading anything:
+    what an edit spec is checked against before a model is pretrained."""
+    model = default_model(dataset, name)[0]
+    return model, jax.eval_shape(lambda: init_params(model, dataset, jax.random.key(0)))
+
+
 @dataclasses.dataclass(frozen=True)
 class Pretrained:
     """A pretrained target model: the module, its params, and where they came from."""

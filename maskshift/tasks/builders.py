@@ -14,7 +14,7 @@ from maskshift._types import Params
 from maskshift.data import Dataset, Split, check_forget_classes, check_task, load_dataset
 from maskshift.data.backdoor import Trigger, poison
 from maskshift.data.forget_sets import check_forget_set, random_forget_set
-from maskshift.models import pretrained
+from maskshift.models import model_shapes, pretrained
 from maskshift.tasks.forget_examples import ExampleObjective, heldout_levels
 from maskshift.tasks.objectives import BackdoorObjective, BiasObjective, UnlearnObjective
 from maskshift.tasks.paths import Path, module_path, resolve_edit
@@ -186,12 +186,12 @@ def unlearning_task(forget_classes: int | Sequence[int] = 7, *, dataset: str | D
     """
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
     classes = check_forget_classes(np.atleast_1d(forget_classes), data.num_classes)
+    edited = _staged_edit(*model_shapes(data), edit)  # a wrong spec stops before pretraining
     target = pretrained(data, seed=seed)
     task = Task(name=f"unlearn-{data.name}-forget{'-'.join(map(str, classes))}",
                 apply_fn=target.model.apply, params=target.params,
                 objective=UnlearnObjective(forget_classes=classes, batch_size=batch_size),
-                dataset=data, model=target.model,
-                **_staged_edit(target.model, target.params, edit))
+                dataset=data, model=target.model, **edited)
     return pool_task(task, classes) if amortized else task
 
 
@@ -208,11 +208,12 @@ def bias_task(*, dataset: str | Dataset = "toxic_templates",
     MLP).
     """
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    edited = _staged_edit(*model_shapes(data, model), edit)  # checked before pretraining
     target = pretrained(data, seed=seed, name=model)
     name = f"bias-{data.name}" + ("" if model in (None, "bag") else f"-{model}")
     return Task(name=name, apply_fn=target.model.apply, params=target.params,
                 objective=BiasObjective(batch_size=batch_size), dataset=data, model=target.model,
-                **_staged_edit(target.model, target.params, edit))
+                **edited)
 
 
 def backdoor_task(*, dataset: str | Dataset = "digits", target_class: int = 0,
@@ -229,11 +230,12 @@ def backdoor_task(*, dataset: str | Dataset = "digits", target_class: int = 0,
     """
     data = load_dataset(dataset) if isinstance(dataset, str) else dataset
     trigger = Trigger(target=int(target_class), size=int(trigger_size)).check(data)
+    edited = _staged_edit(*model_shapes(data), edit)  # checked before pretraining
     target = pretrained(poison(data, trigger, poison_rate, seed=seed), seed=seed)
     objective = BackdoorObjective(trigger=trigger, batch_size=batch_size, edit_term=edit_term)
     return Task(name=f"backdoor-{data.name}-target{trigger.target}", apply_fn=target.model.apply,
                 params=target.params, objective=objective, dataset=data, model=target.model,
-                **_staged_edit(target.model, target.params, edit))
+                **edited)
 
 
 def task_from_model(apply_fn: ApplyFn, params: Params, edit: Sequence[str | Path], *,
