@@ -43,6 +43,7 @@ def test_an_accelerator_extra_without_its_accelerator_is_refused():
         A.check_accelerator("gpu", {"libtpu": "tpu"})
 
 
+@pytest.mark.slow
 def test_counts_that_do_not_split_over_two_devices_stop_the_script(tmp_path):
     import os
     import subprocess

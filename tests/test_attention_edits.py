@@ -93,6 +93,7 @@ def test_each_stage_of_the_transformer_carries_the_padding_mask(fresh):
     np.testing.assert_allclose(model.apply(other, tokens), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_masking_an_attention_projection_moves_the_bias_task(transformer_bias):
     task = transformer_bias
     assert task.matrix_shapes == ((32, 32),)

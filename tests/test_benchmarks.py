@@ -43,6 +43,7 @@ def test_the_numpy_step_is_the_jax_step(envs, env_id, task):
                                                                                   abs=1e-5)
 
 
+@pytest.mark.slow
 def test_vmap_mode_reports_compile_memory_and_flops(envs):
     env, p = envs[("ShiftWorld-v0", "bias")]
     r = bench_vmap(env, p, 4, reps=2, steps=3)
@@ -143,6 +144,7 @@ def test_throughput_script_rejects_a_bad_mode():
     assert proc.returncode == 2 and "invalid choice: 'warp'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_throughput_sweep_times_a_conv_edit_both_ways():
     from maskshift.bench import run_throughput
     res = run_throughput(envs=("mask",), tasks=("unlearn",), ns=(2,), modes=("vmap",), reps=1,

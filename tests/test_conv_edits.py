@@ -73,6 +73,7 @@ def test_patches_conv_is_a_drop_in_for_lax_with_its_gradient():
         lax.conv_general_dilated(nchw, oihw, (1, 1), "SAME"))
 
 
+@pytest.mark.slow
 def test_a_conv_edit_steps_without_a_convolution_and_matches_lax(digits, digits_model):
     task = unlearning_task(7, dataset=digits, edit=("Conv_1",))
     assert task.conv_impl == "auto"

@@ -127,6 +127,7 @@ def test_the_oracle_raises_the_return_and_counts_its_steps(unlearn_env8):
     assert cfg.env_steps(8) == 2 * 12 * 8
 
 
+@pytest.mark.slow
 def test_apg_learns_on_a_tiny_budget(unlearn_env8):
     env, p = unlearn_env8
     cfg = APGConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 12, learning_rate=1e-2,
@@ -151,7 +152,7 @@ def small(algo: str) -> tr.RunConfig:
     return dataclasses.replace(SMALL, algo=algo, editor=SMALL_EDITORS[algo])
 
 
-@pytest.mark.parametrize("algo", ["gradient", "oracle"])
+@pytest.mark.parametrize("algo", ["gradient", pytest.param("oracle", marks=pytest.mark.slow)])
 def test_a_controller_run_writes_what_a_trained_run_writes(algo, tmp_path, digits_model):
     out = tmp_path / algo
     lines = []
@@ -214,6 +215,7 @@ def test_your_own_task_trains_resumes_and_refuses_another_task(tmp_path, blob_ml
     assert _scalars(res["after"]) == pytest.approx(_scalars(ref["after"]))
 
 
+@pytest.mark.slow
 def test_a_task_factory_trains_from_the_command_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_blobs.py").write_text(
         "import numpy as np\n"

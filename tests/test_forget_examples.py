@@ -175,6 +175,7 @@ def test_a_bad_index_file_stops_the_command_with_one_line(content, message, tmp_
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_an_example_request_runs_end_to_end_and_warns_of_a_whole_class(tmp_path, capsys,
                                                                    digits_model, base_task):
     y = base_task.dataset.train.y

@@ -64,6 +64,7 @@ def documented(tmp_path, monkeypatch):
     sys.modules.pop("my_objectives", None)
 
 
+@pytest.mark.slow
 def test_the_documented_objective_trains_from_the_command_line(documented, digits_model, capsys):
     out = documented / "gradient"
     argv = ["--objective-factory", "my_objectives:make_objective", "--algo", "gradient",

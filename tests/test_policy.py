@@ -27,6 +27,7 @@ def units_run(tmp_path_factory, digits_model):
     return _train(tmp_path_factory.mktemp("policy") / "units")
 
 
+@pytest.mark.slow
 def test_a_ppo_run_saves_its_policy_and_it_edits_another_class(units_run, tmp_path):
     from maskshift.checkpoint import read_meta
     from maskshift.run.policy import edit_with_policy, load_policy
@@ -52,6 +53,7 @@ def test_a_ppo_run_saves_its_policy_and_it_edits_another_class(units_run, tmp_pa
         edit_with_policy(policy, [3], from_run=tmp_path / "e3", log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_a_policy_edits_every_request_of_a_sequence(units_run, tmp_path):
     from maskshift.run.sequence import make_plan, run_sequence
 
@@ -63,6 +65,7 @@ def test_a_policy_edits_every_request_of_a_sequence(units_run, tmp_path):
         "policy"
 
 
+@pytest.mark.slow
 def test_edit_cli_json_has_evaluate_keys(units_run, capsys):
     from maskshift.cli import evaluate
 

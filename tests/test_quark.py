@@ -38,6 +38,7 @@ def unlearn_env8(envs):
     return env, p.replace(max_steps_in_episode=8)
 
 
+@pytest.mark.slow
 def test_quark_learns_on_a_tiny_budget(unlearn_env8):
     env, p = unlearn_env8
     cfg = QuarkConfig(num_envs=4, num_steps=8, total_timesteps=4 * 8 * 10, pool_factor=4,

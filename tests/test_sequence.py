@@ -73,6 +73,7 @@ def test_a_later_mask_multiplies_into_the_edited_kernel_and_a_shift_adds_to_it(b
         assert np.any(w2[w1 == 0.0] != 0.0)
 
 
+@pytest.mark.slow
 def test_train_from_a_run_edits_its_edited_model(tmp_path, capsys):
     from maskshift.checkpoint import read_meta
     from maskshift.cli import evaluate as cli_evaluate
@@ -133,6 +134,7 @@ def test_bad_from_directories_are_refused_in_one_line(tmp_path, base, capsys):
     assert (runs["good"] / "edited").is_dir()  # the --out == --from case touched nothing
 
 
+@pytest.mark.slow
 def test_a_sequence_reports_every_request_and_resumes_where_it_stopped(tmp_path):
     plan = make_plan(make_run_config(algo="gradient", episode_length=4), [3, 5])
     out = tmp_path / "seq"
