@@ -270,6 +270,27 @@ SEQUENCE = [  # (tests/test_sequence.py refuses the requests' and --out's bad va
     (["--requests", "3", "--updates-per-chunk", "0"], "argument --updates-per-chunk: expected"),
     (["--requests", "3", "--overwrite=no"], "argument --overwrite: ignored explicit argument"),
     (["--requests", "3", "--json=1"], "argument --json: ignored explicit argument"),
+    (["--requests", "3", "--example-requests", "2"], "argument --example-requests: not allowed "
+                                                     "with argument --requests"),
+    (["--example-requests", "2"], "argument --example-requests: needs --forget-fraction F"),
+    (["--example-requests", "0", "--forget-fraction", "0.1"], "argument --example-requests: "
+                                                              "expected a whole number >= 1"),
+    (["--example-requests", "2", "--forget-fraction", "1"], "argument --forget-fraction: "
+                                                            "expected a number strictly between"),
+    (["--example-requests", "30", "--forget-fraction", "0.05", "--algo", "salun"],
+     "30 requests of 54 examples (0.05 of 1078) leave nothing to retain"),
+    (["--example-requests", "2", "--forget-fraction", "0.05", "--forget-stratified"],
+     "argument --forget-stratified: a sequence draws its example requests"),
+    (["--example-requests", "2", "--forget-fraction", "0.05", "--forget-indices", "f.txt"],
+     "argument --forget-indices: a sequence draws its example requests"),
+    (["--example-requests", "2", "--forget-fraction", "0.05", "--policy", "/tmp"],
+     "argument --policy: a trained policy edits class requests"),
+    (["--requests", "3", "--forget-fraction", "0.05"], "argument --forget-fraction: applies to "
+                                                       "--example-requests N"),
+    (["--requests", "3", "--forget-reward", "accuracy_gap"], "argument --forget-reward: applies "
+                                                             "to --example-requests N"),
+    (["--example-requests", "2", "--forget-fraction", "0.05", "--forget-reward", "mia"],
+     "argument --forget-reward: invalid choice: 'mia'"),
 ]
 
 

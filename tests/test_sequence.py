@@ -12,11 +12,12 @@ import pytest
 from maskshift.checkpoint import save_edited
 from maskshift.cli import sequence as cli_sequence
 from maskshift.cli import train as cli_train
+from maskshift.data.forget_sets import disjoint_forget_sets
 from maskshift.envs import make
 from maskshift.run import make_run_config
 from maskshift.run.chain import edited_meta
 from maskshift.run.sequence import make_plan, run_sequence
-from maskshift.tasks import get_leaf, next_request_task, unlearning_task
+from maskshift.tasks import get_leaf, next_examples_task, next_request_task, unlearning_task
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,28 @@ def test_the_next_request_leaves_every_forgotten_class_out_of_the_data(base):
     bad["params"]["Dense_0"]["kernel"] = bad["params"]["Dense_0"]["kernel"][:, :8]
     with pytest.raises(ValueError, match="not of"):
         next_request_task(base, bad, (7,))
+
+
+def test_example_requests_are_disjoint_and_each_leaves_the_retain_set(base):
+    sets = disjoint_forget_sets(1078, 0.05, 3, seed=4)
+    assert [len(x) for x in sets] == [54, 54, 54]
+    assert len(np.unique(np.concatenate(sets))) == 162  # no example in two requests
+    again = disjoint_forget_sets(1078, 0.05, 3, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(sets, again, strict=True))
+    assert not np.array_equal(sets[0], disjoint_forget_sets(1078, 0.05, 1, seed=5)[0])
+    edited = _zeroed(base.params)
+    n = len(base.dataset.train)
+    sets = disjoint_forget_sets(n, 0.05, 3)
+    task = next_examples_task(base, edited, sets[2], sets[:2])
+    # the earlier sets left the train split; the request's rows are the same examples
+    assert len(task.dataset.train) == n - 108
+    keep = np.setdiff1d(np.arange(n), np.concatenate(sets[:2]))
+    np.testing.assert_array_equal(keep[list(task.objective.forget_indices)], sets[2])
+    np.testing.assert_array_equal(task.dataset.train.x, base.dataset.train.x[keep])
+    assert len(task.dataset.test) == len(base.dataset.test)  # val and test untouched
+    assert task.origin == base.origin_checksum and task.name.endswith("-after2sets")
+    with pytest.raises(ValueError, match="was forgotten by an earlier request"):
+        next_examples_task(base, edited, sets[0][:5], sets[:2])
 
 
 @pytest.mark.parametrize("env_id", ["MaskWorld-v0", "ShiftWorld-v0"])
@@ -199,6 +222,28 @@ def test_the_sequence_command_prints_json_and_refuses_bad_input(tmp_path, capsys
 
 
 @pytest.mark.slow
+def test_an_example_sequence_reports_each_set_and_resumes(tmp_path):
+    cfg = make_run_config(algo="gradient", episode_length=4, forget_fraction=0.05)
+    plan = make_plan(cfg, method="gradient", examples=2)
+    out, references = tmp_path / "ex", {}
+    res = run_sequence(plan, out, log=lambda s: None, references=references)
+    assert len(references) == 2 and res["examples"]["sizes"] == [54, 54]
+    first, second = res["after_each"]
+    assert set(second["forget_acc_by_request"]) == {"1", "2"}
+    assert second["worst_relapse"] == second["forget_acc_by_request"]["1"]
+    # the edit moves each set toward the held-out level from the original's 100% train accuracy
+    assert res["before"]["forget_acc_by_request"]["1"] == 1.0
+    assert first["forget_acc_by_request"]["1"] < 1.0 and second["forget_acc_by_request"]["2"] < 1.0
+    assert all(np.isfinite(s["avg_gap"]) for s in res["after_each"])
+    assert (out / "sequence.png").stat().st_size > 0
+    strip = [{k: v for k, v in s.items() if k != "seconds"} for s in res["after_each"]]
+    (out / "sequence.json").unlink()
+    (out / "request-2" / "request.json").unlink()
+    again = run_sequence(plan, out, log=lambda s: None, references=references)
+    assert [{k: v for k, v in s.items() if k != "seconds"} for s in again["after_each"]] == strip
+
+
+@pytest.mark.slow
 def test_a_killed_ppo_sequence_resumes_bit_identical(tmp_path):
     # flat PPO on the summary observation: the cheapest policy to compile (resuming is the
     # training loop's, the same for every policy)
@@ -247,3 +292,8 @@ def test_the_benchmark_tables_each_method_over_its_sequences(tmp_path):
                                 {"after_each": [step, two], "total_seconds": 3.0}])
     assert row["avg_gap_per_request"] == [1.0, 3.0] and row["worst_relapse"] == [0.1, 0.1]
     assert row["goal_met"] == 1 and row["total_seconds"] == 2.0
+    # example sets: the relapse is the earlier sets' excess over the held-out (test) accuracy
+    sets = {**two, "worst_relapse": 0.83, "test_acc": 0.8}
+    row = bench.summarise("m", [{"after_each": [step, sets], "total_seconds": 1.0,
+                                 "examples": {"fraction": 0.05}}])
+    assert row["worst_relapse"] == [pytest.approx(0.03)] * 2 and row["goal_met"] == 1

@@ -1,13 +1,14 @@
-"""``python -m maskshift.sequence``: forget classes one request after another, each edit starting
-from the last edited model, and report after each what a stream of requests puts at risk
-(relapse of earlier requests, erosion of the rest). This module parses and prints;
-:func:`maskshift.run.sequence.run_sequence` does the work.
+"""``python -m maskshift.sequence``: forget classes, or sets of train examples, one request after
+another, each edit starting from the last edited model, and report after each what a stream of
+requests puts at risk (relapse of earlier requests, erosion of the rest). This module parses
+and prints; :func:`maskshift.run.sequence.run_sequence` does the work.
 
 Examples::
 
     python -m maskshift.sequence --env mask --requests 3 5 8 --algo gradient --out runs/seq
     python -m maskshift.sequence --requests 3 5 8 --policy runs/amortized --out runs/seq-policy
     python -m maskshift.sequence --requests 3 5 8 --algo salun --json
+    python -m maskshift.sequence --example-requests 5 --forget-fraction 0.05 --algo gradient
 
 ``--algo``: an editor of the action space (ppo, the default RL editor, apg, gradient, oracle;
 one run per request with ``maskshift.train``'s defaults), or a baseline at its default setting
@@ -24,7 +25,16 @@ import json
 import sys
 
 from maskshift.checkpoint import CheckpointError
-from maskshift.cli.args import Parser, add_dataset_arguments, fail, nonneg_int, path, seed_int
+from maskshift.cli.args import (
+    Parser,
+    add_dataset_arguments,
+    add_forget_set_arguments,
+    fail,
+    nonneg_int,
+    path,
+    positive_int,
+    seed_int,
+)
 from maskshift.cli.launch import DISTRIBUTED_FLAGS
 from maskshift.cli.train import (
     add_editor_options,
@@ -44,10 +54,16 @@ EDITOR_FLAGS = ("total_steps", "num_envs", "observation", "heads", "skip_gain", 
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m maskshift.sequence",
-               description="Forget classes one request after another with one editor; report "
-                           "relapse and erosion after each request.")
-    p.add_argument("--requests", type=nonneg_int, nargs="+", required=True, metavar="CLASS",
-                   help="the classes to forget, in the order the requests arrive")
+               description="Forget classes, or sets of train examples, one request after "
+                           "another with one editor; report relapse and erosion after each "
+                           "request.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--requests", type=nonneg_int, nargs="+", metavar="CLASS",
+                      help="the classes to forget, in the order the requests arrive")
+    what.add_argument("--example-requests", type=positive_int, metavar="N",
+                      help="N requests to forget sets of train examples instead: disjoint "
+                           "random sets of --forget-fraction of the train split each, drawn "
+                           "with --forget-seed (docs/sequences.md)")
     p.add_argument("--env", default=None, choices=("mask", "shift"),
                    help="mask (MaskWorld, default) or shift (ShiftWorld)")
     p.add_argument("--algo", default=None, choices=METHODS, metavar="METHOD",
@@ -58,6 +74,7 @@ def build_parser() -> Parser:
                    help="a finished `maskshift.train --algo ppo` run: its policy edits every "
                         "request with no training (its own env and model)")
     add_dataset_arguments(p)
+    add_forget_set_arguments(p)
     p.add_argument("--edit", nargs="+", default=None, metavar="LAYER",
                    help="layer names or leaf paths to edit (default Dense_0)")
     p.add_argument("--seed", type=seed_int, default=0)
@@ -89,6 +106,7 @@ def _as_train_args(args, algo: str) -> argparse.Namespace:
 def check_args(args, parser: Parser) -> None:
     """Refuse flags that have no effect with the others given (one line, exit 2)."""
     method = "policy" if args.policy is not None else (args.algo or "ppo")
+    _check_example_args(args, parser)
     if args.policy is not None and args.algo not in (None, "policy"):
         parser.error(f"argument --policy: the policy edits every request; drop --algo "
                      f"{args.algo}")
@@ -106,17 +124,45 @@ def check_args(args, parser: Parser) -> None:
         parser.error(f"argument --{given[0].replace('_', '-')}: {why}; drop it")
 
 
+def _check_example_args(args, parser: Parser) -> None:
+    """Example requests: a drawn share per request (one line, exit 2, for what does not fit)."""
+    for flag in ("forget_indices", "forget_stratified"):
+        if getattr(args, flag) is not None:
+            parser.error(f"argument --{flag.replace('_', '-')}: a sequence draws its example "
+                         "requests (--example-requests N --forget-fraction F); drop it")
+    if args.example_requests is None:
+        given = [f for f in ("forget_fraction", "forget_seed", "forget_reward")
+                 if getattr(args, f) is not None]
+        if given:
+            parser.error(f"argument --{given[0].replace('_', '-')}: applies to "
+                         "--example-requests N; class requests forget whole classes")
+        return
+    if args.forget_fraction is None:
+        parser.error("argument --example-requests: needs --forget-fraction F, each request's "
+                     "share of the train split (e.g. 0.05)")
+    if args.policy is not None or args.algo == "policy":
+        parser.error("argument --policy: a trained policy edits class requests; example "
+                     "requests take --algo (an editor or a baseline)")
+
+
+def _default_out(args, method: str) -> str:
+    if args.example_requests is not None:
+        return (f"runs/sequence-{method}-examples{args.example_requests}x{args.forget_fraction:g}"
+                f"-s{args.seed}")
+    return f"runs/sequence-{method}-{'-'.join(map(str, args.requests))}-s{args.seed}"
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(args, parser)
     method = "policy" if args.policy is not None else (args.algo or "ppo")
-    out = args.out or (f"runs/sequence-{method}-{'-'.join(map(str, args.requests))}"
-                       f"-s{args.seed}")
+    out = args.out or _default_out(args, method)
     log = (lambda s: None) if args.json else (lambda s: print(s, flush=True))
     try:
         cfg = config_from_args(_as_train_args(args, method if method in ALGOS else "gradient"))
-        plan = make_plan(cfg, args.requests, method, args.policy)
+        plan = make_plan(cfg, args.requests or (), method, args.policy,
+                         examples=args.example_requests)
         result = run_sequence(plan, out, overwrite=args.overwrite, log=log)
     except (ValueError, OutputDirError, CheckpointError) as err:
         fail(parser, err, 2)

@@ -94,6 +94,15 @@ class Dataset:
                                    for a in (s.x, s.y, s.group, s.x_cf)))
         return dataclasses.replace(self, **splits)
 
+    def without_train_rows(self, rows) -> Dataset:
+        """The dataset with the train rows ``rows`` removed (val and test untouched): what a
+        model that has forgotten those examples is still asked to know."""
+        keep = np.ones(len(self.train), bool)
+        keep[np.asarray(rows, np.int64)] = False
+        tr = self.train
+        return dataclasses.replace(self, train=Split(*(None if a is None else a[keep]
+                                                       for a in (tr.x, tr.y, tr.group, tr.x_cf))))
+
     def fingerprint(self) -> str:
         """A short hash of every array, so a cache entry is tied to the exact data."""
         h = hashlib.sha256()

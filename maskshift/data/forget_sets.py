@@ -34,6 +34,28 @@ def random_forget_set(num_train: int, fraction: float, seed: int | tuple[int, ..
     return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
+def disjoint_forget_sets(num_train: int, fraction: float, count: int,
+                         seed: int = 0) -> tuple[np.ndarray, ...]:
+    """``count`` disjoint forget sets of ``round(fraction * num_train)`` train rows each, for
+    requests that arrive one after another: set ``k`` is drawn with the seed ``(seed, k)`` from
+    the rows no earlier set took (``ValueError`` where the sets would leave nothing to retain)."""
+    check_fraction(fraction)
+    if count < 1:
+        raise ValueError(f"A sequence of example requests needs at least one request, got "
+                         f"{count}.")
+    size = max(1, round(fraction * num_train))
+    if count * size >= num_train:
+        raise ValueError(f"{count} requests of {size} examples ({fraction:g} of {num_train}) "
+                         "leave nothing to retain; ask for fewer requests or a smaller fraction.")
+    free, sets = np.arange(num_train), []
+    for k in range(count):  # a handful of requests, each one draw
+        pick = np.sort(free[np.random.default_rng((seed, k)).choice(free.size, size,
+                                                                    replace=False)])
+        sets.append(pick.astype(np.int64))
+        free = np.setdiff1d(free, pick)
+    return tuple(sets)
+
+
 def check_fraction(fraction: float) -> float:
     if not 0.0 < float(fraction) < 1.0:
         raise ValueError(f"The forget fraction must be in (0, 1), got {fraction}; e.g. 0.1 "

@@ -1,9 +1,11 @@
-"""Requests that arrive one after another: :func:`run_sequence` applies a list of class requests
-in order with one editor, each edit starting from the last edited model
-(:func:`~maskshift.tasks.next_request_task`), and reports after each request what a stream of
+"""Requests that arrive one after another: :func:`run_sequence` applies a list of class requests,
+or of example requests (disjoint random sets of train examples), in order with one editor, each
+edit starting from the last edited model (:func:`~maskshift.tasks.next_request_task`,
+:func:`~maskshift.tasks.next_examples_task`), and reports after each request what a stream of
 requests puts at risk: the forget accuracy of **every** request so far (an earlier one that
-comes back is a relapse), retain and test accuracy (erosion), MIA-Efficacy and the Avg. Gap to a
-model retrained without every request so far.
+comes back is a relapse: a class above 0, a set above the held-out accuracy), retain and test
+accuracy (erosion), MIA-Efficacy and the Avg. Gap to a model retrained without every request so
+far.
 
 ``out`` holds ``plan.json`` (what the sequence is), one directory per request
 (``request-K/``: the editor's own files, ``edited/`` among them, and ``request.json`` once the
@@ -19,6 +21,7 @@ import dataclasses
 import json
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -28,15 +31,22 @@ from maskshift._io import atomic_write_json, save_figure
 from maskshift.baselines import BASELINES, retrained
 from maskshift.checkpoint import load_edited, save_edited
 from maskshift.data import check_forget_classes
+from maskshift.data.forget_sets import disjoint_forget_sets
 from maskshift.hosts import host_copy
-from maskshift.metrics import unlearning_report
+from maskshift.metrics import example_unlearning_report, unlearning_report
 from maskshift.metrics.field import avg_gap
 from maskshift.run.build import builtin_task
 from maskshift.run.chain import edited_meta
 from maskshift.run.config import ALGOS, OutputDirError, RunConfig
 from maskshift.run.pipeline import refuse_file_in_the_way, train_and_evaluate
 from maskshift.run.policy import edit_with_policy, load_policy, policy_task
-from maskshift.tasks import Task, UnlearnObjective, next_request_task
+from maskshift.tasks import (
+    ExampleObjective,
+    Task,
+    UnlearnObjective,
+    next_examples_task,
+    next_request_task,
+)
 
 FORMAT = "maskshift-sequence-v1"
 # an editor of the same action space (a run per request), a trained policy, or a baseline
@@ -47,16 +57,26 @@ METHODS = (*ALGOS, "policy", *BASELINES["unlearn"])
 class SequencePlan:
     """What a sequence is: its requests in order, the method that edits each and the run config
     the edits share (``forget_classes`` is replaced by each request). ``policy``: the directory
-    of the trained policy where ``method`` is ``"policy"``."""
+    of the trained policy where ``method`` is ``"policy"``. ``examples``: the requests are sets
+    of train examples, numbered ``1..N`` in ``requests``: disjoint random sets of
+    ``config.forget_fraction`` of the train split, drawn with ``config.forget_seed``
+    (:func:`~maskshift.data.forget_sets.disjoint_forget_sets`), each edit's reward term
+    ``config.forget_reward``."""
 
     requests: tuple[int, ...]
     method: str
     config: RunConfig
     policy: str | None = None
+    examples: bool = False
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "requests": list(self.requests), "method": self.method,
-                "config": self.config.to_json(), "policy": self.policy}
+        out = {"format": FORMAT, "requests": list(self.requests), "method": self.method,
+               "config": self.config.to_json(), "policy": self.policy}
+        return {**out, "examples": True} if self.examples else out
+
+    @property
+    def noun(self) -> str:
+        return "set" if self.examples else "class"
 
 
 def check_requests(requests, num_classes: int) -> tuple[int, ...]:
@@ -110,15 +130,34 @@ def reference_figures(base: Task, classes, seed: int) -> dict:
     return unlearning_report(base.apply_fn, retrained(task, seed), base.dataset, tuple(classes))
 
 
-def _reference(base: Task, classes, seed: int, references: dict | None,
+def example_reference_figures(base: Task, sets, seed: int) -> dict:
+    """The figures of the model retrained without every example of ``sets`` (cached, as
+    :func:`reference_figures`), on the same forget set: each example request's Avg. Gap is
+    measured against it."""
+    union = np.concatenate([np.asarray(s) for s in sets])
+    task = dataclasses.replace(base, objective=ExampleObjective(
+        forget_indices=tuple(int(i) for i in np.sort(union))))
+    return example_unlearning_report(base.apply_fn, retrained(task, seed), base.dataset,
+                                     _rows(len(base.dataset.train), sets))
+
+
+def _rows(n: int, sets) -> np.ndarray:
+    mask = np.zeros(n, bool)
+    for s in sets:
+        mask[np.asarray(s)] = True
+    return mask
+
+
+def _reference(make, what: tuple, seed: int, references: dict | None,
                model_key: tuple) -> dict:
-    """:func:`reference_figures`, kept in ``references`` (when given) per model and data
-    (``model_key``, computed once per sequence), classes and seed."""
+    """``make()`` (the reference figures of the requests ``what``), kept in ``references``
+    (when given) per model and data (``model_key``, computed once per sequence), requests and
+    seed."""
     if references is None:
-        return reference_figures(base, classes, seed)
-    key = (*model_key, tuple(classes), seed)
+        return make()
+    key = (*model_key, what, seed)
     if key not in references:
-        references[key] = reference_figures(base, classes, seed)
+        references[key] = make()
     return references[key]
 
 
@@ -145,6 +184,31 @@ def sequence_report(base: Task, params, classes, reference: dict | None = None) 
     return out
 
 
+def example_sequence_report(base: Task, params, sets, reference: dict | None = None) -> dict:
+    """A model's figures after the example requests ``sets`` (train rows of the original split,
+    in order), as :func:`sequence_report`: ``forget_acc_by_request`` (each set's accuracy, keyed
+    ``"1".."k"``), ``worst_relapse`` (the highest of the earlier sets'; above ``test_acc``, the
+    held-out level, an earlier set looks like training data again), ``forget_acc`` (every set so
+    far together), ``retain_acc`` (the train examples no request named) beside
+    ``retain_acc_original``, ``test_acc``, ``mia_efficacy``, ``mia``, UA/RA/TA and, given
+    ``reference`` (:func:`example_reference_figures`), ``avg_gap``."""
+    n = len(base.dataset.train)
+    union = _rows(n, sets)
+    rep = example_unlearning_report(base.apply_fn, params, base.dataset, union)
+    original = example_unlearning_report(base.apply_fn, base.params, base.dataset, union,
+                                         with_mia=False)
+    per = [example_unlearning_report(base.apply_fn, params, base.dataset, _rows(n, [s]),
+                                     with_mia=False)["forget_acc"] for s in sets]
+    out = {"forget_acc_by_request": {str(k): a for k, a in enumerate(per, 1)},
+           "worst_relapse": max(per[:-1], default=None),
+           **{k: rep[k] for k in ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "mia",
+                                  "ua", "ra", "ta")},
+           "retain_acc_original": original["retain_acc"]}
+    if reference is not None:
+        out["avg_gap"] = avg_gap(rep, reference)
+    return out
+
+
 def _edit(plan: SequencePlan, task: Task, directory: Path, log, stop_after_chunks) -> bool:
     """Make one request's edit into ``directory``; ``False`` if a trained editor was stopped
     early (its checkpoint left to resume from)."""
@@ -153,8 +217,9 @@ def _edit(plan: SequencePlan, task: Task, directory: Path, log, stop_after_chunk
         if (directory / "results.json").is_file():  # finished, killed before request.json
             return True
         resume = (directory / "ckpt").is_dir()
-        res = train_and_evaluate(dataclasses.replace(plan.config, forget_classes=c), directory,
-                                 task=task, overwrite=not resume, log=log,
+        cfg = (dataclasses.replace(plan.config, forget_fraction=None) if plan.examples
+               else dataclasses.replace(plan.config, forget_classes=c))
+        res = train_and_evaluate(cfg, directory, task=task, overwrite=not resume, log=log,
                                  stop_after_chunks=stop_after_chunks)
         return "stopped_at_update" not in res
     shutil.rmtree(directory, ignore_errors=True)
@@ -170,13 +235,19 @@ def _edit(plan: SequencePlan, task: Task, directory: Path, log, stop_after_chunk
 def _base_task(plan: SequencePlan) -> Task:
     if plan.method == "policy":
         return policy_task(load_policy(plan.policy))
+    if plan.examples:  # the model and data; each request's task names its own set
+        return builtin_task(dataclasses.replace(plan.config, forget_fraction=None))
     return builtin_task(dataclasses.replace(plan.config, forget_classes=plan.requests[:1]))
 
 
-def make_plan(cfg: RunConfig, requests, method: str | None = None,
-              policy=None) -> SequencePlan:
-    """The plan of a sequence (``ValueError`` for a method that does not exist, a policy without
-    ``method='policy'`` or the reverse, or a config that is not a built-in unlearning one)."""
+def make_plan(cfg: RunConfig, requests=(), method: str | None = None,
+              policy=None, examples: int | None = None) -> SequencePlan:
+    """The plan of a sequence of class ``requests``, or of ``examples`` example requests
+    (``cfg.forget_fraction`` of the train split each; :class:`SequencePlan`). ``ValueError`` for
+    a method that does not exist, a policy without ``method='policy'`` or the reverse, or a
+    config that is not a built-in unlearning one."""
+    if examples is not None:
+        return _example_plan(cfg, requests, method, policy, examples)
     if not len(requests):
         raise ValueError("`requests` is empty; give the classes to forget in order (e.g. 3 5 8).")
     method = method or ("policy" if policy is not None else cfg.algo)
@@ -195,6 +266,23 @@ def make_plan(cfg: RunConfig, requests, method: str | None = None,
                          "`from_run`.")
     return SequencePlan(tuple(int(c) for c in requests), method, cfg,
                         None if policy is None else str(policy))
+
+
+def _example_plan(cfg: RunConfig, requests, method, policy, examples: int) -> SequencePlan:
+    if len(requests):
+        raise ValueError("Give class `requests` or a number of `examples` requests, not both.")
+    if policy is not None or method == "policy":
+        raise ValueError("A trained policy edits class requests; a sequence of example requests "
+                         "takes an editor (ppo, apg, gradient, oracle, quark) or a baseline.")
+    if cfg.forget_fraction is None:
+        raise ValueError("Example requests need `forget_fraction` (each request's share of the "
+                         "train split, e.g. 0.05).")
+    if int(examples) < 1:
+        raise ValueError(f"A sequence needs at least one request, got {examples} example "
+                         "requests.")
+    plan = make_plan(dataclasses.replace(cfg, forget_fraction=None), (0,), method)
+    return dataclasses.replace(plan, requests=tuple(range(1, int(examples) + 1)), config=cfg,
+                               examples=True)
 
 
 def finished_sequence(out, plan: SequencePlan) -> dict | None:
@@ -226,14 +314,21 @@ def run_sequence(plan: SequencePlan, out, *, overwrite: bool = False, log=print,
     base = _base_task(plan)
     if not isinstance(base.objective, UnlearnObjective):
         raise ValueError(f"A sequence forgets classes; {base.name!r} is not an unlearning task.")
-    requests = check_requests(plan.requests, base.dataset.num_classes)
+    cfg = plan.config
+    if plan.examples:
+        sets = disjoint_forget_sets(len(base.dataset.train), cfg.forget_fraction,
+                                    len(plan.requests), cfg.forget_seed)
+        requests = plan.requests
+    else:
+        sets, requests = None, check_requests(plan.requests, base.dataset.num_classes)
     resuming = check_sequence_out(out, plan, overwrite)
     if not resuming and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "plan.json", plan.to_json())
     seed, n = plan.config.seed, len(requests)
-    before = sequence_report(base, base.params, requests)
+    before = (example_sequence_report(base, base.params, sets) if plan.examples
+              else sequence_report(base, base.params, requests))
     before["worst_relapse"] = None
     params, steps = base.params, []
     # what a shared reference is kept under: hashed once, not per request (the data's hash
@@ -243,12 +338,15 @@ def run_sequence(plan: SequencePlan, out, *, overwrite: bool = False, log=print,
     for k, c in enumerate(requests):
         directory = out / f"request-{k + 1}"
         if not (directory / "request.json").is_file():
-            log(f"request {k + 1}/{n}: forget class {c} with {plan.method}"
-                + (f" (forgotten before: {list(requests[:k])})" if k else ""))
+            what = (f"set {c} ({len(sets[k])} train examples)" if plan.examples
+                    else f"class {c}")
+            log(f"request {k + 1}/{n}: forget {what} with {plan.method}"
+                + (f" (forgotten before: {plan.noun} {list(requests[:k])})" if k else ""))
             t0 = time.perf_counter()
             stop = stop_during[1] if stop_during and stop_during[0] == k + 1 else None
-            if not _edit(plan, request_task(base, requests, k, params), directory,
-                         lambda s: None, stop):
+            task = (next_examples_task(base, params, sets[k], sets[:k], cfg.forget_reward)
+                    if plan.examples else request_task(base, requests, k, params))
+            if not _edit(plan, task, directory, lambda s: None, stop):
                 log(f"stopped during request {k + 1}; the same call resumes it")
                 return {"stopped_at_request": k + 1}
             atomic_write_json(directory / "request.json", {
@@ -257,13 +355,23 @@ def run_sequence(plan: SequencePlan, out, *, overwrite: bool = False, log=print,
         params, _ = load_edited(directory, like=base.params)
         done = json.loads((directory / "request.json").read_text())
         so_far = requests[:k + 1]
-        rep = sequence_report(base, params, so_far,
-                              _reference(base, so_far, seed, references, model_key))
+        if plan.examples:
+            ref = _reference(partial(example_reference_figures, base, sets[:k + 1], seed),
+                             ("sets", cfg.forget_fraction, cfg.forget_seed, k + 1), seed,
+                             references, model_key)
+            rep = example_sequence_report(base, params, sets[:k + 1], ref)
+        else:
+            ref = _reference(partial(reference_figures, base, so_far, seed), tuple(so_far), seed,
+                             references, model_key)
+            rep = sequence_report(base, params, so_far, ref)
         steps.append({"request": c, "seconds": done["seconds"], **rep})
         log(_request_line(k + 1, n, steps[-1]))
     result = {"format": FORMAT, "plan": plan.to_json(), "dataset": base.dataset.name,
               "method": plan.method, "requests": [int(c) for c in requests], "before": before,
               "after_each": steps, "total_seconds": round(sum(s["seconds"] for s in steps), 3)}
+    if plan.examples:
+        result["examples"] = {"fraction": cfg.forget_fraction, "seed": cfg.forget_seed,
+                              "reward": cfg.forget_reward, "sizes": [len(s) for s in sets]}
     atomic_write_json(out / "sequence.json", result)
     plot_sequence(out / "sequence.png", result)
     log(summary_table(result))
@@ -279,17 +387,19 @@ def _request_line(k: int, n: int, s: dict) -> str:
 
 def summary_table(result: dict) -> str:
     """The sequence as a table: one row per request (test split)."""
-    b = result["before"]
-    lines = [f"\nmaskshift sequence: {result['method']} on {result['dataset']}, requests "
-             f"{result['requests']} (test split; relapse: the highest forget accuracy of an "
-             "earlier request)",
+    b, noun = result["before"], "set" if "examples" in result else "class"
+    where = ("forget and retain sets: train split; test: test split; relapse: the highest "
+             "accuracy of an earlier set, held out at the test accuracy" if noun == "set" else
+             "test split; relapse: the highest forget accuracy of an earlier request")
+    lines = [f"\nmaskshift sequence: {result['method']} on {result['dataset']}, {noun} requests "
+             f"{result['requests']} ({where})",
              f"  {'after':<12}{'forget':>8}{'relapse':>9}{'retain':>8}{'(orig)':>8}{'test':>8}"
              f"{'MIA-Eff':>9}{'AvgGap':>8}{'seconds':>9}",
              f"  {'(original)':<12}{'':>8}{'':>9}{'':>8}{'':>8}{b['test_acc']:>8.3f}"]
     for k, s in enumerate(result["after_each"], 1):
         relapse = "-" if s["worst_relapse"] is None else f"{s['worst_relapse']:.3f}"
         latest = s["forget_acc_by_request"][str(s["request"])]
-        label = f"{k}: class {s['request']}"
+        label = f"{k}: {noun} {s['request']}"
         lines.append(f"  {label:<12}{latest:>8.3f}{relapse:>9}"
                      f"{s['retain_acc']:>8.3f}{s['retain_acc_original']:>8.3f}"
                      f"{s['test_acc']:>8.3f}{s['mia_efficacy']:>9.1f}"
@@ -307,12 +417,16 @@ def plot_sequence(path: Path, result: dict) -> None:
     import matplotlib.pyplot as plt
 
     steps, requests = result["after_each"], result["requests"]
+    noun = "set" if "examples" in result else "class"
     x = np.arange(1, len(steps) + 1)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for k, c in enumerate(requests):
         ys = [s["forget_acc_by_request"][str(c)] for s in steps[k:]]
-        axes[0].plot(x[k:], ys, marker="o", label=f"class {c}")
-    axes[0].set(xlabel="request", ylabel="forget accuracy (test)", ylim=(-0.02, 1.02),
+        axes[0].plot(x[k:], ys, marker="o", label=f"{noun} {c}")
+    if noun == "set":  # the level a set should sit at: held out
+        axes[0].plot(x, [s["test_acc"] for s in steps], "k--", label="held out (test)")
+    axes[0].set(xlabel="request", ylabel="forget accuracy (train set)" if noun == "set" else
+                "forget accuracy (test)", ylim=(-0.02, 1.02),
                 title="Each request's forget accuracy (relapse)")
     axes[0].legend(fontsize=8)
     for key, style in (("retain_acc", "-"), ("retain_acc_original", "--"), ("test_acc", "-")):

@@ -135,17 +135,50 @@ def next_request_task(task: Task, params: Params, forgotten: Sequence[int]) -> T
         raise ValueError(f"Class {again[0]} was forgotten by an earlier request (earlier: "
                          f"{list(forgotten)}); it is no longer in the retain set: request another "
                          "class.")
-    like = jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype), task.params)
-    if jax.tree.structure(params) != jax.tree.structure(task.params) or jax.tree.map(
-            lambda a: (np.shape(a), np.asarray(a).dtype), params) != like:
-        raise ValueError(f"The edited params are not of {task.name!r}'s model (their tree, shapes "
-                         "or dtypes differ).")
+    _check_same_model(task, params)
     if not forgotten:
         return dataclasses.replace(task, params=params, origin=task.origin_checksum)
     return dataclasses.replace(
         task, name=f"{task.name}-after{'-'.join(map(str, forgotten))}", params=params,
         dataset=task.dataset.without_classes(forgotten), origin=task.origin_checksum,
         objective=dataclasses.replace(obj, forgotten=forgotten))
+
+
+def _check_same_model(task: Task, params: Params) -> None:
+    like = jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype), task.params)
+    if jax.tree.structure(params) != jax.tree.structure(task.params) or jax.tree.map(
+            lambda a: (np.shape(a), np.asarray(a).dtype), params) != like:
+        raise ValueError(f"The edited params are not of {task.name!r}'s model (their tree, shapes "
+                         "or dtypes differ).")
+
+
+def next_examples_task(task: Task, params: Params, indices: Sequence[int],
+                       earlier: Sequence[Sequence[int]] = (), reward: str = "confidence",
+                       warn=None) -> Task:
+    """The next request of a sequence of example requests: forget the train rows ``indices``
+    (rows of ``task``'s train split) from ``params``, a model already edited to forget the sets
+    ``earlier`` (the earlier requests' rows of the same split, in order).
+
+    Every earlier set leaves the train split, so the retain set (and the reward's retain term)
+    holds only what the model must still know; val and test are untouched, and the held-out
+    levels the edit aims at are measured with ``params`` (:func:`forget_examples_task`).
+    ``ValueError`` if ``indices`` repeat an earlier request's example, or ``params`` are not of
+    ``task``'s model."""
+    _check_same_model(task, params)
+    n = len(task.dataset.train)
+    taken = np.concatenate([np.asarray(e, np.int64) for e in earlier]) if earlier else \
+        np.zeros(0, np.int64)
+    idx = np.asarray(check_forget_set(indices, task.dataset.train.y), np.int64)
+    again = np.intersect1d(idx, taken)
+    if again.size:
+        raise ValueError(f"Train example {int(again[0])} was forgotten by an earlier request; it "
+                         "is no longer in the retain set: request each example once.")
+    keep = np.setdiff1d(np.arange(n), taken)
+    rest = dataclasses.replace(task, params=params, dataset=task.dataset.without_train_rows(taken),
+                               origin=task.origin_checksum)
+    out = forget_examples_task(rest, np.searchsorted(keep, idx), reward, warn=warn)
+    return out if not earlier else dataclasses.replace(
+        out, name=f"{out.name}-after{len(earlier)}sets")
 
 
 def _staged_fns(model, params, edit_paths):
