@@ -289,6 +289,8 @@ SEQUENCE = [  # (tests/test_sequence.py refuses the requests' and --out's bad va
                                                        "--example-requests N"),
     (["--requests", "3", "--forget-reward", "accuracy_gap"], "argument --forget-reward: applies "
                                                              "to --example-requests N"),
+    (["--example-requests", "2", "--forget-fraction", "0.05", "--forget-seed", "-1"],
+     "argument --forget-seed: expected a whole number >= 0"),
     (["--example-requests", "2", "--forget-fraction", "0.05", "--forget-reward", "mia"],
      "argument --forget-reward: invalid choice: 'mia'"),
 ]
