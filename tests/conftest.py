@@ -5,26 +5,33 @@ import tempfile
 
 import pytest
 
-# Keep the pretraining cache inside the test session, never in the user's home, and give every
-# pytest-xdist worker its own: the cache tests corrupt entries on purpose, which must not reach
-# another worker reading the same entry.
+# Keep the pretraining cache inside the test session, never in the user's home. The model cache
+# is shared by the pytest-xdist workers of one run (its entries are locked while one is trained,
+# so each model is pretrained once per run: maskshift.models.pretrain); the tests that corrupt
+# entries on purpose do it in a private copy. The XLA cache stays one per worker.
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
 
 
-def _cache_dir(kind: str) -> str:
+def _cache_dir(kind: str, shared: bool = False) -> str:
     """A fresh temporary directory, or, with ``MASKSHIFT_TEST_CACHE_ROOT`` set (CI sets it for
-    its two pytest runs, one after the other), ``ROOT/<worker>/<kind>``: the slow run then loads
-    the models and executables the quick run made instead of making them again. Still one per
-    worker: workers run at the same time."""
+    its two pytest runs, one after the other), a folder under it: the slow run then loads the
+    models and executables the quick run made instead of making them again. ``shared``: one
+    folder for every worker of this run (``ROOT/<kind>``, or a temporary one named by the run's
+    id), else one per worker (``ROOT/<worker>/<kind>``)."""
     root = os.environ.get("MASKSHIFT_TEST_CACHE_ROOT")
     if not root:
+        if shared and _run:
+            path = os.path.join(tempfile.gettempdir(), f"maskshift-test-{kind}-{_run}")
+            os.makedirs(path, exist_ok=True)
+            return path
         return tempfile.mkdtemp(prefix=f"maskshift-test-{kind}-{_worker}-")
-    path = os.path.join(root, _worker, kind)
+    path = os.path.join(root, kind) if shared else os.path.join(root, _worker, kind)
     os.makedirs(path, exist_ok=True)
     return path
 
 
-os.environ["MASKSHIFT_CACHE_DIR"] = _cache_dir("cache")
+os.environ["MASKSHIFT_CACHE_DIR"] = _cache_dir("cache", shared=True)
 # A persistent XLA compilation cache per worker (and the subprocesses it starts: CLI runs,
 # notebook kernels): many tests compile the same programs (the same env on the same task in
 # another fixture or process), and a cached executable is loaded instead of compiled again.

@@ -1,10 +1,15 @@
+import shutil
+import threading
+import time
+from dataclasses import replace as dataclasses_replace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from maskshift.metrics import bias_report, unlearning_report
-from maskshift.models import pretrained
+from maskshift.models import pretrain, pretrained
 
 
 def test_digits_cnn_is_accurate(digits, digits_model):
@@ -21,8 +26,18 @@ def test_second_call_loads_the_same_params_from_cache(digits, digits_model):
         np.testing.assert_array_equal(a, b)
 
 
-def test_corrupt_cache_entry_is_rebuilt_with_a_warning(toxic, toxic_model):
-    entry = toxic_model.cache_path
+@pytest.fixture
+def private_entry(toxic_model, tmp_path, monkeypatch):
+    """A copy of the toxic model's cache entry in a cache of this test's own (the run's cache is
+    shared by every worker: damaging it would reach tests running at the same time)."""
+    entry = tmp_path / "cache" / "models" / toxic_model.cache_path.name
+    shutil.copytree(toxic_model.cache_path, entry)
+    monkeypatch.setenv("MASKSHIFT_CACHE_DIR", str(tmp_path / "cache"))
+    return entry
+
+
+def test_corrupt_cache_entry_is_rebuilt_with_a_warning(toxic, toxic_model, private_entry):
+    entry = private_entry
     # damage every stored array file of the entry
     files = [p for p in (entry / "params").rglob("*") if p.is_file() and p.stat().st_size > 64]
     assert files
@@ -36,11 +51,11 @@ def test_corrupt_cache_entry_is_rebuilt_with_a_warning(toxic, toxic_model):
     for a, b in zip(jax.tree.leaves(rebuilt.params), jax.tree.leaves(toxic_model.params),
                     strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)  # same seed -> same model
-    assert pretrained(toxic).from_cache  # and the entry is good again
+    assert rebuilt.cache_path == entry and pretrained(toxic).from_cache  # good again
 
 
-def test_incompatible_cache_metadata_is_rebuilt(toxic, toxic_model):
-    meta = toxic_model.cache_path / "meta.json"
+def test_incompatible_cache_metadata_is_rebuilt(toxic, private_entry):
+    meta = private_entry / "meta.json"
     meta.write_text(meta.read_text().replace('"format": 1', '"format": 999'))
     with pytest.warns(RuntimeWarning, match="metadata mismatch"):
         assert not pretrained(toxic).from_cache
@@ -65,3 +80,32 @@ def test_text_classifier_has_a_real_measurable_bias(toxic, toxic_model):
     assert rep["fpr_gap"] >= 0.10
     # the model is not useless: it gets the toxic sentences and the unmarked ones right
     assert rep["group_acc"]["none"][0] >= 0.9 and rep["group_acc"]["none"][1] >= 0.9
+
+
+def test_two_processes_asking_for_one_model_train_it_once(toxic, tmp_path, monkeypatch):
+    """The second caller waits on the entry's lock while the first trains, then loads the
+    first's result (threads here: ``flock`` locks separate opens of the lock file alike)."""
+    monkeypatch.setenv("MASKSHIFT_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+    train = pretrain.train_classifier
+
+    def slow_train(model, dataset, key, config):
+        calls.append(1)
+        time.sleep(0.5)  # long enough for the other caller to reach the lock
+        return train(model, dataset, key, dataclasses_replace(config, epochs=1))
+
+    monkeypatch.setattr(pretrain, "train_classifier", slow_train)
+    got = [None, None]
+
+    def ask(i):
+        got[i] = pretrained(toxic, seed=7)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(g.from_cache for g in got) == [False, True]
+    for a, b in zip(jax.tree.leaves(got[0].params), jax.tree.leaves(got[1].params), strict=True):
+        np.testing.assert_array_equal(a, b)

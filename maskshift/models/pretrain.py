@@ -9,6 +9,7 @@ warning; it is never used silently.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -263,9 +264,16 @@ def pretrained(
       name: which built-in model (:data:`MODELS`; ``None``: the dataset's default).
     """
     model, config, key, entry = _cache_entry(dataset, seed, model, config, name)
+    if not use_cache:
+        return _train_and_store(dataset, seed, model, config, key, None)
+    with _entry_lock(entry):  # another process training this entry: wait, then load its result
+        return _load_or_train(dataset, seed, model, config, key, entry)
+
+
+def _load_or_train(dataset, seed, model, config, key, entry: Path) -> Pretrained:
     abstract = jax.eval_shape(lambda: init_params(model, dataset, jax.random.key(0)))
     start = time.perf_counter()
-    if use_cache and entry.exists():
+    if entry.exists():
         try:
             params = _load_entry(entry, key, abstract)
             return Pretrained(model, params, entry, True, time.perf_counter() - start)
@@ -274,11 +282,17 @@ def pretrained(
                 f"maskshift: pretrained-model cache entry {entry} is corrupt or incompatible "
                 f"({type(err).__name__}: {str(err)[:200]}); retraining and replacing it.",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
+    return _train_and_store(dataset, seed, model, config, key, entry)
+
+
+def _train_and_store(dataset, seed, model, config, key, entry: Path | None) -> Pretrained:
+    """Train the model; with an ``entry``, store it there (atomically, process 0 only)."""
+    start = time.perf_counter()
     params = train_classifier(model, dataset, jax.random.key(seed), config)
     params = jax.tree.map(lambda p: np.asarray(p), params)
-    if use_cache and is_primary():  # several processes: process 0 writes (maskshift.hosts)
+    if entry is not None and is_primary():  # several processes: process 0 writes (maskshift.hosts)
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
         try:
@@ -291,5 +305,26 @@ def pretrained(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     params = jax.tree.map(jnp.asarray, params)
-    return Pretrained(model, params, entry if use_cache else None, False,
-                      time.perf_counter() - start)
+    return Pretrained(model, params, entry, False, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _entry_lock(entry: Path):
+    """Hold an exclusive lock on a cache entry across processes (pytest workers, parallel
+    benchmark runs), so the first trains it and the others wait and load it instead of training it
+    again. Where no lock can be taken (no POSIX ``fcntl``, a read-only cache folder), each process
+    goes on unlocked; the atomic write keeps the entry whole either way."""
+    try:
+        import fcntl
+
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(entry.parent / f".{entry.name}.lock", "a")  # noqa: SIM115 (held below)
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
