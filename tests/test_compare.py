@@ -5,6 +5,7 @@ import pytest
 from maskshift.run import compare as C
 
 
+@pytest.mark.slow
 def test_unlearning_comparison_sorts_by_the_avg_gap_to_the_retrained_model(tmp_path,
                                                                              digits_model):
     out = tmp_path / "cmp"

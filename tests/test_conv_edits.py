@@ -18,14 +18,17 @@ from maskshift.tasks import unlearning_task
 
 CONVS = [
     {"features": 4, "kernel_size": (3, 3)},
-    {"features": 4, "kernel_size": (3, 3), "strides": 2},
-    {"features": 4, "kernel_size": (3, 3), "padding": "VALID"},
     {"features": 4, "kernel_size": (2, 3), "padding": ((1, 0), (2, 1)), "kernel_dilation": (2, 1)},
-    {"features": 4, "kernel_size": (4, 4), "strides": 3},
-    {"features": 4, "kernel_size": (5,), "strides": 2},
-    {"features": 2, "kernel_size": (2, 2, 2)},
-    {"features": 4, "kernel_size": (3, 3), "padding": "CIRCULAR"},
     {"features": 4, "kernel_size": (3, 3), "feature_group_count": 2},  # falls back to lax
+    # the slow suite's: more strides, paddings and ranks
+    *(pytest.param(c, marks=pytest.mark.slow) for c in [
+        {"features": 4, "kernel_size": (3, 3), "strides": 2},
+        {"features": 4, "kernel_size": (3, 3), "padding": "VALID"},
+        {"features": 4, "kernel_size": (4, 4), "strides": 3},
+        {"features": 4, "kernel_size": (5,), "strides": 2},
+        {"features": 2, "kernel_size": (2, 2, 2)},
+        {"features": 4, "kernel_size": (3, 3), "padding": "CIRCULAR"},
+    ]),
 ]
 
 

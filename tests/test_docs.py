@@ -88,7 +88,13 @@ def test_every_command_line_parses(page):
             check_command(argv)
 
 
-@pytest.mark.parametrize("page", PAGES[1:], ids=lambda p: p.name)  # the README: tests below
+# the pages whose blocks train editors end to end (tens of seconds each): the slow suite's
+SLOW_PAGES = {"objectives.md", "byom.md"}
+
+
+@pytest.mark.parametrize("page", [  # the README: tests below
+    pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAGES else p for p in PAGES[1:]],
+    ids=lambda p: p.name)
 def test_python_blocks_run_or_compile(page, tmp_path, monkeypatch, capsys, digits_model,
                                       toxic_model):
     monkeypatch.chdir(tmp_path)  # anything a block writes lands in a temporary directory

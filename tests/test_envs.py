@@ -21,6 +21,13 @@ def leaves_equal(a, b):
     return all(bool(jnp.array_equal(x, y)) for x, y in zip(la, lb, strict=True))
 
 
+@pytest.fixture(scope="module")
+def jitted(envs):
+    """One jitted ``reset`` and ``step`` per (env, task), shared by the tests below (each would
+    otherwise trace and compile its own)."""
+    return {k: (jax.jit(env.reset), jax.jit(env.step)) for k, (env, _) in envs.items()}
+
+
 @pytest.mark.parametrize("env_id, task", ENV_TASKS)
 def test_jit_reset_and_step_do_not_retrace(envs, env_id, task):
     env, params = envs[(env_id, task)]
@@ -53,12 +60,13 @@ def test_vmap_over_1024_envs(envs, env_id):
 
 
 @pytest.mark.parametrize("env_id, task", ENV_TASKS)
-def test_zero_action_returns_the_original_params_bit_for_bit(envs, env_id, task):
+def test_zero_action_returns_the_original_params_bit_for_bit(envs, jitted, env_id, task):
     env, params = envs[(env_id, task)]
-    obs, state = env.reset(jax.random.key(0), params)
+    reset, step = jitted[(env_id, task)]
+    obs, state = reset(jax.random.key(0), params)
     zero = jnp.zeros(env.action_size)
     for i in range(2):
-        obs, state, reward, *_ = env.step(jax.random.key(i), state, zero, params)
+        obs, state, reward, *_ = step(jax.random.key(i), state, zero, params)
     assert leaves_equal(env.edited_params(state, params), params.task.params)
 
 
@@ -68,15 +76,17 @@ def test_original_model_scores_zero_reward_on_average(envs, env_id, task):
     _, state = env.reset(jax.random.key(0), params)
     zero = jnp.zeros(env.action_size)
     keys = jax.random.split(jax.random.key(1), 256)
-    rewards = jax.jit(jax.vmap(lambda k: env.step(k, state, zero, params)[2]))(keys)
+    # the task's arrays go in as arguments, not as constants folded into the program
+    rewards = jax.jit(jax.vmap(env.step, in_axes=(0, None, None, None)))(keys, state, zero,
+                                                                        params)[2]
     assert abs(float(rewards.mean())) < 0.03
 
 
 @pytest.mark.parametrize("env_id, task", ENV_TASKS)
-def test_episode_truncates_at_T_and_resets_to_the_original(envs, env_id, task):
+def test_episode_truncates_at_T_and_resets_to_the_original(envs, jitted, env_id, task):
     env, params = envs[(env_id, task)]
-    step = jax.jit(env.step)
-    _, state = env.reset(jax.random.key(0), params)
+    reset, step = jitted[(env_id, task)]
+    _, state = reset(jax.random.key(0), params)
     T = int(params.max_steps_in_episode)
     action = jnp.ones(env.action_size)  # a large edit
     for t in range(1, T + 1):
@@ -105,11 +115,12 @@ def test_cached_activation_path_matches_the_full_model(envs, task):
 
 
 @pytest.mark.parametrize("env_id, task", ENV_TASKS)
-def test_one_step_changes_are_bounded(envs, env_id, task):
+def test_one_step_changes_are_bounded(envs, jitted, env_id, task):
     env, params = envs[(env_id, task)]
-    _, state = env.reset(jax.random.key(0), params)
+    reset, step = jitted[(env_id, task)]
+    _, state = reset(jax.random.key(0), params)
     big = 100.0 * jax.random.normal(jax.random.key(1), (env.action_size,))
-    _, new, *_ = env.step(jax.random.key(2), state, big, params)
+    _, new, *_ = step(jax.random.key(2), state, big, params)
     w0 = params.task.originals[0]
     delta = jnp.abs(new.edit[0] - state.edit[0])
     if env_id == "MaskWorld-v0":
@@ -120,7 +131,7 @@ def test_one_step_changes_are_bounded(envs, env_id, task):
         # and the shift's norm stays under the cap after many steps
         s = new
         for i in range(20):
-            _, s, *_ = env.step(jax.random.key(3 + i), s, big, params.replace(
+            _, s, *_ = step(jax.random.key(3 + i), s, big, params.replace(
                 max_steps_in_episode=100, step_size=2.0))
         assert float(jnp.linalg.norm(s.edit[0])) <= float(params.shift_cap) * float(
             jnp.linalg.norm(w0)) * (1 + 1e-5)
@@ -253,10 +264,10 @@ def test_env_params_are_a_sweepable_pytree(envs):
     _, state = env.reset(jax.random.key(0), params)
     action = jnp.ones(env.action_size)
 
-    def reward_for(lam):
+    def reward_for(lam, state, params):
         return env.step(jax.random.key(1), state, action, params.replace(lambda_edit=lam))[2]
 
-    rewards = jax.jit(jax.vmap(reward_for))(lambdas)
+    rewards = jax.jit(jax.vmap(reward_for, in_axes=(0, None, None)))(lambdas, state, params)
     assert isinstance(params, EnvParams)
     # linear in lambda_edit with the same minibatch: equal spacing
     assert float(rewards[2] - rewards[1]) == pytest.approx(4 * float(rewards[1] - rewards[0]),

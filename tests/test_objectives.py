@@ -95,6 +95,7 @@ def test_a_broken_objective_is_refused_before_anything_runs(factory, message, tm
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_compare_takes_your_own_objective(documented, digits_model):
     from maskshift.run.compare import compare
     from maskshift.tasks import unlearning_task

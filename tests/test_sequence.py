@@ -187,7 +187,35 @@ def test_a_sequence_reports_every_request_and_resumes_where_it_stopped(tmp_path)
         meta["checksum"]
 
 
-def test_the_sequence_command_prints_json_and_refuses_bad_input(tmp_path, capsys):
+def _sequence_refuses(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli_sequence.main(argv if "--out" in argv else [*argv, "--out", str(tmp_path / "new")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_sequence_command_refuses_bad_input(tmp_path, capsys):
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    for argv, message in [
+        (["--requests"], "expected at least one argument"),
+        (["--requests", "3", "5", "3"], "repeats request 1"),
+        (["--requests", "3", "10"], "outside the labels 0..9"),
+        (["--requests", *map(str, range(10))], "leaves no retain set"),
+        (["--requests", "3", "--algo", "salun", "--total-steps", "64"], "is a baseline"),
+        (["--requests", "3", "--policy", "p", "--algo", "gradient"], "drop --algo gradient"),
+        (["--requests", "3", "--algo", "policy"], "needs --policy DIR"),
+        (["--requests", "4", "--algo", "salun", "--out", str(stranger)],
+         "not a maskshift sequence"),
+    ]:
+        _sequence_refuses(argv, message, tmp_path, capsys)
+    assert (stranger / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_the_sequence_command_prints_json_and_keeps_a_finished_sequence(tmp_path, capsys):
     out = tmp_path / "salun"
     assert cli_sequence.main(["--requests", "4", "--algo", "salun", "--out", str(out),
                               "--json"]) == 0
@@ -196,29 +224,8 @@ def test_the_sequence_command_prints_json_and_refuses_bad_input(tmp_path, capsys
     step = res["after_each"][0]
     assert {"forget_acc_by_request", "retain_acc", "test_acc", "mia_efficacy",
             "avg_gap"} <= set(step)
-    stranger = tmp_path / "stranger"
-    stranger.mkdir()
-    (stranger / "notes.txt").write_text("mine")
-    cases = [
-        (["--requests"], "expected at least one argument"),
-        (["--requests", "3", "5", "3"], "repeats request 1"),
-        (["--requests", "3", "10"], "outside the labels 0..9"),
-        (["--requests", *map(str, range(10))], "leaves no retain set"),
-        (["--requests", "3", "--algo", "salun", "--total-steps", "64"], "is a baseline"),
-        (["--requests", "3", "--policy", "p", "--algo", "gradient"], "drop --algo gradient"),
-        (["--requests", "3", "--algo", "policy"], "needs --policy DIR"),
-        (["--requests", "4", "--algo", "salun", "--out", str(out)], "finished sequence"),
-        (["--requests", "4", "--algo", "salun", "--out", str(stranger)],
-         "not a maskshift sequence"),
-    ]
-    for argv, message in cases:
-        with pytest.raises(SystemExit) as exc:
-            cli_sequence.main([*argv] if "--out" in argv else [*argv, "--out",
-                                                                 str(tmp_path / "new")])
-        err = capsys.readouterr().err
-        assert exc.value.code == 2 and message in err and "Traceback" not in err, (argv, err)
-        assert not (tmp_path / "new").exists()
-    assert (stranger / "notes.txt").read_text() == "mine"
+    _sequence_refuses(["--requests", "4", "--algo", "salun", "--out", str(out)],
+                      "finished sequence", tmp_path, capsys)
 
 
 @pytest.mark.slow
@@ -266,6 +273,7 @@ def test_a_killed_ppo_sequence_resumes_bit_identical(tmp_path):
     assert jnp.isfinite(resumed["after_each"][-1]["avg_gap"])
 
 
+@pytest.mark.slow
 def test_the_benchmark_tables_each_method_over_its_sequences(tmp_path):
     import importlib.util
     from pathlib import Path

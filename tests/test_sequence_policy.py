@@ -47,6 +47,7 @@ def _single(base, request, start):
     return next_request_task(task, params, earlier)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("world", [MaskWorld, ShiftWorld])
 def test_a_pool_target_reads_exactly_as_its_request_of_a_sequence(base, pool, world):
     requests, starts, task = pool

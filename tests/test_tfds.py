@@ -22,7 +22,7 @@ def mock_tfds():
 @pytest.mark.parametrize("name, shape, dense_in", [
     ("mnist", (28, 28, 1), 7 * 7 * 32),
     ("fashion_mnist", (28, 28, 1), 7 * 7 * 32),
-    ("cifar10", (32, 32, 3), 4 * 4 * 128),
+    pytest.param("cifar10", (32, 32, 3), 4 * 4 * 128, marks=pytest.mark.slow),
 ])
 def test_image_datasets_load_with_a_cnn_sized_for_them(mock_tfds, name, shape, dense_in):
     data = load_dataset(name, data_dir="/nonexistent/but/mocked")

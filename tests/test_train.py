@@ -100,6 +100,7 @@ def _like(out):
     return pretrained(load_dataset("toxic_templates")).params
 
 
+@pytest.mark.slow
 def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path, monkeypatch):
     import maskshift.agents.ppo as ppo_pkg
 

@@ -32,6 +32,7 @@ def gradient_envs(digits_model):
             for obs in ("summary", "gradient", "controller")}
 
 
+@pytest.mark.slow
 def test_gradient_observation_appends_a_unit_block_of_size_m_plus_n(gradient_envs):
     (summ, sp), (grad, gp) = gradient_envs["summary"], gradient_envs["gradient"]
     (m, n), = grad.shapes
