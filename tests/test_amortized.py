@@ -27,8 +27,8 @@ def test_each_environment_draws_its_own_target_and_samples_its_rows(pool_env):
     keys = jax.random.split(jax.random.key(0), 64)
     _, states = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, p)
     assert set(np.asarray(states.target).tolist()) == {0, 1, 2}   # every target drawn
-    batches = jax.jit(jax.vmap(lambda k, t: env.task.objective.sample(k, p.task.train, t)))(
-        keys, states.target)
+    batches = jax.jit(jax.vmap(env.task.objective.sample, in_axes=(0, None, 0)))(
+        keys, p.task.train, states.target)
     classes = np.asarray([1, 3, 8])[np.asarray(states.target)]      # [64]
     assert (np.asarray(batches["y_forget"]) == classes[:, None]).all()
     assert (np.asarray(batches["y_retain"]) != classes[:, None]).all()
@@ -60,7 +60,8 @@ def test_the_whole_split_batch_matches_the_target_sets(pool_env):
     (env, p), _ = pool_env
     obj = env.task.objective
     edit = tuple(env.initial_edit(w) for w in p.task.originals)
-    masked = jax.jit(lambda t: env.metrics_on(edit, env.train_split(p, t), p))(jnp.int32(2))
+    masked = jax.jit(lambda t, edit, p: env.metrics_on(edit, env.train_split(p, t), p))(
+        jnp.int32(2), edit, p)
     explicit = env.metrics_on(edit, obj.target_sets(p.task.train, 2), p)
     np.testing.assert_allclose(masked, explicit, rtol=1e-5)
     np.testing.assert_allclose(explicit, p.task.base_metrics[2], rtol=1e-6)

@@ -106,6 +106,7 @@ def test_masking_an_attention_projection_moves_the_bias_task(transformer_bias):
     assert after["worst_group_acc"] > before["worst_group_acc"] + 0.05
 
 
+@pytest.mark.slow  # pretrains the transformer (~30 s)
 def test_the_erasers_fold_into_dense_0_when_attention_is_edited(transformer_bias):
     site = eraser_site(transformer_bias)
     assert site.edit_paths == (("params", "Dense_0", "kernel"),)
@@ -120,6 +121,7 @@ def test_the_erasers_fold_into_dense_0_when_attention_is_edited(transformer_bias
     assert names == {"params/Dense_0/kernel", "params/Dense_0/bias"}
 
 
+@pytest.mark.slow  # pretrains the transformer (~30 s)
 def test_retarget_moves_the_cache_with_the_edit(transformer_bias):
     task = retarget(transformer_bias, ("Block_0/Mlp_0", "Dense_0"))
     x = jnp.asarray(task.dataset.test.x[:4])

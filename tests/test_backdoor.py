@@ -144,6 +144,7 @@ def test_every_backdoor_baseline_is_registered_with_its_grid():
     assert {"clean_finetune", "fine_pruning"} <= set(GRIDS)
 
 
+@pytest.mark.slow
 def test_the_gradient_controller_removes_most_of_the_backdoor(backdoor, tmp_path):
     from maskshift.run import make_run_config, train_and_evaluate
 

@@ -98,7 +98,7 @@ def blob_envs(blob_mlp):
     for env_id in ("mask", "shift"):
         for rank in (1, 2):
             env, p = make(env_id, task=task, rank=rank, max_steps_in_episode=3)
-            out[(env_id, rank)] = (env, p, jax.jit(env.step))
+            out[(env_id, rank)] = (env, p, jax.jit(env.reset), jax.jit(env.step))
     return out
 
 
@@ -107,9 +107,9 @@ def blob_envs(blob_mlp):
        seed=st.integers(0, 2**16), scale=st.floats(0.0, 1e3), steps=st.integers(1, 4))
 def test_any_finite_action_keeps_shapes_bounds_and_finiteness(blob_envs, env_id, rank, seed,
                                                               scale, steps):
-    env, p, step = blob_envs[(env_id, rank)]
+    env, p, reset, step = blob_envs[(env_id, rank)]
     key = jax.random.key(seed)
-    obs, state = env.reset(key, p)
+    obs, state = reset(key, p)
     for _ in range(steps):
         key, k_a, k_s = jax.random.split(key, 3)
         action = scale * jax.random.normal(k_a, (env.action_size,))

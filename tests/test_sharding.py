@@ -154,6 +154,7 @@ def test_map_envs_updates_every_environment_in_place(chunk):
     np.testing.assert_array_equal(got[0]["t"], np.ones(n))
 
 
+@pytest.mark.slow
 def test_chunked_env_steps_match_one_vmap(envs):
     """``step_envs`` in groups gives the batched env step's numbers, auto-reset included."""
     import jax
