@@ -106,6 +106,7 @@ def test_python_blocks_run_or_compile(page, tmp_path, monkeypatch, capsys, digit
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains an editor end to end (~20 s)
 def test_the_readme_tour_runs(tmp_path, monkeypatch, capsys, digits_model):
     monkeypatch.chdir(tmp_path)
     code = [c for run, c in blocks(ROOT / "README.md", "python") if "gradient_step" in c]

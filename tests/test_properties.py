@@ -102,7 +102,7 @@ def blob_envs(blob_mlp):
     return out
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(env_id=st.sampled_from(["mask", "shift"]), rank=st.sampled_from([1, 2]),
        seed=st.integers(0, 2**16), scale=st.floats(0.0, 1e3), steps=st.integers(1, 4))
 def test_any_finite_action_keeps_shapes_bounds_and_finiteness(blob_envs, env_id, rank, seed,

@@ -124,6 +124,7 @@ def test_non_finite_values_stop_the_run_and_keep_the_last_good_checkpoint(tmp_pa
     assert not (out / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_reselected_not_retrained(tmp_path, finished):
     import dataclasses
     import shutil
