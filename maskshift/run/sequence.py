@@ -254,6 +254,15 @@ def make_plan(cfg: RunConfig, requests=(), method: str | None = None,
         return _example_plan(cfg, requests, method, policy, examples)
     if not len(requests):
         raise ValueError("`requests` is empty; give the classes to forget in order (e.g. 3 5 8).")
+    method, cfg = _method_and_config(cfg, method, policy)
+    return SequencePlan(tuple(int(c) for c in requests), method, cfg,
+                        None if policy is None else str(policy))
+
+
+def _method_and_config(cfg: RunConfig, method, policy) -> tuple[str, RunConfig]:
+    """The method that edits every request and the config the edits share (a policy's own),
+    checked: a known method, a policy exactly with ``method='policy'``, a built-in unlearning
+    task."""
     method = method or ("policy" if policy is not None else cfg.algo)
     if method not in METHODS:
         raise ValueError(f"Unknown sequence method {method!r}; choose one of "
@@ -268,8 +277,7 @@ def make_plan(cfg: RunConfig, requests=(), method: str | None = None,
         raise ValueError("A sequence forgets classes of a built-in unlearning model: it needs "
                          "`task='unlearn'`, without `task_factory`, `objective_factory` or "
                          "`from_run`.")
-    return SequencePlan(tuple(int(c) for c in requests), method, cfg,
-                        None if policy is None else str(policy))
+    return method, cfg
 
 
 def _example_plan(cfg: RunConfig, requests, method, policy, examples: int) -> SequencePlan:
@@ -284,9 +292,8 @@ def _example_plan(cfg: RunConfig, requests, method, policy, examples: int) -> Se
     if int(examples) < 1:
         raise ValueError(f"A sequence needs at least one request, got {examples} example "
                          "requests.")
-    plan = make_plan(dataclasses.replace(cfg, forget_fraction=None), (0,), method)
-    return dataclasses.replace(plan, requests=tuple(range(1, int(examples) + 1)), config=cfg,
-                               examples=True)
+    method, cfg = _method_and_config(cfg, method, None)
+    return SequencePlan(tuple(range(1, int(examples) + 1)), method, cfg, examples=True)
 
 
 def finished_sequence(out, plan: SequencePlan) -> dict | None:
