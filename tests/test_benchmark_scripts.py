@@ -1,6 +1,6 @@
 """The benchmark scripts that train or edit end to end (time to edit, the untrained policy),
-each in its smallest setting: slow tests, kept apart from test_benchmarks.py so the two files
-can run on different workers."""
+each in its smallest setting: long tests (`-m long`), kept apart from test_benchmarks.py so the
+two files can run on different workers."""
 
 import json
 import subprocess
@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_time_to_edit_script_smallest_setting(tmp_path):
     out = tmp_path / "tte.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "time_to_edit.py"),
@@ -30,7 +30,7 @@ def test_time_to_edit_script_smallest_setting(tmp_path):
     assert rows["MaskWorld"]["env_steps"] == 512
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_untrained_script_counts_pairs_per_skip_gain(tmp_path):
     """Two gains, one class and seed: a row per gain, each scored against its own original on
     val and test, and the per-gain counts add those up."""

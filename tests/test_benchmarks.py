@@ -44,7 +44,7 @@ def test_the_numpy_step_is_the_jax_step(envs, env_id, task):
                                                                                   abs=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_vmap_mode_reports_compile_memory_and_flops(envs):
     env, p = envs[("ShiftWorld-v0", "bias")]
     r = bench_vmap(env, p, 4, reps=2, steps=3)
@@ -59,7 +59,7 @@ def test_vmap_mode_reports_compile_memory_and_flops(envs):
         bench_vmap(env, p, 4, reps=1, chunk=3)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_throughput_script_smallest_setting_with_the_parts_of_the_step(tmp_path):
     """Every timing mode in one run (one interpreter and one set of compilations for CI)."""
     out = tmp_path / "tp.json"
@@ -89,7 +89,7 @@ def test_throughput_script_smallest_setting_with_the_parts_of_the_step(tmp_path)
     assert "chunked parts: update" in proc.stdout and "roofline bound" in proc.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_throughput_script_times_the_shared_draw_beside_the_per_env_one(tmp_path):
     out = tmp_path / "tp.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"),
@@ -105,7 +105,7 @@ def test_throughput_script_times_the_shared_draw_beside_the_per_env_one(tmp_path
     assert res["mask-unlearn-shared"]["loop"] == []    # one environment: the draws are the same
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_ppo_throughput_script_smallest_setting(tmp_path):
     out = tmp_path / "ppo.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ppo_throughput.py"),
@@ -146,7 +146,7 @@ def test_throughput_script_rejects_a_bad_mode(capsys):
     assert exc.value.code == 2 and "invalid choice: 'warp'" in capsys.readouterr().err
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_throughput_sweep_times_a_conv_edit_both_ways():
     from maskshift.bench import run_throughput
     res = run_throughput(envs=("mask",), tasks=("unlearn",), ns=(2,), modes=("vmap",), reps=1,

@@ -118,7 +118,7 @@ def test_the_readme_tour_runs(tmp_path, monkeypatch, capsys, digits_model):
     assert (tmp_path / "runs" / "tour-gradient" / "results.json").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_byom_brings_its_own_model(tmp_path, monkeypatch, capsys):
     """docs/byom.md's example as written (a killed run of your own task resuming:
     tests/test_editors.py, test_your_own_task_trains_resumes_and_refuses_another_task)."""
@@ -136,7 +136,7 @@ def test_byom_brings_its_own_model(tmp_path, monkeypatch, capsys):
     assert res["config"]["task_fingerprint"] and res["dataset"] == "custom"
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("name", ["cnn", "tf"])
 def test_byom_edits_a_convolution_and_an_attention_projection(name, tmp_path, monkeypatch,
                                                               capsys):

@@ -169,7 +169,7 @@ def test_a_controller_run_writes_what_a_trained_run_writes(algo, tmp_path, digit
     assert tr.finished_run(out, small(algo)) is not None
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_an_apg_run_resumes_after_a_kill(tmp_path, digits_model):
     cfg = small("apg")
     ref = tr.train_and_evaluate(cfg, tmp_path / "ref", log=lambda s: None)

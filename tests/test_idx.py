@@ -118,7 +118,7 @@ def test_gradient_unlearning_on_real_fashion_mnist_subset(tmp_path):
     assert after["forget_acc"] <= 0.05 and after["retain_acc"] >= before["retain_acc"] - 0.05
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_real_data_benchmark_on_a_small_idx_directory(tmp_path):
     """benchmarks/real_data.py end to end on tiny IDX files: the compare run per class, the table
     with the retrained model's MIA beside each method's, and the target counts."""

@@ -23,7 +23,7 @@ def test_notebook_is_committed_with_outputs_cleared(path):
             assert cell.outputs == [] and cell.execution_count is None, path.name
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path):
     nb = nbformat.read(path, as_version=4)

@@ -20,7 +20,7 @@ def _plan(spec: str, tmp_path) -> list[str]:
     return [item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_each_accelerator_extra_pulls_jaxs_accelerator_wheels(tmp_path):
     # one resolution of both extras (the CUDA plan alone takes ~25 s of pip's time)
     plan = _plan(".[cuda12,tpu]", tmp_path)

@@ -62,7 +62,7 @@ SMALL = dataclasses.replace(
     forget_fraction=0.1, forget_reward="accuracy_gap")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_quark_run_on_a_non_differentiable_reward_resumes_after_a_kill(tmp_path,
                                                                           digits_model):
     from maskshift.run.loop import load_runner

@@ -166,7 +166,7 @@ def test_the_one_stage_run_path_points_at_the_two_stage_one(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_policy_trained_for_sequences_resumes_and_edits_a_sequence(tmp_path):
     """Two stages into one directory, killed in each and resumed; the policy it saves edits a
     sequence request by request (maskshift.sequence --policy)."""
