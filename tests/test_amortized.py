@@ -105,7 +105,7 @@ def amortized_run(tmp_path_factory, digits_model):
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_an_amortized_run_reports_every_target_and_saves_its_policy(amortized_run):
     res = json.loads((amortized_run / "results.json").read_text())
     assert res["amortized"] and [t["forget_classes"] for t in res["targets"]] == [[0], [1], [2]]
@@ -119,7 +119,7 @@ def test_an_amortized_run_reports_every_target_and_saves_its_policy(amortized_ru
     assert not (amortized_run / "edited").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_an_editor_edits_held_out_classes_with_one_compilation(amortized_run):
     policy = load_policy(amortized_run)
     editor = PolicyEditor(policy, targets=[(5,), (6,)])
@@ -134,7 +134,7 @@ def test_an_editor_edits_held_out_classes_with_one_compilation(amortized_run):
         editor.edit(7, log=lambda *_: None)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_the_policy_edits_the_backdoored_model_zero_shot(amortized_run):
     """A policy trained to unlearn, on another objective: one rollout, selected by that task's
     own rule (the backdoor task's val rule), reported by its own report."""

@@ -79,7 +79,7 @@ def test_ssd_dampens_exactly_the_selected_weights():
     np.testing.assert_allclose(out["w"], [1.0, 2.0, 3.0, 4.0])
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_ssd_leaves_unselected_weights_untouched_on_the_cnn(unlearn):
     tr = unlearn.dataset.train
     f = tr.y == 7

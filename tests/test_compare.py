@@ -37,7 +37,7 @@ def test_unlearning_comparison_sorts_by_the_avg_gap_to_the_retrained_model(tmp_p
     assert again["runs"]["ssd"][0]["setting"] == res["runs"]["ssd"][0]["setting"]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_bias_comparison_reuses_finished_rl_runs_and_baselines(tmp_path, toxic_model):
     out = tmp_path / "cmp"
     lines = []

@@ -138,7 +138,7 @@ def test_a_pool_of_random_sets_is_one_target_per_set(base_task):
     assert np.flatnonzero(mask).tolist() == list(obj.targets[2]) and rep["forget_size"] == 108
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_an_amortized_policy_edits_a_set_it_never_saw(tmp_path, digits_model):
     out = tmp_path / "pool"
     assert cli_train.main(["--amortized", "--forget-fraction", "0.1", "--forget-sets", "2",

@@ -66,7 +66,7 @@ def _checksum(log: str) -> str:
     return re.search(r"policy checksum ([0-9a-f]+)", log).group(1)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_two_processes_train_as_one_process_with_two_devices(tmp_path):
     """Two processes on 127.0.0.1 (gloo), one CPU device each, the environment batch sharded
     over both: the same policy in both processes, only process 0 writes, and the same figures

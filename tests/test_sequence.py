@@ -228,7 +228,7 @@ def test_the_sequence_command_prints_json_and_keeps_a_finished_sequence(tmp_path
                       "finished sequence", tmp_path, capsys)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_an_example_sequence_reports_each_set_and_resumes(tmp_path):
     cfg = make_run_config(algo="gradient", episode_length=4, forget_fraction=0.05)
     plan = make_plan(cfg, method="gradient", examples=2)
@@ -250,7 +250,7 @@ def test_an_example_sequence_reports_each_set_and_resumes(tmp_path):
     assert [{k: v for k, v in s.items() if k != "seconds"} for s in again["after_each"]] == strip
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_killed_ppo_sequence_resumes_bit_identical(tmp_path):
     # flat PPO on the summary observation: the cheapest policy to compile (resuming is the
     # training loop's, the same for every policy)

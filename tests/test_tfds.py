@@ -97,7 +97,7 @@ def test_data_dir_is_refused_for_an_embedded_dataset():
         load_dataset("digits", data_dir="/somewhere")
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_train_cli_on_mnist_under_mock_data(tmp_path, capsys):
     out = tmp_path / "mnist-run"
     with tfds.testing.mock_data(num_examples=300):  # pretraining takes 128-example batches
