@@ -73,7 +73,8 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4 "
+                                       "--xla_cpu_multi_thread_eigen=false",
            "JAX_PLATFORMS": "cpu"}
     tmp = tmp_path_factory.mktemp("sharded")
     here = os.path.dirname(os.path.abspath(__file__))
