@@ -14,7 +14,8 @@ _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
 # XLA:CPU's multi-threaded Eigen pool can lose an execution's completion: a CI run hung for good
 # in test_ppo.py's vmap over seeds (the main thread in BlockUntilReady, every Eigen worker idle
 # waiting for work; 2026-12-04, jax 0.10.2). Single-threaded Eigen avoids it; set before JAX
-# starts, and inherited by the subprocesses the tests start (the multi-device ones append it).
+# starts, and inherited by the subprocesses the tests start (the multi-device ones add their
+# device count to these flags).
 NO_EIGEN_THREADS = "--xla_cpu_multi_thread_eigen=false"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {NO_EIGEN_THREADS}".strip()
 _run = os.environ.get("PYTEST_XDIST_TESTRUNUID")

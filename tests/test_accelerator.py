@@ -49,8 +49,8 @@ def test_counts_that_do_not_split_over_two_devices_stop_the_script(tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
-                                       "--xla_cpu_multi_thread_eigen=false"}
+    env = {**os.environ,  # conftest's XLA flags, and 2 host devices
+           "XLA_FLAGS": f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count=2"}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--small", "--ns", "3", "--json",
                            str(tmp_path / "a.json")], capture_output=True, text=True, env=env,
                           timeout=300)

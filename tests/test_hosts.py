@@ -56,6 +56,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+FLAGS = os.environ["XLA_FLAGS"]  # conftest's XLA flags; each run adds its host device count
+
+
 def _train(args, env=None, **kw):
     return subprocess.Popen([sys.executable, "-m", "maskshift.train", *TINY, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -72,14 +75,14 @@ def test_two_processes_train_as_one_process_with_two_devices(tmp_path):
     over both: the same policy in both processes, only process 0 writes, and the same figures
     as one process with two devices (measured: the same policy bit for bit)."""
     port = _free_port()
-    one_device = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    one_device = {"XLA_FLAGS": f"{FLAGS} --xla_force_host_platform_device_count=1"}
     procs = [_train(["--out", str(tmp_path / f"p{i}"), "--distributed", "--coordinator",
                      f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
                      "--distributed-timeout", "60"], env=one_device) for i in range(2)]
     # the one-process run starts beside them: the pair spends much of its time waiting on each
     # other, so the three together take little longer than the pair alone
     single = _train(["--out", str(tmp_path / "single"), "--devices", "2"],
-                    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+                    env={"XLA_FLAGS": f"{FLAGS} --xla_force_host_platform_device_count=2"})
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs
     assert _checksum(logs[0]) == _checksum(logs[1])
