@@ -8,7 +8,14 @@ import pytest
 
 from maskshift.agents.ppo import PPOConfig, policy_network
 from maskshift.envs import make
-from maskshift.envs.observe import gradient_factors, gradient_rows, probes
+from maskshift.envs.observe import (
+    controller_direction,
+    controller_mix,
+    gradient_factors,
+    gradient_rows,
+    probes,
+    term_factors,
+)
 from maskshift.tasks import task_from_model
 
 
@@ -21,6 +28,24 @@ def test_gradient_factors_recover_a_rank_one_gradient():
         cv = abs(np.dot(v[:, col], b)) / (np.linalg.norm(v[:, col]) * np.linalg.norm(b))
         assert cu > 0.999 and cv > 0.999
     np.testing.assert_allclose(np.sqrt((np.asarray(u) ** 2).mean(0)), 1.0, rtol=1e-4)
+
+
+def test_mixture_factors_match_factoring_the_formed_direction():
+    """The controller's direction is factored from the terms' products, never formed: the same
+    factors as forming it and factoring it, and each term's own factors unchanged."""
+    rng = np.random.default_rng(2)
+    g = jnp.asarray(rng.standard_normal((2, 30, 10)), jnp.float32)  # (utility, edit)
+    g = g.at[1].multiply(40.0)  # terms of very different sizes: the norms matter
+    p = probes(10, 3)
+    mix = controller_mix((g[0],), (g[1],), 0.7)
+    direction, = controller_direction((g[0],), (g[1],), 0.7)
+    want = [gradient_factors(g[0], p), gradient_factors(g[1], p), gradient_factors(direction, p)]
+    got = term_factors(g, p, mix)
+    assert len(got) == 3
+    for (u, v), (u0, v0) in zip(got, want, strict=True):
+        np.testing.assert_allclose(u, u0, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(v, v0, rtol=1e-4, atol=1e-4)
+    assert term_factors(g, p)[1][0].shape == (30, 3)  # no mixture: the terms only
 
 
 @pytest.fixture(scope="module")

@@ -43,15 +43,19 @@ from maskshift._types import Array
 OBSERVATIONS = ("summary", "gradient", "controller")
 
 
-def controller_direction(g_utility: tuple, g_edit: tuple, utility_weight: float) -> tuple:
-    """``g_edit / |g_edit| + w * g_utility / |g_utility|`` per edited matrix, each norm over every
-    edited matrix: the greedy gradient controller's step direction
-    (:mod:`maskshift.controls.gradient`), which the controller observation also factors."""
+def controller_mix(g_utility: tuple, g_edit: tuple, utility_weight: float) -> Array:
+    """``[w / |g_utility|, 1 / |g_edit|]``, each norm over every edited matrix: the weights of
+    the greedy gradient controller's step direction ``g_edit / |g_edit| + w g_utility /
+    |g_utility|`` (:mod:`maskshift.controls.gradient`)."""
     nu, ne = optax.tree.norm(g_utility), optax.tree.norm(g_edit)
-    return tuple(e / jnp.maximum(ne, 1e-30) + utility_weight * u / jnp.maximum(nu, 1e-30)
-                 for u, e in zip(g_utility, g_edit, strict=True))
+    return jnp.stack([utility_weight / jnp.maximum(nu, 1e-30), 1.0 / jnp.maximum(ne, 1e-30)])
 
 
+def controller_direction(g_utility: tuple, g_edit: tuple, utility_weight: float) -> tuple:
+    """The greedy gradient controller's step direction per edited matrix (see
+    :func:`controller_mix`), which the controller observation also factors."""
+    a = controller_mix(g_utility, g_edit, utility_weight)
+    return tuple(a[1] * e + a[0] * u for u, e in zip(g_utility, g_edit, strict=True))
 
 
 @functools.cache
@@ -60,15 +64,41 @@ def probes(n: int, k: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((n, k)).astype(np.float32)
 
 
+def unit_rms(x: Array) -> Array:
+    """``x [k, c]`` with each column scaled to unit RMS."""
+    return x / jnp.maximum(jnp.sqrt(jnp.mean(x * x, 0, keepdims=True)), 1e-30)
+
+
 def gradient_factors(g: Array, probes) -> tuple[Array, Array]:
     """``U = G V``, ``V = G^T G P`` (``[m, k]``, ``[n, k]``), each column at unit RMS."""
-    v = g.T @ (g @ jnp.asarray(probes))
-    u = g @ v
+    return term_factors(g[None], probes)[0]
 
-    def unit_rms(x):
-        return x / jnp.maximum(jnp.sqrt(jnp.mean(x * x, 0, keepdims=True)), 1e-30)
 
-    return unit_rms(u), unit_rms(v)
+def term_factors(g: Array, probes, mix: Array | None = None) -> list[tuple[Array, Array]]:
+    """:func:`gradient_factors` of each term ``g[t]`` of ``g [T, m, n]`` and, given ``mix
+    [T]``, then of their mixture ``sum_t mix[t] g[t]``, without forming it: each of the
+    iteration's three products is linear in ``G``, so the mixture's products are the terms'
+    products mixed, and every term is read three times, the mixture never (forming it and
+    factoring it cost about as much as factoring the terms; docs/performance.md)."""
+    k = probes.shape[1]
+    y = jnp.einsum("tij,jk->tik", g, jnp.asarray(probes))  # G P
+    if mix is None:
+        v = jnp.einsum("tij,tik->tjk", g, y)  # G^T (G P)
+        u = jnp.einsum("tij,tjk->tik", g, v)  # G V
+        return [(unit_rms(u[t]), unit_rms(v[t])) for t in range(g.shape[0])]
+
+    def mixed(x):  # [T, d, k] -> [d, k]
+        return jnp.einsum("t,tdk->dk", mix, x)
+
+    def beside(own, x):  # each term's own block, then the mixture's: [T, d, 2k]
+        return jnp.concatenate([own, jnp.broadcast_to(x, own.shape)], -1)
+
+    z = jnp.einsum("tij,tik->tjk", g, beside(y, mixed(y)))
+    v, v_mix = z[..., :k], mixed(z[..., k:])
+    z = jnp.einsum("tij,tjk->tik", g, beside(v, v_mix))
+    u, u_mix = z[..., :k], mixed(z[..., k:])
+    return [*((unit_rms(u[t]), unit_rms(v[t])) for t in range(g.shape[0])),
+            (unit_rms(u_mix), unit_rms(v_mix))]
 
 
 def pool(x: Array, bins: int) -> Array:
@@ -103,16 +133,14 @@ def unit_block(world, edit: tuple, grads: tuple, params) -> Array:
     docstring); ``grads``: per edited matrix, the ``[2, m, n]`` gradients of the
     ``(utility, edit)`` reward terms."""
     feats = []
+    mix = None
     if world.observation == "controller":  # the controller's direction on this minibatch
-        combined = controller_direction(tuple(g[0] for g in grads), tuple(g[1] for g in grads),
-                                        world.task.objective.control_utility_weight)
-    for k, (e, g, w0) in enumerate(zip(edit, grads, params.task.originals, strict=True)):
-        rows, cols = [], []
-        terms = [*g, combined[k]] if world.observation == "controller" else list(g)
-        for term in terms:  # utility, edit (, the controller's direction)
-            u, v = gradient_factors(term, probes(term.shape[1], world.rank))
-            rows.append(u)
-            cols.append(v)
+        mix = controller_mix(tuple(g[0] for g in grads), tuple(g[1] for g in grads),
+                             world.task.objective.control_utility_weight)
+    for e, g, w0 in zip(edit, grads, params.task.originals, strict=True):
+        # utility, edit (, the controller's direction)
+        factors = term_factors(g, probes(g.shape[2], world.rank), mix)
+        rows, cols = [u for u, _ in factors], [v for _, v in factors]
         dev = world.deviation(e, w0)
         a = jnp.abs(dev)
         rows.append(jnp.tanh(jnp.stack([dev.mean(1), a.mean(1)], 1)))

@@ -149,7 +149,7 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
             edit = tuple(self.initial_edit(w0) for w0 in params.task.originals)
             obj = self.task.objective
             units = jax.jit(lambda e, batch, p, t: unit_block(
-                self, e, self._metrics_and_grads(e, batch, p, t)[1], p))
+                self, e, self.metrics_and_gradients(e, batch, p, t)[1], p))
             per_target = [units(edit, obj.target_sets(params.task.train, t),
                                 self.at_target(params, t), t)
                           for t in range(obj.num_targets)]
@@ -234,7 +234,7 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         """The whole train split as one batch for ``target`` (``target`` may be traced)."""
         return self.task.objective.whole(params.task.train, target)
 
-    def _metrics_and_grads(self, edit: tuple, batch: dict, params: EnvParams, target: Array):
+    def metrics_and_gradients(self, edit: tuple, batch: dict, params: EnvParams, target: Array):
         """The metrics on ``batch`` and the gradients of the ``(utility, edit)`` reward terms with
         respect to ``edit``: a tuple, per edited matrix, of ``[2, m, n]``."""
         def terms(e):
@@ -243,8 +243,11 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
                                                            params.task.base_metrics[target])
             return jnp.stack([utility, edit_term]), metrics
 
-        grads, metrics = jax.jacrev(terms, has_aux=True)(edit)
-        return metrics, grads
+        # one forward pass, pulled back once per term: jax.jacrev would vmap the two pullbacks,
+        # and XLA:CPU runs the batched products that makes far slower (docs/performance.md)
+        _, pullback, metrics = jax.vjp(terms, edit, has_aux=True)
+        (g_u,), (g_e,) = pullback(jnp.array([1.0, 0.0])), pullback(jnp.array([0.0, 1.0]))
+        return metrics, tuple(jnp.stack(pair) for pair in zip(g_u, g_e, strict=True))
 
     def step_params(self, params: EnvParams, key: PRNGKey) -> EnvParams:
         """``params`` for one batched step: with ``minibatch="shared"``, ``key`` draws the step's
@@ -268,7 +271,7 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
             return self.metrics_on(edit, batch, params), None
         # "gradient" and "controller" read the reward terms' gradients, on a share of the rows
         metrics = self.metrics_on(edit, batch, params)
-        _, grads = self._metrics_and_grads(edit, gradient_rows(batch, self.gradient_share),
+        _, grads = self.metrics_and_gradients(edit, gradient_rows(batch, self.gradient_share),
                                            params, target)
         return metrics, unit_block(self, edit, grads, params)
 
