@@ -61,8 +61,7 @@ def term_gradients(env: EditWorld, edit: tuple, env_params: EnvParams,
     on ``batch`` (default: the whole train split); each a tuple of ``[m, n]``, one per edited
     matrix."""
     batch = env.train_split(env_params, target) if batch is None else batch
-    _, grads = env.metrics_and_gradients(edit, batch, env_params, target)
-    return tuple(g[0] for g in grads), tuple(g[1] for g in grads)
+    return env.metrics_and_gradients(edit, batch, env_params, target)[1]
 
 
 def gradient_direction(env: EditWorld, edit: tuple, env_params: EnvParams,

@@ -71,33 +71,37 @@ def unit_rms(x: Array) -> Array:
 
 def gradient_factors(g: Array, probes) -> tuple[Array, Array]:
     """``U = G V``, ``V = G^T G P`` (``[m, k]``, ``[n, k]``), each column at unit RMS."""
-    return term_factors(g[None], probes)[0]
+    return term_factors([g], probes)[0]
 
 
-def term_factors(g: Array, probes, mix: Array | None = None) -> list[tuple[Array, Array]]:
-    """:func:`gradient_factors` of each term ``g[t]`` of ``g [T, m, n]`` and, given ``mix
-    [T]``, then of their mixture ``sum_t mix[t] g[t]``, without forming it: each of the
-    iteration's three products is linear in ``G``, so the mixture's products are the terms'
-    products mixed, and every term is read three times, the mixture never (forming it and
-    factoring it cost about as much as factoring the terms; docs/performance.md)."""
+def term_factors(terms, probes, mix: Array | None = None) -> list[tuple[Array, Array]]:
+    """:func:`gradient_factors` of each term ``G_t [m, n]`` of ``terms`` and, given ``mix [T]``,
+    then of their mixture ``sum_t mix[t] G_t``, without forming it: each of the iteration's three
+    products is linear in ``G``, so the mixture's products are the terms' products mixed, and
+    every term is read three times, the mixture never. The terms stay separate arrays and
+    ``G^T Y`` is a product summed over rows, which XLA:CPU fuses into one read of ``G``: no
+    ``[m, n]`` array is stacked or transposed for a product (docs/performance.md)."""
     k = probes.shape[1]
-    y = jnp.einsum("tij,jk->tik", g, jnp.asarray(probes))  # G P
+
+    def mixed(xs):
+        return sum(a * x for a, x in zip(mix, xs, strict=True))
+
+    def beside(own, x):  # a term's own block, then the mixture's: [d, 2k]
+        return jnp.concatenate([own, x], -1)
+
+    def t_times(g, y):  # G^T Y, fused into one pass over G
+        return jnp.sum(g[:, :, None] * y[:, None, :], axis=0)
+
+    y = [g @ jnp.asarray(probes) for g in terms]  # G P
     if mix is None:
-        v = jnp.einsum("tij,tik->tjk", g, y)  # G^T (G P)
-        u = jnp.einsum("tij,tjk->tik", g, v)  # G V
-        return [(unit_rms(u[t]), unit_rms(v[t])) for t in range(g.shape[0])]
-
-    def mixed(x):  # [T, d, k] -> [d, k]
-        return jnp.einsum("t,tdk->dk", mix, x)
-
-    def beside(own, x):  # each term's own block, then the mixture's: [T, d, 2k]
-        return jnp.concatenate([own, jnp.broadcast_to(x, own.shape)], -1)
-
-    z = jnp.einsum("tij,tik->tjk", g, beside(y, mixed(y)))
-    v, v_mix = z[..., :k], mixed(z[..., k:])
-    z = jnp.einsum("tij,tjk->tik", g, beside(v, v_mix))
-    u, u_mix = z[..., :k], mixed(z[..., k:])
-    return [*((unit_rms(u[t]), unit_rms(v[t])) for t in range(g.shape[0])),
+        v = [t_times(g, yt) for g, yt in zip(terms, y, strict=True)]  # G^T (G P)
+        return [(unit_rms(g @ vt), unit_rms(vt)) for g, vt in zip(terms, v, strict=True)]
+    y_mix = mixed(y)
+    z = [t_times(g, beside(yt, y_mix)) for g, yt in zip(terms, y, strict=True)]
+    v, v_mix = [zt[:, :k] for zt in z], mixed([zt[:, k:] for zt in z])
+    w = [g @ beside(vt, v_mix) for g, vt in zip(terms, v, strict=True)]
+    u, u_mix = [wt[:, :k] for wt in w], mixed([wt[:, k:] for wt in w])
+    return [*((unit_rms(ut), unit_rms(vt)) for ut, vt in zip(u, v, strict=True)),
             (unit_rms(u_mix), unit_rms(v_mix))]
 
 
@@ -128,18 +132,18 @@ def unit_features(observation: str, rank: int) -> int:
     return {"summary": 0, "gradient": 2 * rank + 2, "controller": 3 * rank + 2}[observation]
 
 
-def unit_block(world, edit: tuple, grads: tuple, params) -> Array:
+def unit_block(world, edit: tuple, grads: tuple[tuple, tuple], params) -> Array:
     """The flat per-unit features of every edited matrix of ``world`` (see the module
-    docstring); ``grads``: per edited matrix, the ``[2, m, n]`` gradients of the
-    ``(utility, edit)`` reward terms."""
+    docstring); ``grads``: the ``(utility, edit)`` reward terms' gradients, each a tuple of
+    ``[m, n]``, one per edited matrix."""
     feats = []
+    g_utility, g_edit = grads
     mix = None
     if world.observation == "controller":  # the controller's direction on this minibatch
-        mix = controller_mix(tuple(g[0] for g in grads), tuple(g[1] for g in grads),
-                             world.task.objective.control_utility_weight)
-    for e, g, w0 in zip(edit, grads, params.task.originals, strict=True):
+        mix = controller_mix(g_utility, g_edit, world.task.objective.control_utility_weight)
+    for e, g_u, g_e, w0 in zip(edit, g_utility, g_edit, params.task.originals, strict=True):
         # utility, edit (, the controller's direction)
-        factors = term_factors(g, probes(g.shape[2], world.rank), mix)
+        factors = term_factors([g_u, g_e], probes(g_u.shape[1], world.rank), mix)
         rows, cols = [u for u, _ in factors], [v for _, v in factors]
         dev = world.deviation(e, w0)
         a = jnp.abs(dev)

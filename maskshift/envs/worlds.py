@@ -234,20 +234,23 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         """The whole train split as one batch for ``target`` (``target`` may be traced)."""
         return self.task.objective.whole(params.task.train, target)
 
-    def metrics_and_gradients(self, edit: tuple, batch: dict, params: EnvParams, target: Array):
+    def metrics_and_gradients(self, edit: tuple, batch: dict, params: EnvParams,
+                              target: Array) -> tuple[Array, tuple[tuple, tuple]]:
         """The metrics on ``batch`` and the gradients of the ``(utility, edit)`` reward terms with
-        respect to ``edit``: a tuple, per edited matrix, of ``[2, m, n]``."""
+        respect to ``edit``: ``(g_utility, g_edit)``, each a tuple of ``[m, n]``, one per edited
+        matrix."""
         def terms(e):
             metrics = self.metrics_on(e, batch, params)
             utility, edit_term = self.task.objective.terms(metrics,
                                                            params.task.base_metrics[target])
             return jnp.stack([utility, edit_term]), metrics
 
-        # one forward pass, pulled back once per term: jax.jacrev would vmap the two pullbacks,
-        # and XLA:CPU runs the batched products that makes far slower (docs/performance.md)
+        # one forward pass, pulled back once per term and never stacked: jax.jacrev would vmap
+        # the pullbacks, and XLA:CPU runs the batched products and the copies that makes far
+        # slower (docs/performance.md)
         _, pullback, metrics = jax.vjp(terms, edit, has_aux=True)
         (g_u,), (g_e,) = pullback(jnp.array([1.0, 0.0])), pullback(jnp.array([0.0, 1.0]))
-        return metrics, tuple(jnp.stack(pair) for pair in zip(g_u, g_e, strict=True))
+        return metrics, (g_u, g_e)
 
     def step_params(self, params: EnvParams, key: PRNGKey) -> EnvParams:
         """``params`` for one batched step: with ``minibatch="shared"``, ``key`` draws the step's
