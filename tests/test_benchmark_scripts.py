@@ -48,3 +48,24 @@ def test_untrained_script_counts_pairs_per_skip_gain(tmp_path):
                 and r["val"]["retain_acc"] >= r["val_before"]["retain_acc"] - 0.03)
         assert r["val_target"] == want and r["val_before"]["forget_acc"] > 0.5
     assert [s["val_target"] for s in res["summary"]] == [int(r["val_target"]) for r in rows]
+
+
+@pytest.mark.long
+def test_bias_tuning_script_reads_val_only_and_chooses_by_hits(tmp_path):
+    """Two skip gains, one env and seed, a one-update budget: a row per gain scored on val, and
+    the chosen setting is the one with the most val hits (then the higher worst group)."""
+    out = tmp_path / "bias-tuning.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bias_tuning.py"),
+                           "--envs", "shift", "--seeds", "0", "--lrs", "0.001",
+                           "--episode-lengths", "8", "--skip-gains", "0.5", "1.0",
+                           "--budgets", "512", "--json", str(out)], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    rows = res["rows"]
+    assert [r["setting"][2] for r in rows] == [0.5, 1.0]
+    for r in rows:
+        assert r["meets"] == (r["worst_group_acc"] >= res["goal"])  # accuracy rises on bias
+        assert 0.0 <= r["worst_group_acc"] <= 1.0 and r["seconds"] > 0
+    best = max(rows, key=lambda r: (r["meets"], r["worst_group_acc"]))
+    assert res["chosen"]["skip_gain"] == best["setting"][2]
