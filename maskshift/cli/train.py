@@ -134,7 +134,9 @@ def add_editor_options(p: Parser) -> None:
     p.add_argument("--num-envs", type=positive_int, default=None,
                    help="parallel environments, ppo/apg/quark (default 64)")
     p.add_argument("--rank", type=positive_int, default=4)
-    p.add_argument("--episode-length", type=positive_int, default=8)
+    p.add_argument("--episode-length", type=positive_int, default=None,
+                   help="steps per episode (default 8; 16 for the default PPO policy on "
+                        "--task bias, chosen on val: docs/training.md)")
     p.add_argument("--observation", default=None, choices=OBSERVATIONS,
                    help="what the policy sees, ppo: controller (default: per-unit factors of "
                         "the reward terms' gradients and of the gradient controller's direction; "
