@@ -31,6 +31,7 @@ from maskshift.run.build import builtin_task, task_fingerprint
 from maskshift.run.config import (
     ALGOS,
     DEFAULT_TOLERANCE,
+    TRAINED_ALGOS,
     RunConfig,
     TrainingError,
     make_run_config,
@@ -61,6 +62,22 @@ def rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
                            forget_classes=tuple(forget), algo=algo, observation=observation,
                            heads=heads if algo == "ppo" else None, total_steps=total_steps,
                            **task_options)
+
+
+def check_rl_budget(task: str, methods, forget, dataset, total_steps, data_dir=None,
+                    task_options=None) -> None:
+    """``ValueError`` before anything runs where ``total_steps`` is less than one update (its
+    environments x episode length) of a trained method among ``methods``."""
+    if total_steps is None:
+        return
+    for m in (m for m in methods if m in RL_METHODS and RL_METHODS[m][1] in TRAINED_ALGOS):
+        editor = rl_config(task, m, 0, forget, dataset, None, data_dir,
+                           **(task_options or {})).editor
+        update = editor.num_envs * editor.num_steps
+        if total_steps < update:
+            raise ValueError(f"argument --rl-total-steps: {total_steps} env steps is less than "
+                             f"one update of {m} ({editor.num_envs} environments x "
+                             f"{editor.num_steps} steps = {update}); give {update} or more.")
 
 
 def _run_dir(out: Path, method: str, seed: int) -> Path:
@@ -109,6 +126,8 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
     unknown = [m for m in methods if m not in all_methods]
     if unknown:
         raise ValueError(f"Unknown method {unknown[0]!r}; choose from {', '.join(all_methods)}.")
+    check_rl_budget(task_name, methods, forget_classes, dataset, rl_total_steps, data_dir,
+                    task_options)
     if task_name == "unlearn" and "retrain" not in methods:
         methods.insert(1, "retrain")  # the gold reference every MIA is compared with
     if task_name == "unlearn" and task.model is None:  # nothing to retrain from scratch
