@@ -333,8 +333,7 @@ def make_run_config(*, algo: str = "ppo", task: str = "unlearn",
     """A :class:`RunConfig` with its editor's config built by :func:`editor_config`: every
     option left ``None`` takes the library's default. ``fields``: any other RunConfig field."""
     observation = observation or default_observation(algo, heads, gradient_free_reward(fields))
-    episode_length = episode_length or default_episode_length(
-        algo, task, heads=heads, observation=observation, amortized=amortized)
+    # editor_config resolves the default episode length; RunConfig then reads it off the editor
     editor = editor_config(algo, task, episode_length=episode_length, amortized=amortized,
                            observation=observation, total_steps=total_steps, num_envs=num_envs,
                            lr=lr, heads=heads, skip_gain=skip_gain,
