@@ -23,6 +23,7 @@ from maskshift._io import tree_checksum
 from maskshift._types import Array, Params
 from maskshift.data import Dataset
 from maskshift.models.loop_conv import loop_safe_convs
+from maskshift.models.row_chunks import in_row_chunks
 from maskshift.tasks.objectives import Objective
 from maskshift.tasks.paths import (
     Path,
@@ -90,6 +91,13 @@ class Task:
         the edited leaves its episodes start from (a tuple, one array per edited leaf, in the
         leaf's shape): a pool of requests each on the model earlier edits left
         (:func:`~maskshift.tasks.sequence_pool_task`). Only the edited leaves differ.
+      pass_size: the most input elements (rows times a row's cached activations) one pass of
+        :meth:`suffix` runs at once; a larger batch (the whole train split of the controllers'
+        gradients and of the base metrics, on a large dataset) runs in chunks of that size, each
+        recomputed in the backward pass, so its memory is one chunk's
+        (:mod:`maskshift.models.row_chunks`; the suffix must be row-wise, as inference is).
+        The default, 2**21, is 668 rows of the Fashion-MNIST CNN's ``Conv_1`` input
+        ``[14, 14, 16]``; the digits and bias tasks' whole splits fit in one pass.
       prefix_fn, suffix_fn: ``(params, x) -> h`` and ``(params, h) -> logits`` with
         ``suffix_fn(p, prefix_fn(p, x)) == apply_fn(p, x)``; ``prefix_fn`` must not read the edited
         leaves. Without a split, ``prefix_fn`` is the identity and every step runs ``apply_fn``.
@@ -108,6 +116,7 @@ class Task:
     conv_impl: str = "auto"
     edit_splits: tuple[int, ...] | None = None
     starts: tuple | None = None
+    pass_size: int = 2**21
 
     def __post_init__(self):
         for path, leaf in zip(leaf_paths(self.params), jax.tree.leaves(self.params), strict=True):
@@ -117,6 +126,8 @@ class Task:
         if self.conv_impl not in CONV_IMPLS:
             raise ValueError(f"Unknown conv_impl {self.conv_impl!r}; choose one of "
                              f"{', '.join(CONV_IMPLS)}.")
+        if self.pass_size < 1:
+            raise ValueError(f"pass_size must be at least 1, got {self.pass_size}.")
         if self.edit_splits is not None and len(self.edit_splits) != len(self.edit_paths):
             raise ValueError(f"edit_splits has {len(self.edit_splits)} entries for "
                              f"{len(self.edit_paths)} edited leaves; give one per leaf.")
@@ -177,12 +188,12 @@ class Task:
     def suffix(self, params, h):
         """The logits from cached activations ``h``: what every environment step runs. Its
         convolutions compute as patches times the kernel's matrix view on the CPU backend
-        (:mod:`maskshift.models.loop_conv`: XLA:CPU runs convolutions slowly inside loops)."""
+        (:mod:`maskshift.models.loop_conv`: XLA:CPU runs convolutions slowly inside loops), and
+        a batch larger than :attr:`pass_size` runs in chunks of that size."""
+        fn = self.apply_fn if self.suffix_fn is None else self.suffix_fn
         with loop_safe_convs(None if self.conv_impl == "auto" else self.conv_impl == "patches",
                              layers=None if self.conv_impl == "patches" else self.edited_layers):
-            if self.suffix_fn is None:
-                return self.apply_fn(params, h)
-            return self.suffix_fn(params, h)
+            return in_row_chunks(lambda rows: fn(params, rows), h, self.pass_size)
 
     def _logits_of(self, params):
         """``h -> logits`` of ``params`` (the suffix below the cached activations)."""
