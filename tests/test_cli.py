@@ -212,8 +212,8 @@ COMPARE = [
     (["--task", "unlearn", "--rl-total-steps", "0"], "argument --rl-total-steps: expected a whole "
                                                      "number >= 1"),
     (["--task", "bias", "--methods", "MaskWorld-residual", "--rl-total-steps", "512"],
-     "argument --rl-total-steps: 512 env steps is less than one update of MaskWorld-residual "
-     "(64 environments x 16 steps = 1024)"),
+     "A budget of 512 env steps is less than one update of MaskWorld-residual "
+     "(64 environments x 16 steps = 1024); give --rl-total-steps 1024 or more."),
     (["--task", "unlearn", "--overwrite=no"], "argument --overwrite: ignored explicit argument"),
     (["--task", "unlearn", "--seeds", "4294967296"], "argument --seeds: expected a whole number "
                                                      "from 0 to 4294967295"),

@@ -110,14 +110,18 @@ def deterministic_rollout(env: EditWorld, env_params: EnvParams, network, policy
     return rollout_edits(env, env_params, policy_act(network), policy_params, target=target)
 
 
-def check_budget(total_timesteps: int, num_envs: int, num_steps: int) -> None:
+def check_budget(total_timesteps: int, num_envs: int, num_steps: int, *,
+                 field: str = "total_timesteps", of: str = "") -> None:
     """A trainer's step budget must hold at least one update of ``num_envs * num_steps`` steps
-    (a smaller one would silently train a whole update anyway)."""
+    (a smaller one would silently train a whole update anyway). ``field`` names the budget in
+    the message (a caller's own option, as `` `rl_total_steps` `` of a comparison), ``of`` the
+    trainer (``" of MaskWorld-residual"``)."""
     per_update = num_envs * num_steps
     if total_timesteps < per_update:
-        raise ValueError(f"A budget of {total_timesteps} env steps is less than one update "
-                         f"({num_envs} environments x {num_steps} steps = {per_update}); give "
-                         f"`total_timesteps={per_update}` or more, or fewer `num_envs`.")
+        fix = f"give `{field}={per_update}` or more" + (
+            ", or fewer `num_envs`" if field == "total_timesteps" else "")
+        raise ValueError(f"A budget of {total_timesteps} env steps is less than one update{of} "
+                         f"({num_envs} environments x {num_steps} steps = {per_update}); {fix}.")
 
 
 def check_counts(config, names: tuple[str, ...]) -> None:

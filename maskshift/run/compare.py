@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from maskshift._io import atomic_write_json, atomic_write_text
+from maskshift.agents.common import check_budget
 from maskshift.baselines import BASELINES, GRIDS, retrained, tuned
 from maskshift.data import resolve_dataset
 from maskshift.metrics import FIELD_KEYS, avg_gap
@@ -73,11 +74,8 @@ def check_rl_budget(task: str, methods, forget, dataset, total_steps, data_dir=N
     for m in (m for m in methods if m in RL_METHODS and RL_METHODS[m][1] in TRAINED_ALGOS):
         editor = rl_config(task, m, 0, forget, dataset, None, data_dir,
                            **(task_options or {})).editor
-        update = editor.num_envs * editor.num_steps
-        if total_steps < update:
-            raise ValueError(f"argument --rl-total-steps: {total_steps} env steps is less than "
-                             f"one update of {m} ({editor.num_envs} environments x "
-                             f"{editor.num_steps} steps = {update}); give {update} or more.")
+        check_budget(total_steps, editor.num_envs, editor.num_steps, field="rl_total_steps",
+                     of=f" of {m}")
 
 
 def _run_dir(out: Path, method: str, seed: int) -> Path:
