@@ -69,3 +69,20 @@ def test_bias_tuning_script_reads_val_only_and_chooses_by_hits(tmp_path):
         assert 0.0 <= r["worst_group_acc"] <= 1.0 and r["seconds"] > 0
     best = max(rows, key=lambda r: (r["meets"], r["worst_group_acc"]))
     assert res["chosen"]["skip_gain"] == best["setting"][2]
+
+
+@pytest.mark.long
+def test_whole_split_script_checks_chunks_against_one_pass(tmp_path):
+    """One pass and 100-row chunks on the digits CNN's Conv_1: a row per size, each in its own
+    process, the same gradients, and the chunk size read from the pass size."""
+    out = tmp_path / "whole-split.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "whole_split.py"),
+                           "--pass-sizes", "0", str(8 * 8 * 16 * 100), "--reps", "1",
+                           "--episode-length", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["pass_size"], r["chunk_rows"]) for r in rows] == [(0, 1078), (102400, 100)]
+    for r in rows:
+        assert r["pass_s"] > 0 and r["episode_s"] > 0 and r["peak_rss_gb"] > 0
+    assert rows[1]["max_rel_diff"] < 1e-4
