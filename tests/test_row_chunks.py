@@ -47,6 +47,7 @@ def test_chunks_give_one_pass_outputs_and_gradients(n):
         assert "scan" in jaxpr
 
 
+@pytest.mark.slow
 def test_a_task_chunks_its_whole_split_with_the_same_gradients(digits, digits_model):
     task = unlearning_task(7, dataset=digits, edit=("Conv_1",))
     with pytest.raises(ValueError, match="pass_size must be at least 1"):
