@@ -80,7 +80,7 @@ def test_gradient_observation_appends_a_unit_block_of_size_m_plus_n(gradient_env
     assert np.abs(rows[:, -1]).max() > 0.0               # the edit moved rows
 
 
-@pytest.mark.slow  # 15 s; the controller observation stays quick through test_editors
+@pytest.mark.slow  # 15 s; test_train's default (residual PPO) run steps this observation quick
 def test_the_controller_observation_holds_the_controllers_direction(gradient_envs):
     """Its extra r features per unit are the factors of gradient_direction on the step's
     minibatch, and a unit-head policy's initial mean follows them."""
