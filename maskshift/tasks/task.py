@@ -97,7 +97,7 @@ class Task:
         recomputed in the backward pass, so its memory is one chunk's
         (:mod:`maskshift.models.row_chunks`; the suffix must be row-wise, as inference is).
         The default, 2**21, is 668 rows of the Fashion-MNIST CNN's ``Conv_1`` input
-        ``[14, 14, 16]``; the digits and bias tasks' whole splits fit in one pass.
+        ``[14, 14, 16]``; the digits and embedding-bag bias tasks' whole splits fit in one pass.
       prefix_fn, suffix_fn: ``(params, x) -> h`` and ``(params, h) -> logits`` with
         ``suffix_fn(p, prefix_fn(p, x)) == apply_fn(p, x)``; ``prefix_fn`` must not read the edited
         leaves. Without a split, ``prefix_fn`` is the identity and every step runs ``apply_fn``.
