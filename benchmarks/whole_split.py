@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def measure(args, pass_size: int) -> dict:
-    """One pass size, in this process: the figures and the gradients' norms."""
+    """One pass size, in this process: the figures and the gradients themselves (for the
+    comparison with the first size)."""
     import jax
     import numpy as np
 
