@@ -5,7 +5,8 @@ and peak memory, each size in its own process.
         --pass-sizes 0 524288 2097152 8388608 --episode-length 8 \\
         --json benchmarks/results/whole-split-fashion-Conv_1.json
 
-For each pass size (``0``: the whole split in one pass, no chunks), a fresh process builds the
+For each convolution implementation of ``--conv-impls`` (``Task.conv_impl``) and each pass
+size (``0``: the whole split in one pass, no chunks), a fresh process builds the
 unlearning task (class 7, the edited layers of ``--edit``), then times the jitted gradients of
 both reward terms on the whole train split (``maskshift.controls.gradient.term_gradients``: the
 first call, compile included, and the median of ``--reps`` more), optionally the greedy gradient
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import resource
 import statistics
@@ -39,12 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--episode-length", type=int, default=0,
                    help="also time the controller's episode of this many steps (0: no)")
+    p.add_argument("--conv-impls", nargs="+", default=["auto"], choices=["auto", "patches", "lax"],
+                   help="how the convolutions compute (Task.conv_impl); each with every size")
     p.add_argument("--json", default=None)
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--one-impl", default="auto", help=argparse.SUPPRESS)
     return p
 
 
-def measure(args, pass_size: int) -> dict:
+def measure(args, pass_size: int, conv_impl: str) -> dict:
     """One pass size, in this process: the figures and the gradients themselves (for the
     comparison with the first size)."""
     import jax
@@ -58,7 +63,7 @@ def measure(args, pass_size: int) -> dict:
 
     task = builtin_task(make_run_config(algo="gradient", dataset=args.dataset,
                                         edit=tuple(args.edit)))
-    task = dataclasses.replace(task, pass_size=pass_size or 2**62)
+    task = dataclasses.replace(task, pass_size=pass_size or 2**62, conv_impl=conv_impl)
     env, params = make("mask", task=task, max_steps_in_episode=max(1, args.episode_length))
     _, state = env.reset_env(jax.random.key(0), params)
     grads = jax.jit(lambda e, p: term_gradients(env, e, p))
@@ -71,7 +76,7 @@ def measure(args, pass_size: int) -> dict:
         jax.block_until_ready(grads(state.edit, params))
         runs.append(time.perf_counter() - t0)
     h = params.task.train["h"]
-    row = {"pass_size": pass_size, "rows": num_rows(h),
+    row = {"conv_impl": conv_impl, "pass_size": pass_size, "rows": num_rows(h),
            "chunk_rows": chunk_rows(h, pass_size) if pass_size else num_rows(h),
            "first_call_s": first, "pass_s": statistics.median(runs),
            "grads": [np.asarray(x).tolist() for x in jax.tree.leaves(g)]}
@@ -83,11 +88,13 @@ def measure(args, pass_size: int) -> dict:
     return row
 
 
-def run_one(pass_size: int) -> dict:
-    cmd = [sys.executable, __file__, *sys.argv[1:], "--one", str(pass_size)]
+def run_one(pass_size: int, conv_impl: str) -> dict:
+    cmd = [sys.executable, __file__, *sys.argv[1:], "--one", str(pass_size),
+           "--one-impl", conv_impl]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"error: pass size {pass_size} failed:\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"error: pass size {pass_size} ({conv_impl}) failed:\n"
+                         f"{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -100,17 +107,17 @@ def max_rel_diff(a: list, b: list) -> float:
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     if args.one is not None:
-        print(json.dumps(measure(args, args.one)))
+        print(json.dumps(measure(args, args.one, args.one_impl)))
         return
     if any(s < 0 for s in args.pass_sizes) or args.reps < 1 or args.episode_length < 0:
         build_parser().error("pass sizes and --episode-length must be >= 0, --reps >= 1")
     rows = []
-    for size in args.pass_sizes:
-        row = run_one(size)
+    for impl, size in itertools.product(args.conv_impls, args.pass_sizes):
+        row = run_one(size, impl)
         row["max_rel_diff"] = max_rel_diff(row["grads"], rows[0]["grads"]) if rows else 0.0
         rows.append(row)
         episode = f"  episode {row['episode_s']:7.1f} s" if "episode_s" in row else ""
-        print(f"pass size {size or 'one pass':>9}  chunk rows {row['chunk_rows']:>6}  "
+        print(f"{impl:>7}  pass size {size or 'one pass':>9}  chunk rows {row['chunk_rows']:>6}  "
               f"first {row['first_call_s']:6.1f} s  pass {row['pass_s']:6.2f} s{episode}  "
               f"peak RSS {row['peak_rss_gb']:5.1f} GB  grad diff {row['max_rel_diff']:.1e}",
               flush=True)
@@ -120,6 +127,7 @@ def main(argv=None) -> None:
         from maskshift.bench import machine
         atomic_write_json(args.json, {"dataset": args.dataset or "digits", "edit": args.edit,
                                       "episode_length": args.episode_length,
+                                      "conv_impls": args.conv_impls,
                                       "machine": machine(), "rows": rows})
 
 

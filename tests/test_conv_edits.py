@@ -96,6 +96,18 @@ def test_a_conv_edit_steps_without_a_convolution_and_matches_lax(digits, digits_
         np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+def test_auto_computes_frozen_convs_as_patches_only_in_a_chunked_pass(digits, digits_model):
+    task = unlearning_task(7, dataset=digits, edit=("Conv_0",))  # Conv_1 after it, frozen
+    x = jnp.asarray(digits.train.x[:6])
+    one_pass = _primitives(task.suffix, task.params, x)
+    assert "conv_general_dilated" in one_pass  # a step's frozen Conv_1: XLA's convolution
+    chunked = dataclasses.replace(task, pass_size=2 * int(np.prod(x.shape[1:])))  # 3 chunks
+    used = _primitives(chunked.suffix, chunked.params, x)
+    assert "scan" in used and "conv_general_dilated" not in used  # a loop: every conv patches
+    np.testing.assert_allclose(chunked.suffix(task.params, x), task.suffix(task.params, x),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_a_convolution_and_a_dense_layer_edited_in_one_action(digits, digits_model):
     task = unlearning_task(7, dataset=digits, edit=("Conv_1", "Dense_0"))
     assert task.edited_layers == (("Conv_1",), ("Dense_0",))

@@ -23,7 +23,7 @@ from maskshift._io import tree_checksum
 from maskshift._types import Array, Params
 from maskshift.data import Dataset
 from maskshift.models.loop_conv import loop_safe_convs
-from maskshift.models.row_chunks import in_row_chunks
+from maskshift.models.row_chunks import chunk_rows, in_row_chunks, num_rows
 from maskshift.tasks.objectives import Objective
 from maskshift.tasks.paths import (
     Path,
@@ -82,8 +82,9 @@ class Task:
         patches times the kernel's matrix view, :mod:`maskshift.models.loop_conv`), ``"lax"``
         (XLA's convolution) or ``"auto"`` (default: the edited convolutions as patches on the
         CPU backend, where XLA's convolution of a per-environment kernel runs slowly inside
-        loops; the frozen ones, and every one on other backends, by XLA). The same numbers up
-        to float rounding.
+        loops, and every convolution in a whole-split pass that runs in chunks (a loop itself,
+        see ``pass_size``); the frozen ones of a step, and every one on other backends, by
+        XLA). The same numbers up to float rounding.
       edit_splits: per edited leaf, how many of its leading axes are the rows of its matrix view
         (:mod:`maskshift.tasks.paths`); ``None``: each leaf's default
         (:func:`~maskshift.tasks.paths.default_split`).
@@ -191,8 +192,12 @@ class Task:
         (:mod:`maskshift.models.loop_conv`: XLA:CPU runs convolutions slowly inside loops), and
         a batch larger than :attr:`pass_size` runs in chunks of that size."""
         fn = self.apply_fn if self.suffix_fn is None else self.suffix_fn
+        # A pass in chunks is a loop itself (lax.map): there the frozen convolutions too run at
+        # XLA:CPU's in-loop speed, so "auto" computes every one as patches.
+        chunked = num_rows(h) > chunk_rows(h, self.pass_size)
+        every = self.conv_impl == "patches" or chunked
         with loop_safe_convs(None if self.conv_impl == "auto" else self.conv_impl == "patches",
-                             layers=None if self.conv_impl == "patches" else self.edited_layers):
+                             layers=None if every else self.edited_layers):
             return in_row_chunks(lambda rows: fn(params, rows), h, self.pass_size)
 
     def _logits_of(self, params):
