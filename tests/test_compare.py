@@ -3,6 +3,7 @@ import json
 import pytest
 
 from maskshift.run import compare as C
+from maskshift.run.pipeline import reuse_or_run
 
 
 @pytest.mark.slow
@@ -76,8 +77,16 @@ def test_gradient_controls_sit_beside_the_rl_rows_with_env_steps(tmp_path, toxic
     from pathlib import Path
 
     out = tmp_path / "cmp"
-    res = C.compare("bias", (0,), out=out, methods=["original", "MaskWorld-gradient",
-                                                    "ShiftWorld-gradient"], log=lambda s: None)
+    res = C.compare("bias", (0, 1), out=out, methods=["original", "MaskWorld-gradient",
+                                                      "ShiftWorld-gradient"], log=lambda s: None)
+    # the controller reads no seed: seed 0's run serves seed 1, and a run of its own agrees
+    assert not (out / "rl" / "mask-gradient-s1").exists()
+    first, second = res["runs"]["MaskWorld-gradient"]
+    assert second.pop("same_as_seed") == 0 and second == first
+    own = reuse_or_run(C.rl_config("bias", "MaskWorld-gradient", 1, (7,), None, None),
+                       tmp_path / "own-s1", log=lambda s: None)
+    assert {k: own["after"][k] for k in first if k in own["after"]} == \
+        {k: v for k, v in first.items() if k in own["after"]}
     s = res["summary"]
     assert s["MaskWorld-gradient"]["env_steps"] == 8 and "env_steps" not in s["original"]
     # the controller lifts worst-group accuracy on the embedded data (measured 0.34-0.66)

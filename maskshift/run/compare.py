@@ -51,6 +51,11 @@ RL_METHODS = {f"{world}{'' if algo == 'ppo' else '-' + algo}": (env, algo, "flat
 RL_METHODS.update({f"{world}-{policy}": (env, "ppo", policy) for policy in ("units", "residual")
                    for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))})
 
+# Editors whose run never reads the seed (the greedy controller: one deterministic episode from
+# the original weights): the first seed's run serves every seed, each scored against its own
+# seed's retrained model.
+SEEDLESS = frozenset({"gradient"})
+
 
 def rl_config(task: str, method: str, seed: int, forget, dataset, total_steps,
               data_dir=None, **task_options) -> RunConfig:
@@ -144,6 +149,10 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
             t0 = time.perf_counter()
             if m == "original":
                 rep = task.report(task.params)
+            elif m in RL_METHODS and RL_METHODS[m][1] in SEEDLESS and runs[m]:
+                rep = {**runs[m][0], "_train_wall": runs[m][0]["wall_seconds"],
+                       "same_as_seed": seeds[0]}
+                log(f"  {m} uses no seed: seed {seeds[0]}'s run serves seed {seed}")
             elif m in RL_METHODS:
                 run_dir = _run_dir(out, m, seed)
                 cfg = rl_config(task_name, m, seed, forget_classes, dataset, rl_total_steps,
