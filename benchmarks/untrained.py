@@ -75,6 +75,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default=None,
                     help="a dataset name (e.g. fashion_mnist); default: the task's embedded one")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--edit", nargs="+", default=None, metavar="LAYER",
+                    help="the edited layers (default: the task's own)")
+    ap.add_argument("--episode-length", type=int, default=None,
+                    help="steps per episode (default: the editor's own)")
     ap.add_argument("--forget", type=float, default=ZERO_SHOT_FORGET,
                     help="the target's largest forget accuracy (real_data.py's table: 0.02)")
     ap.add_argument("--json", default=None)
@@ -86,7 +90,10 @@ def main(argv=None) -> int:
         for cls in args.classes if unlearn else [None]:
             cfg = make_run_config(env=env, task=args.task, observation=args.observation,
                                   dataset=args.dataset, data_dir=args.data_dir, heads=args.heads,
-                                  forget_classes=(cls,) if unlearn else (7,))
+                                  forget_classes=(cls,) if unlearn else (7,),
+                                  **({"edit": tuple(args.edit)} if args.edit else {}),
+                                  **({"episode_length": args.episode_length}
+                                     if args.episode_length else {}))
             for r in untrained_reports(cfg, args.seeds, args.skip_gains):
                 r = {"env": env, "class": cls, **r}
                 if unlearn:
