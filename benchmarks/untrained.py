@@ -91,9 +91,8 @@ def main(argv=None) -> int:
             cfg = make_run_config(env=env, task=args.task, observation=args.observation,
                                   dataset=args.dataset, data_dir=args.data_dir, heads=args.heads,
                                   forget_classes=(cls,) if unlearn else (7,),
-                                  **({"edit": tuple(args.edit)} if args.edit else {}),
-                                  **({"episode_length": args.episode_length}
-                                     if args.episode_length else {}))
+                                  edit=tuple(args.edit) if args.edit else None,
+                                  episode_length=args.episode_length)
             for r in untrained_reports(cfg, args.seeds, args.skip_gains):
                 r = {"env": env, "class": cls, **r}
                 if unlearn:

@@ -37,6 +37,11 @@ def chunk_rows(h, max_elements: int) -> int:
     return max(1, max_elements // max(1, row_size(h)))
 
 
+def runs_in_chunks(h, max_elements: int) -> bool:
+    """Whether :func:`in_row_chunks` splits ``h`` (more rows than one chunk holds)."""
+    return num_rows(h) > chunk_rows(h, max_elements)
+
+
 def in_row_chunks(fn: Callable, h, max_elements: int):
     """``fn(h)`` for a row-wise ``fn`` (row ``i`` of the output depends on row ``i`` of ``h``
     only, as a model's inference pass does), computed in chunks of at most ``max_elements``
@@ -45,9 +50,9 @@ def in_row_chunks(fn: Callable, h, max_elements: int):
 
     Chunks are read with ``dynamic_slice`` (no padded copy of ``h``); the last one starts at
     ``n - rows`` and overlaps the one before, and only its new rows are kept."""
-    n, rows = num_rows(h), chunk_rows(h, max_elements)
-    if n <= rows:
+    if not runs_in_chunks(h, max_elements):
         return fn(h)
+    n, rows = num_rows(h), chunk_rows(h, max_elements)
     k = -(-n // rows)
     starts = jnp.minimum(jnp.arange(k) * rows, n - rows)
 

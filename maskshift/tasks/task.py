@@ -23,7 +23,7 @@ from maskshift._io import tree_checksum
 from maskshift._types import Array, Params
 from maskshift.data import Dataset
 from maskshift.models.loop_conv import loop_safe_convs
-from maskshift.models.row_chunks import chunk_rows, in_row_chunks, num_rows
+from maskshift.models.row_chunks import in_row_chunks, runs_in_chunks
 from maskshift.tasks.objectives import Objective
 from maskshift.tasks.paths import (
     Path,
@@ -194,8 +194,7 @@ class Task:
         fn = self.apply_fn if self.suffix_fn is None else self.suffix_fn
         # A pass in chunks is a loop itself (lax.map): there the frozen convolutions too run at
         # XLA:CPU's in-loop speed, so "auto" computes every one as patches.
-        chunked = num_rows(h) > chunk_rows(h, self.pass_size)
-        every = self.conv_impl == "patches" or chunked
+        every = self.conv_impl == "patches" or runs_in_chunks(h, self.pass_size)
         with loop_safe_convs(None if self.conv_impl == "auto" else self.conv_impl == "patches",
                              layers=None if every else self.edited_layers):
             return in_row_chunks(lambda rows: fn(params, rows), h, self.pass_size)
