@@ -14,7 +14,9 @@ from maskshift.envs.observe import (
     gradient_factors,
     gradient_rows,
     probes,
+    saturated_factors,
     term_factors,
+    top_factors,
 )
 from maskshift.tasks import task_from_model
 
@@ -48,13 +50,31 @@ def test_mixture_factors_match_factoring_the_formed_direction():
     assert len(term_factors([g[0], g[1]], p)) == 2  # no mixture: the terms only
 
 
+def test_top_factors_match_the_svd_and_saturate_the_step():
+    """The randomised SVD finds a matrix's leading singular triplets (a clear gap after rank 4,
+    as a reward gradient's), and the saturated step's largest entry is the saturation."""
+    rng = np.random.default_rng(3)
+    m, n, r = 60, 24, 4
+    low = rng.standard_normal((m, r)) * [9.0, 6.0, 4.0, 3.0] @ rng.standard_normal((r, n))
+    g = jnp.asarray(low + 0.05 * rng.standard_normal((m, n)), jnp.float32)
+    u, s, v = top_factors(g, probes(n, 2 * r), r)
+    s0 = np.linalg.svd(np.asarray(g), compute_uv=False)[:r]
+    np.testing.assert_allclose(s, s0, rtol=1e-3)
+    np.testing.assert_allclose(np.asarray((u * s) @ v.T), np.asarray(g), atol=0.5)
+    uu, vv = saturated_factors(u, s, v, 3.0)
+    step = np.asarray(uu @ vv.T) / np.sqrt(r)
+    assert np.abs(step).max() == pytest.approx(3.0, rel=1e-5)
+    np.testing.assert_allclose(step / 3.0, np.asarray((u * s) @ v.T)
+                               / np.abs(np.asarray((u * s) @ v.T)).max(), atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def gradient_envs(digits_model):
     from maskshift.tasks import unlearning_task
 
     task = unlearning_task(batch_size=32)
     return {obs: make("mask", task=task, observation=obs, max_steps_in_episode=3)
-            for obs in ("summary", "gradient", "controller")}
+            for obs in ("summary", "gradient", "controller", "controller-step")}
 
 
 @pytest.mark.slow
@@ -196,3 +216,44 @@ def test_gradient_rows_take_the_first_share_of_every_part(gradient_envs):
     env, _ = gradient_envs["controller"]
     with pytest.raises(ValueError, match="gradient_share must be in"):
         type(env)(env.task, observation="controller", gradient_share=0.0)
+
+
+def test_the_controller_step_observation_starts_a_policy_as_the_minibatch_controller(
+        gradient_envs):
+    """controller-step: the unit block's controller features are the greedy controller's own
+    step on the whole minibatch (its top-r factors, saturated), so a fresh unit-head policy at its
+    default skip gain (1) takes that step; the metrics come from the gradients' pass."""
+    from maskshift.controls import low_rank_action, term_gradients
+    from maskshift.run.config import is_residual, make_run_config
+
+    ctl, cp = gradient_envs["controller-step"]
+    (m, n), = ctl.shapes
+    r, f = ctl.rank, ctl.unit_features
+    assert f == 3 * r + 2 and ctl.gradient_share == 1.0
+    key = jax.random.key(3)
+    _, st0 = ctl.reset(key, cp)
+    action = jax.random.normal(jax.random.key(4), (ctl.action_size,))
+    obs, st1, *_ = ctl.step_env(key, st0, action, cp)
+    batch = ctl.task.objective.sample(key, cp.task.train, st0.target)
+    np.testing.assert_allclose(st1.metrics, ctl.metrics_on(st1.edit, batch, cp), rtol=1e-5)
+
+    def product(flat):  # U V^T / sqrt(r) of a flat [(m + n) r] action
+        return flat[: m * r].reshape(m, r) @ flat[m * r:].reshape(n, r).T / np.sqrt(r)
+
+    rows = np.asarray(obs[ctl.summary_size:ctl.summary_size + m * f]).reshape(m, f)
+    cols = np.asarray(obs[ctl.summary_size + m * f:ctl.summary_size + (m + n) * f]).reshape(n, f)
+    observed = rows[:, 2 * r:3 * r] @ cols[:, 2 * r:3 * r].T / np.sqrt(r)
+    # the controller's step on this minibatch, by the exact SVD
+    g_u, g_e = term_gradients(ctl, st1.edit, cp, batch=batch)
+    direction = controller_direction(g_u, g_e, ctl.task.objective.control_utility_weight)
+    controller = product(np.asarray(low_rank_action(ctl, direction, 3.0)))
+    assert np.abs(observed).max() == pytest.approx(3.0, rel=1e-4)
+    assert np.corrcoef(observed.ravel(), controller.ravel())[0, 1] > 0.98
+    # a fresh residual policy (skip gain 1 by default on this observation) takes that step
+    cfg = make_run_config(env="mask", observation="controller-step")
+    assert cfg.editor.skip_gain == 1.0 and is_residual("ppo", "units", "controller-step")
+    net = policy_network(cfg.editor, ctl)
+    pi, _ = net.apply(net.init(jax.random.key(0), obs[None]), obs[None])
+    step = product(np.asarray(pi.mean()[0]))
+    assert np.corrcoef(step.ravel(), observed.ravel())[0, 1] > 0.99
+    assert np.abs(step).max() == pytest.approx(3.0, rel=0.1)

@@ -13,10 +13,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskshift.envs import EditWorld
+from maskshift.envs.observe import CONTROLLER_OBSERVATIONS
 
 HEADS = ("flat", "units")
 # unit heads: the skip path's initial gain on the factors it follows (PPOConfig.skip_gain)
 DEFAULT_SKIP_GAIN = 0.5
+# ... on the controller-step observation's, which are the controller's step itself: at gain 1 the
+# policy starts as the minibatch controller
+STEP_SKIP_GAIN = 1.0
+
+
+def default_skip_gain(observation: str | None) -> float:
+    """The skip path's default gain for ``observation``: :data:`STEP_SKIP_GAIN` on the
+    controller-step observation, else :data:`DEFAULT_SKIP_GAIN`."""
+    return STEP_SKIP_GAIN if observation == "controller-step" else DEFAULT_SKIP_GAIN
 
 
 def _mlp(x, hidden: int, layers: int = 2):
@@ -156,7 +166,7 @@ def make_network(env: EditWorld, *, heads: str = "flat", hidden: int = 64,
                              "controller observation (RunConfig.observation), not 'summary'.")
         # the skip path starts on the controller's factors where the observation has them,
         # else on the edit term's
-        follow = 2 * env.rank if env.observation == "controller" else env.rank
+        follow = 2 * env.rank if env.observation in CONTROLLER_OBSERVATIONS else env.rank
         return UnitActorCritic(shapes=tuple(env.shapes), rank=env.rank,
                                summary_size=env.summary_size, unit_features=env.unit_features,
                                hidden=hidden, init_log_std=init_log_std, follow=follow,

@@ -23,7 +23,7 @@ import sys
 
 import jax
 
-from maskshift.agents.networks import HEADS
+from maskshift.agents.networks import HEADS, STEP_SKIP_GAIN
 from maskshift.agents.ppo import PPOConfig
 from maskshift.checkpoint import CheckpointError
 from maskshift.cli.args import (
@@ -141,14 +141,17 @@ def add_editor_options(p: Parser) -> None:
                    help="what the policy sees, ppo: controller (default: per-unit factors of "
                         "the reward terms' gradients and of the gradient controller's direction; "
                         "size grows with m + n), gradient (without the controller's) or summary "
-                        "(fixed size; the default with --heads flat)")
+                        "(fixed size; the default with --heads flat); controller-step: the "
+                        "controller's own step on the whole minibatch instead of its direction "
+                        "(docs/layers.md)")
     p.add_argument("--heads", default=None, choices=HEADS,
                    help="policy action heads, ppo: units (default: one network shared over "
                         "units, starting on the controller's direction; needs a per-unit "
                         "observation) or flat (one vector for all of U and V: flat PPO)")
     p.add_argument("--skip-gain", type=positive_float, default=None,
                    help=f"--heads units: the initial gain of the skip path on the factors the "
-                        f"heads start on (default {PPOConfig.skip_gain})")
+                        f"heads start on (default {PPOConfig.skip_gain}; {STEP_SKIP_GAIN} with "
+                        f"--observation controller-step)")
     p.add_argument("--minibatch", default=None, choices=MINIBATCHES,
                    help="each step's train minibatch, ppo: per_env (default; every environment "
                         "draws its own) or shared (one draw per step for all environments, "

@@ -30,7 +30,7 @@ import optax
 
 from maskshift.agents.common import ActFn, rollout_edits
 from maskshift.envs import EditWorld, EnvParams, EnvState
-from maskshift.envs.observe import controller_direction
+from maskshift.envs.observe import STEP_SATURATION, controller_direction, saturated_factors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +43,7 @@ class GradientConfig:
         ``control_utility_weight``.
     """
 
-    saturation: float = 3.0
+    saturation: float = STEP_SATURATION
     utility_weight: float | None = None
 
     def validate(self) -> GradientConfig:
@@ -79,11 +79,7 @@ def low_rank_action(env: EditWorld, directions: tuple, saturation: float) -> jax
     r = env.rank
     for g in directions:
         u, s, vt = jnp.linalg.svd(g, full_matrices=False)
-        u, s, v = u[:, :r], s[:r], vt[:r].T
-        approx = (u * s) @ v.T  # [m, n]
-        a = jnp.sqrt(saturation * math.sqrt(r) / jnp.maximum(jnp.abs(approx).max(), 1e-30))
-        root = jnp.sqrt(s)
-        parts += [(u * root * a).ravel(), (v * root * a).ravel()]
+        parts += [f.ravel() for f in saturated_factors(u[:, :r], s[:r], vt[:r].T, saturation)]
     return jnp.concatenate(parts)
 
 

@@ -82,13 +82,16 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
       rank: ``r``, the rank of each step's change (checked against every edited matrix).
       obs_bins: bins for the pooled row and column summaries in the observation.
       observation: ``"summary"`` (fixed size), ``"gradient"`` (the summary, then per-unit
-        gradient factors; see the module docstring) or ``"controller"`` (those, then the factors
-        of the gradient controller's direction).
+        gradient factors; see the module docstring), ``"controller"`` (those, then the factors
+        of the gradient controller's direction) or ``"controller-step"`` (those, then the
+        factors of the controller's own step on the minibatch).
       gradient_share: the share of each step's minibatch rows (the first ``ceil(share * rows)``
         of each part) whose gradients the unit block factors; the metrics and the reward read
         every row. ``0.25`` (default) cut the controller observation's step from 3.2-4.1x to
         about 2.8x the summary step's at N = 1,024 on a 2-core CPU, and every default command
-        still met its target (docs/performance.md); ``1.0`` is the whole minibatch.
+        still met its target (docs/performance.md); ``1.0`` is the whole minibatch (the
+        default of ``"controller-step"``, whose start the quarter's noisy utility gradient
+        spoils: docs/layers.md), read in the metrics' own pass.
     """
 
     kind = "edit"
@@ -98,8 +101,10 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
 
     def __init__(self, task: Task, rank: int = 4, obs_bins: int = 8,
                  observation: str = "summary", minibatch: str = "per_env",
-                 gradient_share: float = 0.25):
+                 gradient_share: float | None = None):
         super().__init__()
+        if gradient_share is None:
+            gradient_share = 1.0 if observation == "controller-step" else 0.25
         if not 0.0 < gradient_share <= 1.0:
             raise ValueError(f"gradient_share must be in (0, 1], got {gradient_share!r}.")
         self.gradient_share = gradient_share
@@ -272,7 +277,10 @@ class EditWorld(environment.Environment[EnvState, EnvParams]):
         batch = self._sample(key, params, target)
         if self.observation == "summary":
             return self.metrics_on(edit, batch, params), None
-        # "gradient" and "controller" read the reward terms' gradients, on a share of the rows
+        # the unit block reads the reward terms' gradients, on a share of the rows
+        if self.gradient_share == 1.0:  # every row: the metrics come from the gradients' pass
+            metrics, grads = self.metrics_and_gradients(edit, batch, params, target)
+            return metrics, unit_block(self, edit, grads, params)
         metrics = self.metrics_on(edit, batch, params)
         _, grads = self.metrics_and_gradients(edit, gradient_rows(batch, self.gradient_share),
                                            params, target)

@@ -43,12 +43,13 @@ from maskshift.tasks import SUMMARY_KEYS, Task
 # method name -> (env, algo, policy): every maskshift.train editor in the environments' action
 # space; a policy is the PPO network's (heads, observation): "units" reads the gradient
 # observation, "residual" the controller observation (unit heads that start on the gradient
-# controller's direction)
+# controller's direction), "residual-step" the controller-step one (unit heads that start as the
+# controller's own step on each minibatch)
 POLICIES = {"flat": ("flat", "summary"), "units": ("units", "gradient"),
-            "residual": ("units", "controller")}
+            "residual": ("units", "controller"), "residual-step": ("units", "controller-step")}
 RL_METHODS = {f"{world}{'' if algo == 'ppo' else '-' + algo}": (env, algo, "flat")
               for algo in ALGOS for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))}
-RL_METHODS.update({f"{world}-{policy}": (env, "ppo", policy) for policy in ("units", "residual")
+RL_METHODS.update({f"{world}-{policy}": (env, "ppo", policy) for policy in ("units", "residual", "residual-step")
                    for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))})
 
 # Editors whose run never reads the seed (the greedy controller: one deterministic episode from

@@ -9,9 +9,11 @@ import json
 import math
 
 from maskshift.agents.apg import APGConfig
+from maskshift.agents.networks import default_skip_gain
 from maskshift.agents.ppo import PPOConfig
 from maskshift.agents.quark import QuarkConfig
 from maskshift.controls import GradientConfig, OracleConfig
+from maskshift.envs.observe import CONTROLLER_OBSERVATIONS
 
 # Editors, trained policies first, then the controllers; each with the class of its config.
 EDITOR_CONFIGS = {"ppo": PPOConfig, "apg": APGConfig, "quark": QuarkConfig,
@@ -100,7 +102,8 @@ def default_heads(observation: str) -> str:
 def is_residual(algo: str, heads: str, observation: str, amortized: bool = False) -> bool:
     """Whether the editor is the residual PPO policy (unit heads over the controller
     observation, one target)."""
-    return algo == "ppo" and heads == "units" and observation == "controller" and not amortized
+    return (algo == "ppo" and heads == "units" and observation in CONTROLLER_OBSERVATIONS
+            and not amortized)
 
 
 def residual_setting(name: str, algo: str, task: str, *, heads: str | None = None,
@@ -168,7 +171,7 @@ def editor_config(algo: str, task: str = "unlearn", *, episode_length: int | Non
                                     total_timesteps=total, learning_rate=lr)
     return PPOConfig(num_envs=num_envs, num_steps=episode_length, total_timesteps=total,
                      learning_rate=lr, num_minibatches=math.gcd(4, num_envs * episode_length),
-                     heads=heads, skip_gain=skip_gain or PPOConfig.skip_gain)
+                     heads=heads, skip_gain=skip_gain or default_skip_gain(observation))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,7 +213,8 @@ class RunConfig:
     model: str | None = None
     task_factory: str | None = None
     task_fingerprint: str | None = None
-    # what the policy sees: "summary", "gradient" or "controller" (maskshift.envs.observe)
+    # what the policy sees: "summary", "gradient", "controller" or "controller-step"
+    # (maskshift.envs.observe)
     observation: str | None = None
     # the backdoor task (maskshift.tasks.backdoor_task): the planted trigger and the edit term
     target_class: int = 0
