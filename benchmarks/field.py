@@ -12,9 +12,11 @@ Avg. Gap to the retrained model, wall time and how many runs meet the target.
         --out runs/conv-digits-Conv_1 --json benchmarks/results/conv-digits-Conv_1.json
 
 One ``maskshift.compare`` per forget class (``OUT/class<c>/``, reused when finished, so a killed
-run picks up where it was), then every (class, seed) run of each method pooled: mean ± std of
-each figure, the mean wall seconds, and the runs that meet the target (forget accuracy ≤ 0.02,
-retain within 0.03 of the original's, test split). Writes the table as Markdown next to the JSON.
+run picks up where it was; asking for more methods at the same setting adds them to it, and a
+class's comparison of another setting is replaced only with ``--overwrite``), then every
+(class, seed) run of each method pooled: mean ± std of each figure, the mean wall seconds, and
+the runs that meet the target (forget accuracy ≤ 0.02, retain within 0.03 of the original's,
+test split). Writes the table as Markdown next to the JSON.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rl-total-steps", type=int, default=None,
                    help="every trained editor's budget in env steps (default: train's)")
     p.add_argument("--out", default="runs/field")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a class's saved comparison of other seeds, options or budget")
     p.add_argument("--json", default=None, help="write the pooled figures here (and a .md)")
     return p
 
@@ -62,18 +66,43 @@ def options(args) -> dict:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def class_result(c: int, args) -> dict:
-    out = Path(args.out) / f"class{c}"
-    if (out / "comparison.json").exists():
-        saved = json.loads((out / "comparison.json").read_text())
-        if (saved["seeds"] == args.seeds and set(args.methods) <= set(saved["methods"])
-                and saved.get("task_options", {}) == json.loads(json.dumps(options(args)))
-                and saved.get("rl_total_steps") == args.rl_total_steps):
-            return saved
-    return compare("unlearn", tuple(args.seeds), out=out, dataset=args.dataset,
-                   forget_classes=(c,), methods=args.methods, overwrite=True,
-                   rl_total_steps=args.rl_total_steps,
-                   task_options=options(args) or None,
+def same_setting(saved: dict, args) -> bool:
+    """Whether a saved comparison ran at ``args``' seeds, task options and RL budget."""
+    return (saved["seeds"] == args.seeds
+            and saved.get("task_options", {}) == json.loads(json.dumps(options(args)))
+            and saved.get("rl_total_steps") == args.rl_total_steps)
+
+
+def planned_methods(saved: dict | None, args) -> list[str] | None:
+    """The methods a class's comparison must hold: ``None`` where ``saved`` holds every one asked
+    for already; else the saved ones, then the new ones (their finished runs are reused, so a
+    wider table costs only the new methods, and no saved method drops out of the class's
+    ``comparison.json``). A saved comparison of another setting is replaced only with
+    ``--overwrite`` (``ValueError`` otherwise)."""
+    if saved is None or args.overwrite:
+        return list(args.methods)
+    if not same_setting(saved, args):
+        raise ValueError(f"{args.out} holds a comparison at seeds {saved['seeds']}, options "
+                         f"{saved.get('task_options', {})}, RL budget "
+                         f"{saved.get('rl_total_steps')}: pass another --out, or --overwrite to "
+                         "replace it.")
+    if set(args.methods) <= set(saved["methods"]):
+        return None
+    return [*saved["methods"], *(m for m in args.methods if m not in saved["methods"])]
+
+
+def saved_comparison(c: int, args) -> dict | None:
+    path = Path(args.out) / f"class{c}" / "comparison.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def class_result(c: int, methods: list[str] | None, args) -> dict:
+    """Class ``c``'s comparison of ``methods`` (``None``: the saved one)."""
+    if methods is None:
+        return saved_comparison(c, args)
+    return compare("unlearn", tuple(args.seeds), out=Path(args.out) / f"class{c}",
+                   dataset=args.dataset, forget_classes=(c,), methods=methods, overwrite=True,
+                   rl_total_steps=args.rl_total_steps, task_options=options(args) or None,
                    log=lambda s: print(f"[class {c}] {s}", flush=True))
 
 
@@ -119,7 +148,12 @@ def markdown(table: dict, args) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    results = [class_result(c, args) for c in args.classes]
+    try:  # every class's plan before anything runs
+        plans = {c: planned_methods(saved_comparison(c, args), args) for c in args.classes}
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results = [class_result(c, plans[c], args) for c in args.classes]
     table = pooled(results, args.methods)
     md = markdown(table, args)
     print(md)

@@ -157,3 +157,40 @@ def test_throughput_sweep_times_a_conv_edit_both_ways():
     for r in res.values():
         assert r["action_size"] == (144 + 32 + 512 + 64) * 4
         assert r["vmap"][0]["steps_per_s"] > 0 and r["vmap"][0]["compile_s"] > 0
+
+
+def _field_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bench_field", ROOT / "benchmarks" / "field.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_field_adds_methods_to_a_class_and_refuses_another_setting(tmp_path):
+    """A class's saved comparison keeps its methods when more are asked for at the same setting,
+    is reused when it holds them all, and one of other seeds is replaced only with --overwrite."""
+    field = _field_script()
+    args = field.build_parser().parse_args(
+        ["--classes", "7", "--seeds", "0", "1", "--edit", "Conv_1", "--out", str(tmp_path),
+         "--methods", "original", "retrain", "MaskWorld-oracle"])
+    saved = {"seeds": [0, 1], "task_options": {"edit": ["Conv_1"]}, "rl_total_steps": None,
+             "methods": ["original", "retrain", "ShiftWorld-oracle"]}
+    assert field.planned_methods(None, args) == args.methods
+    assert field.planned_methods(saved, args) == ["original", "retrain", "ShiftWorld-oracle",
+                                                  "MaskWorld-oracle"]
+    assert field.planned_methods({**saved, "methods": [*saved["methods"], "MaskWorld-oracle"]},
+                                 args) is None  # holds them all: reused as it is
+    other = {**saved, "seeds": [0, 1, 2]}
+    with pytest.raises(ValueError, match="--overwrite"):
+        field.planned_methods(other, args)
+    (tmp_path / "class7").mkdir()
+    (tmp_path / "class7" / "comparison.json").write_text(json.dumps(other))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "field.py"), "--classes",
+                           "7", "--seeds", "0", "1", "--out", str(tmp_path), "--methods",
+                           "original"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    args.overwrite = True
+    assert field.planned_methods(other, args) == args.methods
