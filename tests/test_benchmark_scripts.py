@@ -86,3 +86,23 @@ def test_whole_split_script_checks_chunks_against_one_pass(tmp_path):
     for r in rows:
         assert r["pass_s"] > 0 and r["episode_s"] > 0 and r["peak_rss_gb"] > 0
     assert rows[1]["max_rel_diff"] < 1e-4
+
+
+@pytest.mark.long
+def test_start_rules_script_rolls_out_each_rule(tmp_path):
+    """Two rules, two steps on the digits CNN: one row each, every step scored on val from the
+    same original; a malformed rule is refused in one line, exit 2."""
+    out = tmp_path / "rules.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "start_rules.py"),
+                           "--envs", "shift", "--episode-length", "2", "--rules", "whole:svd:3",
+                           "0.25:iteration:0.5", "--json", str(out)], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["rule"] for r in rows] == ["whole:svd:3", "0.25:iteration:0.5"]
+    for r in rows:
+        assert len(r["val_forget"]) == 3 and 0 <= r["best_step"] <= 2
+        assert r["val_forget"][0] == rows[0]["val_forget"][0]  # the same original
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "start_rules.py"), "--rules",
+                          "1.0:qr:3"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "FACTORS" in bad.stderr

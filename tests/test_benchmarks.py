@@ -194,3 +194,17 @@ def test_field_adds_methods_to_a_class_and_refuses_another_setting(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
     args.overwrite = True
     assert field.planned_methods(other, args) == args.methods
+
+
+def test_start_rules_parse_and_refuse_a_malformed_rule():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bench_start_rules",
+                                                  ROOT / "benchmarks" / "start_rules.py")
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    assert rules.parse_rule("whole:svd:3") == (None, "svd", 3.0)
+    assert rules.parse_rule("0.25:iteration:0.5") == (0.25, "iteration", 0.5)
+    for bad in ("whole:svd", "half:svd:3", "1.5:svd:3", "1.0:qr:3", "1.0:svd:0"):
+        with pytest.raises(ValueError, match="rule"):
+            rules.parse_rule(bad)

@@ -169,7 +169,7 @@ def compare(task_name: str, seeds=(0, 1, 2), *, out="runs/compare", dataset: str
             rep["wall_seconds"] = wall
             runs[m].append(rep)
             keys = task.objective.summary_keys
-            log(f"seed {seed}  {m:<20}" + "  ".join(f"{k} {rep[k]:.3f}" for k in keys)
+            log(f"seed {seed}  {m:<24} " + "  ".join(f"{k} {rep[k]:.3f}" for k in keys)
                 + f"  {wall:6.1f} s")
     summary = _summarise(runs, task_name, task.objective)
     result = {"task": task_name, "dataset": name, "seeds": list(seeds), "methods": methods,
