@@ -49,7 +49,8 @@ POLICIES = {"flat": ("flat", "summary"), "units": ("units", "gradient"),
             "residual": ("units", "controller"), "residual-step": ("units", "controller-step")}
 RL_METHODS = {f"{world}{'' if algo == 'ppo' else '-' + algo}": (env, algo, "flat")
               for algo in ALGOS for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))}
-RL_METHODS.update({f"{world}-{policy}": (env, "ppo", policy) for policy in ("units", "residual", "residual-step")
+RL_METHODS.update({f"{world}-{policy}": (env, "ppo", policy)
+                   for policy in ("units", "residual", "residual-step")
                    for world, env in (("MaskWorld", "mask"), ("ShiftWorld", "shift"))})
 
 # Editors whose run never reads the seed (the greedy controller: one deterministic episode from
