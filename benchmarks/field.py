@@ -33,8 +33,7 @@ from maskshift.metrics import meets_unlearning_target
 from maskshift.run.compare import TABLE_KEYS, compare
 
 EDITORS = ["MaskWorld-gradient", "ShiftWorld-gradient", "MaskWorld-oracle", "ShiftWorld-oracle",
-           "MaskWorld-residual-step", "ShiftWorld-residual-step", "MaskWorld-residual",
-           "ShiftWorld-residual", "MaskWorld", "ShiftWorld"]
+           "MaskWorld-residual", "ShiftWorld-residual", "MaskWorld", "ShiftWorld"]
 BASELINES = ["retrain", "finetune", "gradient_ascent", "graddiff", "random_labels", "ssd",
              "salun", "l1_sparse", "scrub"]
 

@@ -32,31 +32,6 @@ def test_the_default_policy_on_bias_takes_its_own_settings(build):
     assert cfg.editor.total_timesteps == DEFAULT_TOTAL_STEPS["ppo"]["bias"]
 
 
-@pytest.mark.parametrize("build", [lambda: make_run_config(),
-                                   lambda: RunConfig(),
-                                   lambda: _cli(),
-                                   lambda: _cli("--env", "shift", "--edit", "Conv_1")])
-def test_the_default_policy_forgetting_a_class_starts_as_the_controllers_step(build):
-    """Forgetting classes one at a time, the default residual policy reads the controller-step
-    observation at skip gain 1 (its start: the minibatch controller's step)."""
-    cfg = build()
-    assert (cfg.observation, cfg.editor.heads) == ("controller-step", "units")
-    assert cfg.editor.skip_gain == 1.0
-    assert cfg.editor.total_timesteps == DEFAULT_TOTAL_STEPS["ppo"]["unlearn"]
-
-
-@pytest.mark.parametrize("flags,observation", [
-    (("--task", "bias"), "controller"), (("--task", "backdoor"), "controller"),
-    (("--amortized",), "controller"), (("--forget-fraction", "0.1"), "controller"),
-    (("--forget-fraction", "0.1", "--forget-reward", "attack"), "summary"),
-    (("--heads", "flat"), "summary"), (("--observation", "controller"), "controller")])
-def test_other_tasks_pools_and_example_sets_keep_their_observations(flags, observation):
-    cfg = _cli(*flags)
-    assert cfg.observation == observation
-    if cfg.editor.heads == "units":
-        assert cfg.editor.skip_gain == 0.5
-
-
 @pytest.mark.parametrize("flags", [("--task", "bias", "--heads", "flat"),
                                    ("--task", "bias", "--observation", "gradient"),
                                    ("--task", "bias", "--algo", "apg"),

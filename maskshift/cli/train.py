@@ -70,6 +70,7 @@ from maskshift.run.config import (
     check_algo,
     default_heads,
     default_observation,
+    gradient_free_reward,
 )
 
 TRAINED_ONLY = "applies to --algo ppo, apg or quark only (gradient and oracle train nothing)"
@@ -137,16 +138,15 @@ def add_editor_options(p: Parser) -> None:
                    help="steps per episode (default 8; 16 for the default PPO policy on "
                         "--task bias, chosen on val: docs/training.md)")
     p.add_argument("--observation", default=None, choices=OBSERVATIONS,
-                   help="what the policy sees, ppo: controller-step (the default forgetting a "
-                        "class: per-unit factors of the reward terms' gradients and of the "
-                        "gradient controller's own step on the whole minibatch; size grows with "
-                        "m + n), controller (the same with the factors of the controller's "
-                        "direction on a quarter of the minibatch: the default for --task bias, "
-                        "backdoor, --amortized and a set of examples), gradient (without the "
-                        "controller's) or summary (fixed size; the default with --heads flat)")
+                   help="what the policy sees, ppo: controller (default: per-unit factors of "
+                        "the reward terms' gradients and of the gradient controller's direction; "
+                        "size grows with m + n), gradient (without the controller's) or summary "
+                        "(fixed size; the default with --heads flat); controller-step: the "
+                        "controller's own step on the whole minibatch instead of its direction "
+                        "(docs/layers.md)")
     p.add_argument("--heads", default=None, choices=HEADS,
                    help="policy action heads, ppo: units (default: one network shared over "
-                        "units, starting on the controller's step or direction; needs a per-unit "
+                        "units, starting on the controller's direction; needs a per-unit "
                         "observation) or flat (one vector for all of U and V: flat PPO)")
     p.add_argument("--skip-gain", type=positive_float, default=None,
                    help=f"--heads units: the initial gain of the skip path on the factors the "
@@ -266,7 +266,8 @@ def check_combinations(args, parser: Parser) -> None:
 
 def observation_of(args) -> str:
     """The observation a run uses: ``--observation``, else the library's default."""
-    return args.observation or default_observation(args.algo, args.heads, vars(args))
+    return args.observation or default_observation(args.algo, args.heads,
+                                                   gradient_free_reward(vars(args)))
 
 
 def heads_of(args) -> str:

@@ -52,13 +52,8 @@ DEFAULT_LR = {"ppo": PPOConfig.learning_rate, "apg": APGConfig.learning_rate,
 # the utility drop step selection allows on val (your own objective: the unlearning one's)
 DEFAULT_TOLERANCE = {"unlearn": 0.03, "bias": 0.02, "backdoor": 0.02}
 # The default policy reads the controller observation with unit heads that start on the gradient
-# controller's direction (the residual policy: README, "Quick start") ...
+# controller's direction (the residual policy: README, "Quick start").
 DEFAULT_OBSERVATION = "controller"
-# ... or, forgetting classes one at a time, the controller-step one (they start as the controller's
-# own step on each minibatch): measured better there, on the digits CNN's dense layer (every class)
-# and the Fashion-MNIST CNN's last convolution (docs/layers.md). The other tasks, a pool of
-# targets and a set of examples keep the controller observation until measured with it.
-STEP_OBSERVATION_TASKS = frozenset({"unlearn"})
 # The fields that only choose the best step of an episode: a finished trained run that differs
 # from a config in these alone is re-selected, not retrained (maskshift.run.reselect).
 SELECTION_FIELDS = ("select_tolerance", "select_rule")
@@ -78,33 +73,24 @@ def check_algo(algo: str) -> str:
     return algo
 
 
-def default_observation(algo: str, heads: str | None = None, fields: dict | None = None) -> str:
-    """What the environment shows by default to a run of ``algo`` with ``heads`` and the other
-    run config ``fields`` (``task``, ``amortized``, the forget set's): to a PPO policy (the
-    residual policy reads it) the controller-step observation where it forgets classes one at a
-    time (:data:`STEP_OBSERVATION_TASKS`), else the controller observation, unless its heads are
-    flat or its reward has no gradient (the controller's direction would then only keep
-    utility; measured on random-subset forgetting, docs/forget-examples.md); the fixed-size
-    summary to a flat PPO policy and to every other editor (APG's and Quark's flat network; the
-    controllers read no observation, and the summary costs least)."""
-    fields = fields or {}
-    if algo != "ppo" or heads == "flat" or gradient_free_reward(fields):
-        return "summary"
-    one_class_at_a_time = (fields.get("task", "unlearn") in STEP_OBSERVATION_TASKS
-                           and not fields.get("amortized") and not forgets_examples(fields))
-    return "controller-step" if one_class_at_a_time else DEFAULT_OBSERVATION
-
-
-def forgets_examples(fields: dict) -> bool:
-    """Whether the run config ``fields`` name a forget set of examples rather than classes."""
-    return fields.get("forget_fraction") is not None or fields.get("forget_indices") is not None
+def default_observation(algo: str, heads: str | None = None,
+                        gradient_free: bool = False) -> str:
+    """What the environment shows by default: the controller observation to a PPO policy (the
+    residual policy reads it) unless its heads are flat or its reward has no gradient
+    (``gradient_free``: the controller's direction would then only keep utility; measured on
+    random-subset forgetting, docs/forget-examples.md), the fixed-size summary to a flat PPO
+    policy and to every other editor (APG's and Quark's flat network; the controllers read no
+    observation, and the summary costs least)."""
+    residual = algo == "ppo" and heads != "flat" and not gradient_free
+    return DEFAULT_OBSERVATION if residual else "summary"
 
 
 def gradient_free_reward(fields: dict) -> bool:
     """Whether the run config ``fields`` name a reward with no gradient (a forget set of
     examples under ``accuracy_gap`` or ``attack``)."""
-    return forgets_examples(fields) and \
-        (fields.get("forget_reward") or "confidence") != "confidence"
+    examples = fields.get("forget_fraction") is not None or \
+        fields.get("forget_indices") is not None
+    return examples and (fields.get("forget_reward") or "confidence") != "confidence"
 
 
 def default_heads(observation: str) -> str:
@@ -124,8 +110,7 @@ def residual_setting(name: str, algo: str, task: str, *, heads: str | None = Non
                      observation: str | None = None, amortized: bool = False):
     """``task``'s own value of ``name`` in :data:`RESIDUAL_TASK_SETTINGS` where the editor is the
     residual policy (``heads``/``observation`` ``None``: their defaults), else ``None``."""
-    observation = observation or default_observation(algo, heads,
-                                                     {"task": task, "amortized": amortized})
+    observation = observation or default_observation(algo, heads)
     heads = heads or default_heads(observation)
     if not is_residual(algo, heads, observation, amortized):
         return None
@@ -169,8 +154,7 @@ def editor_config(algo: str, task: str = "unlearn", *, episode_length: int | Non
         return OracleConfig(restarts=oracle_restarts or OracleConfig.restarts,
                             iterations=oracle_iterations or OracleConfig.iterations)
     num_envs = num_envs or PPOConfig.num_envs
-    observation = observation or default_observation(algo, heads,
-                                                     {"task": task, "amortized": amortized})
+    observation = observation or default_observation(algo, heads)
     heads = heads or default_heads(observation)
     episode_length = episode_length or default_episode_length(
         algo, task, heads=heads, observation=observation, amortized=amortized)
@@ -265,15 +249,14 @@ class RunConfig:
     @property
     def forgets_examples(self) -> bool:
         """Whether the request names train examples rather than classes."""
-        return forgets_examples({"forget_fraction": self.forget_fraction,
-                                 "forget_indices": self.forget_indices})
+        return self.forget_fraction is not None or self.forget_indices is not None
 
     def __post_init__(self):
         check_algo(self.algo)
         if self.observation is None:
             heads = getattr(self.editor, "heads", None)
             object.__setattr__(self, "observation", default_observation(
-                self.algo, heads, dataclasses.asdict(self)))
+                self.algo, heads, gradient_free_reward(dataclasses.asdict(self))))
         if self.episode_length is None:
             object.__setattr__(self, "episode_length", getattr(self.editor, "num_steps", None) or
                                default_episode_length(
@@ -353,8 +336,7 @@ def make_run_config(*, algo: str = "ppo", task: str = "unlearn",
                     **fields) -> RunConfig:
     """A :class:`RunConfig` with its editor's config built by :func:`editor_config`: every
     option left ``None`` takes the library's default. ``fields``: any other RunConfig field."""
-    observation = observation or default_observation(
-        algo, heads, {**fields, "task": task, "amortized": amortized})
+    observation = observation or default_observation(algo, heads, gradient_free_reward(fields))
     # editor_config resolves the default episode length; RunConfig then reads it off the editor
     editor = editor_config(algo, task, episode_length=episode_length, amortized=amortized,
                            observation=observation, total_steps=total_steps, num_envs=num_envs,
