@@ -96,10 +96,10 @@ def saved_comparison(c: int, args) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def class_result(c: int, methods: list[str] | None, args) -> dict:
-    """Class ``c``'s comparison of ``methods`` (``None``: the saved one)."""
+def class_result(c: int, saved: dict | None, methods: list[str] | None, args) -> dict:
+    """Class ``c``'s comparison of ``methods`` (``None``: ``saved``, as read when planning)."""
     if methods is None:
-        return saved_comparison(c, args)
+        return saved
     return compare("unlearn", tuple(args.seeds), out=Path(args.out) / f"class{c}",
                    dataset=args.dataset, forget_classes=(c,), methods=methods, overwrite=True,
                    rl_total_steps=args.rl_total_steps, task_options=options(args) or None,
@@ -148,12 +148,13 @@ def markdown(table: dict, args) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    saved = {c: saved_comparison(c, args) for c in args.classes}
     try:  # every class's plan before anything runs
-        plans = {c: planned_methods(saved_comparison(c, args), args) for c in args.classes}
+        plans = {c: planned_methods(saved[c], args) for c in args.classes}
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results = [class_result(c, plans[c], args) for c in args.classes]
+    results = [class_result(c, saved[c], plans[c], args) for c in args.classes]
     table = pooled(results, args.methods)
     md = markdown(table, args)
     print(md)
