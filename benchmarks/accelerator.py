@@ -24,6 +24,7 @@ from maskshift.bench.accelerator import (
     accelerator_report,
     check_accelerator,
     check_counts,
+    summary_lines,
 )
 
 
@@ -63,6 +64,7 @@ def main(argv=None) -> int:
                                 None if args.no_amortized else setting["amortized_steps"],
                                 envs=FULL["envs"], tasks=FULL["tasks"],
                                 log=lambda s: print(s, flush=True))
+    print("\n".join(summary_lines(report)))
     if args.json:
         atomic_write_json(args.json, report)
         print(f"wrote {args.json}")

@@ -205,19 +205,9 @@ report = accelerator_report(**setting)"""),
 from IPython.display import Image, display
 
 from maskshift.bench import plot_throughput
+from maskshift.bench.accelerator import summary_lines
 
-m = report["machine"]
-print(f"{m['device_count']}x {m['device_kind']} ({m['platform']}), jax {m['jax']}")
-print("environment step, steps/s (compile s):")
-for label, r in report["steps"]["results"].items():
-    print(f"  {label:<28}", "  ".join(f"N={e['n']}: {e['steps_per_s']:,.0f} ({e['compile_s']:.1f})"
-                                      for e in r["vmap"]))
-print("PPO, default editor, env-steps/s (compile s):")
-for r in report["ppo"]:
-    print(f"  {r['env']} N={r['num_envs']}: {r['env_steps_per_s']:,.0f} ({r['compile_s']:.1f})")
-a = report["amortized"]
-if a:
-    print(f"amortized edit: {a['edit_seconds']:.2f} s ({a['first_edit_seconds']:.2f} s with compile)")
+print("\\n".join(summary_lines(report)))
 os.makedirs(OUT, exist_ok=True)
 plot_throughput(report["steps"], f"{OUT}/throughput.png")
 display(Image(f"{OUT}/throughput.png"))"""),

@@ -58,3 +58,26 @@ def test_counts_that_do_not_split_over_two_devices_stop_the_script(tmp_path):
     err = proc.stderr.strip()
     assert "3 environments cannot be split evenly over 2 devices" in err and "--ns" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "a.json").exists()
+
+
+def test_the_summary_reads_a_report_with_an_n_skipped_for_memory():
+    # the shape of the H200 run's report, where the controller observation at N = 65,536 was
+    # skipped (its first summary crashed on the missing figure)
+    machine = {"device_count": 1, "device_kind": "NVIDIA H200", "platform": "gpu", "jax": "0.11.2"}
+    step = {"n": 16384, "steps_per_s": 688762.4, "compile_s": 3.8}
+    skipped = {"n": 65536, "skipped": "needs 68.6 GiB, over half the memory"}
+    report = {"machine": machine,
+              "steps": {"results": {"mask-unlearn-controller": {"vmap": [step, skipped]}}},
+              "ppo": [{"env": "mask", "num_envs": 64, "env_steps_per_s": 55306.2,
+                       "compile_s": 10.8}],
+              "amortized": {"edit_seconds": 0.24, "first_edit_seconds": 4.36}}
+    lines = A.summary_lines(report)
+    assert lines[0] == "1x NVIDIA H200 (gpu), jax 0.11.2"
+    row = next(line for line in lines if "mask-unlearn-controller" in line)
+    assert "N=16384: 688,762 (3.8)" in row
+    assert "N=65536: skipped (needs 68.6 GiB, over half the memory)" in row
+    assert "  mask N=64: 55,306 (10.8)" in lines
+    assert lines[-1] == "amortized edit: 0.24 s (4.36 s with compile)"
+    report["amortized"] = None
+    assert not A.summary_lines(report)[-1].startswith("amortized")
+

@@ -122,3 +122,14 @@ def test_a_convolution_and_a_dense_layer_edited_in_one_action(digits, digits_mod
     kernel = first["params"]["Conv_1"]["kernel"]
     np.testing.assert_allclose(kernel, (params.task.originals[0] + conv[-1]).reshape(3, 3, 16, 32),
                                rtol=1e-6)
+
+
+def test_auto_patches_edited_convs_on_cpu_and_gpu_and_leaves_the_tpu_to_xla():
+    from maskshift.tasks.task import patched_convs
+
+    assert patched_convs("auto", False, "cpu") == (True, False)  # the edited ones
+    assert patched_convs("auto", True, "cpu") == (True, True)  # a chunked pass: every one
+    assert patched_convs("auto", True, "gpu") == (True, False)  # measured on an H200
+    assert patched_convs("auto", False, "tpu") == (False, False)
+    assert patched_convs("patches", False, "tpu") == (True, True)
+    assert patched_convs("lax", True, "cpu") == (False, False)

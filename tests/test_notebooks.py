@@ -63,3 +63,35 @@ def test_the_install_cell_keeps_a_simulated_gpu_runtimes_accelerator():
         cell["check_platform"]("gpu", "cpu")
     message = str(stop.value)
     assert "This runtime has a GPU but JAX runs on cpu" in message and "\n" not in message
+
+
+def _run_cells_script():
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "notebooks" / "run_cells.py"
+    spec = importlib.util.spec_from_file_location("run_cells", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_cells_sets_a_parameter_after_its_cell_and_refuses_bad_settings(tmp_path, capsys):
+    script = _run_cells_script()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("FULL = 'not code'"),
+        nbformat.v4.new_code_cell("FULL = False\nOUT = 'a'"),
+        nbformat.v4.new_code_cell("seen = (FULL, OUT)\nassert __name__ == '__main__'")])
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    namespace = script.run_cells(script.code_cells(path), {"FULL": True}, log=lambda s: None)
+    assert namespace["seen"] == (True, "a")  # set after its cell, before the next
+    for argv, message in [(["--set", "FULL"], "give NAME=VALUE"),
+                          (["--set", "OUT=runs/x"], "is not a Python literal"),
+                          (["--set", "SEEDS=3"], "no cell of the notebook assigns SEEDS")]:
+        with pytest.raises(SystemExit) as stop:
+            script.main([str(path), *argv])
+        err = capsys.readouterr().err.strip()
+        assert stop.value.code == 2 and message in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as stop:
+        script.main([str(tmp_path / "missing.ipynb")])
+    assert stop.value.code == 2 and "no such notebook" in capsys.readouterr().err

@@ -30,7 +30,7 @@ SMALL = {"ns": (16,), "ppo_envs": (16,), "reps": 1, "amortized_steps": 128, "env
 FULL = {"ns": (1024, 4096, 16384, 65536), "ppo_envs": (64, 256, 1024, 4096), "reps": 5,
         "amortized_steps": 81_920, "envs": ("mask", "shift"), "tasks": ("unlearn", "bias")}
 # pip distributions an accelerator extra installs -> the platform JAX must then see
-ACCELERATOR_PLUGINS = {"jax-cuda12-plugin": "gpu", "libtpu": "tpu"}
+ACCELERATOR_PLUGINS = {"jax-cuda12-plugin": "gpu", "jax-cuda13-plugin": "gpu", "libtpu": "tpu"}
 
 
 def installed_accelerators() -> dict[str, str]:
@@ -113,3 +113,28 @@ def accelerator_report(ns: Sequence[int] = SMALL["ns"],
             ppo.append(r)
     amortized = None if not amortized_steps else amortized_edit_seconds(amortized_steps, log=log)
     return {"machine": info, "steps": steps, "ppo": ppo, "amortized": amortized}
+
+
+def _step_figure(entry: dict) -> str:
+    if "skipped" in entry:
+        return f"N={entry['n']}: skipped ({entry['skipped']})"
+    return f"N={entry['n']}: {entry['steps_per_s']:,.0f} ({entry['compile_s']:.1f})"
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The report of :func:`accelerator_report` as readable lines: the machine, steps/s per
+    (env, task, observation) and N with compile seconds in brackets (an N skipped for memory says
+    so), PPO env-steps/s per N, and the amortized edit's seconds."""
+    m = report["machine"]
+    lines = [f"{m['device_count']}x {m['device_kind']} ({m['platform']}), jax {m['jax']}",
+             "environment step, steps/s (compile s):"]
+    lines += [f"  {label:<28} " + "  ".join(_step_figure(e) for e in r["vmap"])
+              for label, r in report["steps"]["results"].items()]
+    lines.append("PPO, default editor, env-steps/s (compile s):")
+    lines += [f"  {r['env']} N={r['num_envs']}: {r['env_steps_per_s']:,.0f} ({r['compile_s']:.1f})"
+              for r in report["ppo"]]
+    a = report["amortized"]
+    if a:
+        lines.append(f"amortized edit: {a['edit_seconds']:.2f} s "
+                     f"({a['first_edit_seconds']:.2f} s with compile)")
+    return lines

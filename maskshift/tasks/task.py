@@ -38,6 +38,19 @@ from maskshift.tasks.paths import (
 
 ApplyFn = Callable[[Params, Array], Array]
 CONV_IMPLS = ("auto", "patches", "lax")
+# backends where "auto" computes an edited convolution as patches: a per-environment kernel makes
+# XLA's convolution 2.7-3.5x slower there (docs/layers.md; the TPU is not measured yet)
+PATCH_BACKENDS = ("cpu", "gpu")
+
+
+def patched_convs(conv_impl: str, in_chunks: bool, backend: str | None = None) -> tuple[bool, bool]:
+    """``(enabled, every)``: whether a suffix pass computes convolutions as patches, and if so
+    whether every one (else the edited ones). ``in_chunks``: the pass runs in row chunks, a loop
+    (``lax.map``) where XLA:CPU runs the frozen convolutions slowly too."""
+    if conv_impl != "auto":
+        return conv_impl == "patches", conv_impl == "patches"
+    backend = backend or jax.default_backend()
+    return backend in PATCH_BACKENDS, backend == "cpu" and in_chunks
 
 
 @struct.dataclass
@@ -80,11 +93,11 @@ class Task:
         ``None``: ``params`` are the pretrained ones (see :attr:`origin_checksum`).
       conv_impl: how the step's ``flax.linen.Conv`` layers compute: ``"patches"`` (every one as
         patches times the kernel's matrix view, :mod:`maskshift.models.loop_conv`), ``"lax"``
-        (XLA's convolution) or ``"auto"`` (default: the edited convolutions as patches on the
-        CPU backend, where XLA's convolution of a per-environment kernel runs slowly inside
-        loops, and every convolution in a whole-split pass that runs in chunks (a loop itself,
-        see ``pass_size``); the frozen ones of a step, and every one on other backends, by
-        XLA). The same numbers up to float rounding.
+        (XLA's convolution) or ``"auto"`` (default, :func:`patched_convs`: the edited
+        convolutions as patches on the CPU and GPU backends, where XLA's convolution of a
+        per-environment kernel is 2.7-3.5x slower, and on the CPU every convolution of a
+        whole-split pass that runs in chunks; the frozen ones of a step, and every one on a TPU,
+        by XLA). The same numbers up to float rounding.
       edit_splits: per edited leaf, how many of its leading axes are the rows of its matrix view
         (:mod:`maskshift.tasks.paths`); ``None``: each leaf's default
         (:func:`~maskshift.tasks.paths.default_split`).
@@ -188,15 +201,11 @@ class Task:
 
     def suffix(self, params, h):
         """The logits from cached activations ``h``: what every environment step runs. Its
-        convolutions compute as patches times the kernel's matrix view on the CPU backend
-        (:mod:`maskshift.models.loop_conv`: XLA:CPU runs convolutions slowly inside loops), and
-        a batch larger than :attr:`pass_size` runs in chunks of that size."""
+        convolutions compute as :func:`patched_convs` says (:mod:`maskshift.models.loop_conv`),
+        and a batch larger than :attr:`pass_size` runs in chunks of that size."""
         fn = self.apply_fn if self.suffix_fn is None else self.suffix_fn
-        # A pass in chunks is a loop itself (lax.map): there the frozen convolutions too run at
-        # XLA:CPU's in-loop speed, so "auto" computes every one as patches.
-        every = self.conv_impl == "patches" or runs_in_chunks(h, self.pass_size)
-        with loop_safe_convs(None if self.conv_impl == "auto" else self.conv_impl == "patches",
-                             layers=None if every else self.edited_layers):
+        enabled, every = patched_convs(self.conv_impl, runs_in_chunks(h, self.pass_size))
+        with loop_safe_convs(enabled, layers=None if every else self.edited_layers):
             return in_row_chunks(lambda rows: fn(params, rows), h, self.pass_size)
 
     def _logits_of(self, params):
