@@ -26,6 +26,7 @@ from maskshift.bench import (
     plot_throughput,
     run_throughput,
 )
+from maskshift.envs.observe import OBSERVATIONS
 
 QUICK = {"ns": (16, 1024), "reps": 3}
 
@@ -42,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parts (not run by default): the step's edit update and observation "
                         "timed apart, and the roofline bound they set (with matmul)")
     p.add_argument("--observations", nargs="+", default=["summary"],
-                   choices=["summary", "gradient", "controller"],
-                   help="gradient, controller: also those observations (no NumPy mode)")
+                   choices=list(OBSERVATIONS),
+                   help="gradient, controller, controller-step: also those observations (no "
+                        "NumPy mode)")
     p.add_argument("--minibatches", nargs="+", default=["per_env"], choices=["per_env", "shared"],
                    help="shared: also the shared minibatch draw (one per step for every "
                         "environment)")

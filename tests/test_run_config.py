@@ -1,5 +1,6 @@
 """The defaults a run's config resolves to: residual PPO's own settings on the bias task
-(RESIDUAL_TASK_SETTINGS) reach it through every builder, and no other editor or task."""
+(RESIDUAL_TASK_SETTINGS: 16 steps, lr 3e-3, the controller-step observation) reach it through
+every builder, and no other editor or task."""
 
 import pytest
 
@@ -26,7 +27,8 @@ def _cli(*flags):
                                    lambda: _cli("--task", "bias", "--env", "shift")])
 def test_the_default_policy_on_bias_takes_its_own_settings(build):
     cfg = build()
-    assert (cfg.observation, cfg.editor.heads) == ("controller", "units")
+    assert (cfg.observation, cfg.editor.heads) == ("controller-step", "units")
+    assert cfg.editor.skip_gain == 1.0  # the controller-step start
     assert cfg.episode_length == cfg.editor.num_steps == BIAS["episode_length"]
     assert cfg.editor.learning_rate == BIAS["learning_rate"]
     assert cfg.editor.total_timesteps == DEFAULT_TOTAL_STEPS["ppo"]["bias"]
@@ -61,3 +63,11 @@ def test_a_resolved_config_round_trips_through_json():
     cfg = make_run_config(task="bias")
     again = RunConfig.from_json(cfg.to_json())
     assert again == cfg and again.episode_length == BIAS["episode_length"]
+
+
+def test_the_observation_default_is_per_task_and_an_explicit_one_wins():
+    assert _cli().observation == "controller"  # unlearning keeps the controller observation
+    assert _cli("--task", "backdoor").observation == "controller"
+    explicit = _cli("--task", "bias", "--observation", "controller")
+    assert explicit.observation == "controller" and explicit.editor.skip_gain == 0.5
+    assert _cli("--task", "bias", "--heads", "flat").observation == "summary"

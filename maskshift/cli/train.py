@@ -267,7 +267,7 @@ def check_combinations(args, parser: Parser) -> None:
 def observation_of(args) -> str:
     """The observation a run uses: ``--observation``, else the library's default."""
     return args.observation or default_observation(args.algo, args.heads,
-                                                   gradient_free_reward(vars(args)))
+                                                   gradient_free_reward(vars(args)), args.task)
 
 
 def heads_of(args) -> str:
