@@ -32,8 +32,11 @@ from maskshift._io import atomic_write_json, atomic_write_text
 from maskshift.metrics import meets_unlearning_target
 from maskshift.run.compare import TABLE_KEYS, compare
 
+# the controls, the default RL editor (MaskWorld-residual, ShiftWorld-residual-step) and the
+# start it replaced in ShiftWorld (ShiftWorld-residual), flat PPO
 EDITORS = ["MaskWorld-gradient", "ShiftWorld-gradient", "MaskWorld-oracle", "ShiftWorld-oracle",
-           "MaskWorld-residual", "ShiftWorld-residual", "MaskWorld", "ShiftWorld"]
+           "MaskWorld-residual", "ShiftWorld-residual-step", "ShiftWorld-residual", "MaskWorld",
+           "ShiftWorld"]
 BASELINES = ["retrain", "finetune", "gradient_ascent", "graddiff", "random_labels", "ssd",
              "salun", "l1_sparse", "scrub"]
 

@@ -118,7 +118,8 @@ def main(argv=None) -> int:
     methods = [*BASELINES["unlearn"], *RL_METHODS]
     default = ["retrain", *[m for m in BASELINES["unlearn"] if m != "retrain"],
                "MaskWorld", "ShiftWorld", "MaskWorld-gradient", "ShiftWorld-gradient",
-               "MaskWorld-oracle", "ShiftWorld-oracle", "MaskWorld-residual", "ShiftWorld-residual"]
+               "MaskWorld-oracle", "ShiftWorld-oracle", "MaskWorld-residual", "ShiftWorld-residual",
+               "ShiftWorld-residual-step"]  # the last: ShiftWorld's default RL editor
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/real-data")
     p.add_argument("--classes", type=int, nargs="+", default=list(range(10)))

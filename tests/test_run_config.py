@@ -65,9 +65,18 @@ def test_a_resolved_config_round_trips_through_json():
     assert again == cfg and again.episode_length == BIAS["episode_length"]
 
 
-def test_the_observation_default_is_per_task_and_an_explicit_one_wins():
-    assert _cli().observation == "controller"  # unlearning keeps the controller observation
-    assert _cli("--task", "backdoor").observation == "controller"
+def test_the_observation_default_is_per_task_and_env_and_an_explicit_one_wins():
+    assert _cli().observation == "controller"  # MaskWorld unlearning keeps it
+    shift = _cli("--env", "shift")  # ShiftWorld unlearning of a class: the controller's step
+    assert shift.observation == "controller-step" and shift.editor.skip_gain == 1.0
+    assert make_run_config(env="shift").observation == "controller-step"
+    assert RunConfig(env="ShiftWorld-v0").observation == "controller-step"
+    # not measured with it: an amortized policy, a forget set of examples, backdoor removal
+    assert _cli("--env", "shift", "--amortized").observation == "controller"
+    assert _cli("--env", "shift", "--forget-fraction", "0.1").observation == "controller"
+    assert _cli("--env", "shift", "--forget-fraction", "0.1",
+                "--forget-reward", "attack").observation == "summary"  # no gradient
+    assert _cli("--task", "backdoor", "--env", "shift").observation == "controller"
     explicit = _cli("--task", "bias", "--observation", "controller")
     assert explicit.observation == "controller" and explicit.editor.skip_gain == 0.5
     assert _cli("--task", "bias", "--heads", "flat").observation == "summary"

@@ -70,7 +70,6 @@ from maskshift.run.config import (
     check_algo,
     default_heads,
     default_observation,
-    gradient_free_reward,
 )
 
 TRAINED_ONLY = "applies to --algo ppo, apg or quark only (gradient and oracle train nothing)"
@@ -266,8 +265,7 @@ def check_combinations(args, parser: Parser) -> None:
 
 def observation_of(args) -> str:
     """The observation a run uses: ``--observation``, else the library's default."""
-    return args.observation or default_observation(args.algo, args.heads,
-                                                   gradient_free_reward(vars(args)), args.task)
+    return args.observation or default_observation(args.algo, args.heads, vars(args))
 
 
 def heads_of(args) -> str:
