@@ -80,4 +80,3 @@ def test_the_summary_reads_a_report_with_an_n_skipped_for_memory():
     assert lines[-1] == "amortized edit: 0.24 s (4.36 s with compile)"
     report["amortized"] = None
     assert not A.summary_lines(report)[-1].startswith("amortized")
-

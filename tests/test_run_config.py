@@ -1,6 +1,6 @@
 """The defaults a run's config resolves to: residual PPO's own settings on the bias task
-(RESIDUAL_TASK_SETTINGS: 16 steps, lr 3e-3, the controller-step observation) reach it through
-every builder, and no other editor or task."""
+(RESIDUAL_TASK_SETTINGS: 16 steps, lr 3e-3) and its observation per task and env
+(RESIDUAL_OBSERVATIONS) reach it through every builder, and no other editor or task."""
 
 import pytest
 

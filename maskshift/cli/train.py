@@ -137,15 +137,17 @@ def add_editor_options(p: Parser) -> None:
                    help="steps per episode (default 8; 16 for the default PPO policy on "
                         "--task bias, chosen on val: docs/training.md)")
     p.add_argument("--observation", default=None, choices=OBSERVATIONS,
-                   help="what the policy sees, ppo: controller (default: per-unit factors of "
-                        "the reward terms' gradients and of the gradient controller's direction; "
-                        "size grows with m + n), gradient (without the controller's) or summary "
-                        "(fixed size; the default with --heads flat); controller-step: the "
-                        "controller's own step on the whole minibatch instead of its direction "
-                        "(docs/layers.md)")
+                   help="what the policy sees, ppo: controller (per-unit factors of the reward "
+                        "terms' gradients and of the gradient controller's direction; size grows "
+                        "with m + n; the default for MaskWorld forgetting a class, backdoor, "
+                        "--amortized and a set of examples), controller-step (the controller's "
+                        "own step on the whole minibatch instead of its direction; the default "
+                        "for ShiftWorld forgetting a class and for --task bias, chosen on val: "
+                        "docs/layers.md), gradient (without the controller's) or summary (fixed "
+                        "size; the default with --heads flat)")
     p.add_argument("--heads", default=None, choices=HEADS,
                    help="policy action heads, ppo: units (default: one network shared over "
-                        "units, starting on the controller's direction; needs a per-unit "
+                        "units, starting on the controller's direction or step; needs a per-unit "
                         "observation) or flat (one vector for all of U and V: flat PPO)")
     p.add_argument("--skip-gain", type=positive_float, default=None,
                    help=f"--heads units: the initial gain of the skip path on the factors the "

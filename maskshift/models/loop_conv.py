@@ -13,9 +13,10 @@ Flax uses (any number of spatial dimensions, strides, kernel dilation, explicit 
 padding); anything else (grouped or input-dilated convolutions, negative padding, other
 layouts) goes to ``lax.conv_general_dilated`` unchanged. :func:`loop_safe_convs` swaps it into
 the ``flax.linen.Conv`` layers a function calls (all, or the listed ones);
-:meth:`maskshift.tasks.Task.suffix` runs its edited convolutions under it on the CPU backend
-(elsewhere XLA's convolutions are fast in loops, and the patches would cost ``kh*kw`` times the
-input's memory for nothing; see :attr:`maskshift.tasks.Task.conv_impl`).
+:meth:`maskshift.tasks.Task.suffix` runs its edited convolutions under it on the CPU and GPU
+backends, where a per-environment kernel makes XLA's convolution 2.7-3.5x slower (measured on an
+H200 too: docs/layers.md), and leaves the TPU, not measured, to XLA
+(:func:`maskshift.tasks.task.patched_convs`, :attr:`maskshift.tasks.Task.conv_impl`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import contextlib
 import itertools
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -91,12 +91,11 @@ def _swapper(layers):
 
 
 @contextlib.contextmanager
-def loop_safe_convs(enabled: bool | None = None, layers=None):
+def loop_safe_convs(enabled: bool, layers=None):
     """Within this context the ``flax.linen.Conv`` layers called (while tracing) compute with
-    :func:`patches_conv`. ``enabled``: ``None`` (default) on the CPU backend only. ``layers``:
-    the module paths to swap (``{("Conv_1",)}``); ``None``: every convolution."""
-    if enabled is None:
-        enabled = jax.default_backend() == "cpu"
+    :func:`patches_conv` where ``enabled`` (which backends want it:
+    :func:`maskshift.tasks.task.patched_convs`). ``layers``: the module paths to swap
+    (``{("Conv_1",)}``); ``None``: every convolution."""
     if not enabled:
         yield
         return

@@ -135,7 +135,8 @@ def residual_setting(name: str, algo: str, task: str, *, heads: str | None = Non
                      observation: str | None = None, amortized: bool = False):
     """``task``'s own value of ``name`` in :data:`RESIDUAL_TASK_SETTINGS` where the editor is the
     residual policy (``heads``/``observation`` ``None``: their defaults), else ``None``."""
-    observation = observation or default_observation(algo, heads, {"task": task})
+    observation = observation or default_observation(algo, heads,
+                                                     {"task": task, "amortized": amortized})
     heads = heads or default_heads(observation)
     if not is_residual(algo, heads, observation, amortized):
         return None
