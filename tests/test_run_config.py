@@ -1,16 +1,21 @@
 """The defaults a run's config resolves to: residual PPO's own settings on the bias task
 (RESIDUAL_TASK_SETTINGS: 16 steps, lr 3e-3) and its observation per task and env
-(RESIDUAL_OBSERVATIONS) reach it through every builder, and no other editor or task."""
+(RESIDUAL_OBSERVATIONS) reach it through every builder, and no other editor or task; every
+editor's 32-step episodes on a built-in CNN's convolutions (CONVOLUTION_EPISODE_LENGTH)."""
 
 import pytest
 
 from maskshift.agents.ppo import PPOConfig
 from maskshift.cli.train import build_parser, config_from_args
+from maskshift.models import is_builtin_convolution
 from maskshift.run import RunConfig, make_run_config
 from maskshift.run.config import (
+    CONVOLUTION_EPISODE_LENGTH,
+    CONVOLUTION_RESIDUAL_TOTAL_STEPS,
     DEFAULT_EPISODE_LENGTH,
     DEFAULT_LR,
     DEFAULT_TOTAL_STEPS,
+    LONG_PPO_TOTAL_STEPS,
     RESIDUAL_TASK_SETTINGS,
 )
 
@@ -80,3 +85,42 @@ def test_the_observation_default_is_per_task_and_env_and_an_explicit_one_wins():
     explicit = _cli("--task", "bias", "--observation", "controller")
     assert explicit.observation == "controller" and explicit.editor.skip_gain == 0.5
     assert _cli("--task", "bias", "--heads", "flat").observation == "summary"
+
+
+@pytest.mark.parametrize("spec,conv", [("Conv_1", True), ("Conv_0/kernel:2", True),
+                                       ("params/Conv_2/kernel", True), (("Conv_1",), True),
+                                       ("Dense_0", False), ("Conv_1/bias", False),
+                                       ("Block_0/Conv_1", False), ("MyConv_1", False)])
+def test_a_builtin_convolution_is_named_by_its_layer(spec, conv):
+    assert is_builtin_convolution(spec) is conv
+
+
+@pytest.mark.parametrize("algo", ["ppo", "gradient", "oracle", "apg"])
+@pytest.mark.parametrize("edit", [("Conv_1",), ("Conv_0", "Conv_1/kernel:2")])
+def test_every_editor_takes_32_steps_on_convolutions(algo, edit):
+    for cfg in (_cli("--algo", algo, "--edit", *edit),
+                make_run_config(algo=algo, edit=edit), RunConfig(algo=algo, edit=edit)):
+        assert cfg.episode_length == CONVOLUTION_EPISODE_LENGTH
+        if algo in DEFAULT_LR:
+            assert cfg.editor.num_steps == CONVOLUTION_EPISODE_LENGTH
+        if algo == "ppo":  # the residual policy's 10 updates, at the longer episode
+            assert cfg.editor.total_timesteps == CONVOLUTION_RESIDUAL_TOTAL_STEPS
+        if algo == "apg":
+            assert cfg.editor.total_timesteps == DEFAULT_TOTAL_STEPS["apg"]["unlearn"]
+
+
+@pytest.mark.parametrize("flags", [("--edit", "Conv_1", "Dense_0"),  # a dense layer too
+                                   ("--edit", "Conv_1", "--amortized", "--forget-class", "1", "2"),
+                                   ("--edit", "Conv_1", "--forget-fraction", "0.1"),
+                                   ("--task", "backdoor", "--edit", "Conv_1")])
+def test_convolutions_beside_other_layers_or_requests_keep_8_steps(flags):
+    assert _cli(*flags).episode_length == DEFAULT_EPISODE_LENGTH
+
+
+def test_an_explicit_length_or_budget_wins_on_a_convolution():
+    cfg = _cli("--edit", "Conv_1", "--episode-length", "8", "--total-steps", "1024")
+    assert cfg.episode_length == cfg.editor.num_steps == 8
+    assert cfg.editor.total_timesteps == 1024
+    flat = _cli("--edit", "Conv_1", "--heads", "flat")  # not the residual policy: its own budget
+    assert flat.episode_length == 32
+    assert flat.editor.total_timesteps == LONG_PPO_TOTAL_STEPS["unlearn"]

@@ -65,6 +65,7 @@ from maskshift.run import (
     train_sequence_policy,
 )
 from maskshift.run.config import (
+    CONVOLUTION_RESIDUAL_TOTAL_STEPS,
     LONG_PPO_TOTAL_STEPS,
     TRAINED_ALGOS,
     check_algo,
@@ -127,15 +128,17 @@ def add_editor_options(p: Parser) -> None:
     """The trained editors' budget and policy, and the action's shape."""
     p.add_argument("--total-steps", type=positive_int, default=None,
                    help=f"env steps to train, ppo/apg/quark (default: residual ppo "
-                        f"{DEFAULT_TOTAL_STEPS['ppo']}, apg and quark "
+                        f"{DEFAULT_TOTAL_STEPS['ppo']} ({CONVOLUTION_RESIDUAL_TOTAL_STEPS} "
+                        f"on convolutions: 10 updates of 32-step episodes), apg and quark "
                         f"{DEFAULT_TOTAL_STEPS['apg']}, "
                         f"any other ppo policy and --amortized {LONG_PPO_TOTAL_STEPS})")
     p.add_argument("--num-envs", type=positive_int, default=None,
                    help="parallel environments, ppo/apg/quark (default 64)")
     p.add_argument("--rank", type=positive_int, default=4)
     p.add_argument("--episode-length", type=positive_int, default=None,
-                   help="steps per episode (default 8; 16 for the default PPO policy on "
-                        "--task bias, chosen on val: docs/training.md)")
+                   help="steps per episode (default 8; 32 for every editor when --edit names "
+                        "convolutions of the built-in CNN only, 16 for the default PPO policy "
+                        "on --task bias, each chosen on val: docs/layers.md, docs/training.md)")
     p.add_argument("--observation", default=None, choices=OBSERVATIONS,
                    help="what the policy sees, ppo: controller (per-unit factors of the reward "
                         "terms' gradients and of the gradient controller's direction; size grows "

@@ -6,6 +6,7 @@ from maskshift.models.networks import (
     StagedModule,
     TextClassifier,
     TransformerClassifier,
+    is_builtin_convolution,
 )
 from maskshift.models.pretrain import (
     MODELS,
@@ -31,6 +32,7 @@ __all__ = [
     "MODELS",
     "check_model",
     "default_model",
+    "is_builtin_convolution",
     "model_shapes",
     "pretrained",
     "train_classifier",

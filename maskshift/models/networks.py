@@ -8,10 +8,23 @@ caches the activations, and per step runs only ``k..`` (see DESIGN.md, "Speed").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+# The built-in CNNs (DigitsCNN, ImageCNN) name their convolutions Conv_0, Conv_1 (, Conv_2); an edit
+# spec naming one (a layer, module or leaf path, with or without a ``:k`` split) edits a
+# convolution kernel. The text models have no layer of that name.
+_BUILTIN_CONVOLUTION = re.compile(r"(params/)?Conv_[0-9]+(/kernel)?(:[0-9]+)?")
+
+
+def is_builtin_convolution(spec: str | Sequence[str]) -> bool:
+    """Whether the edit spec ``spec`` (``"Conv_1"``, ``"params/Conv_1/kernel"``,
+    ``"Conv_1/kernel:2"`` or a path tuple) names a convolution of a built-in CNN."""
+    text = spec if isinstance(spec, str) else "/".join(spec)
+    return _BUILTIN_CONVOLUTION.fullmatch(text) is not None
 
 
 class StagedModule(nn.Module):

@@ -15,6 +15,7 @@ from maskshift.agents.quark import QuarkConfig
 from maskshift.controls import GradientConfig, OracleConfig
 from maskshift.envs.observe import CONTROLLER_OBSERVATIONS
 from maskshift.envs.registry import ENV_ALIASES
+from maskshift.models.networks import is_builtin_convolution
 
 # Editors, trained policies first, then the controllers; each with the class of its config.
 EDITOR_CONFIGS = {"ppo": PPOConfig, "apg": APGConfig, "quark": QuarkConfig,
@@ -27,8 +28,16 @@ TRAINED_ALGOS = ("ppo", "apg", "quark")
 # the editors that follow the reward's gradient (they refuse a reward that has none)
 GRADIENT_ALGOS = ("apg", "gradient", "oracle")
 EditorConfig = PPOConfig | APGConfig | QuarkConfig | GradientConfig | OracleConfig
-# The episode length of every editor unless a task's residual PPO has its own (below).
+# The episode length of every editor unless the edit's layers (CONVOLUTION_EPISODE_LENGTH) or a
+# task's residual PPO (RESIDUAL_TASK_SETTINGS) have their own.
 DEFAULT_EPISODE_LENGTH = 8
+# Every editor's episode length on a class request that edits convolutions of a built-in CNN
+# only (:func:`edits_convolutions`), chosen on val (docs/layers.md, "32 steps for a
+# convolution"): in 8 steps no editor reached the digits CNN's Conv_1 target, in 32 the
+# controllers and residual PPO do, on the Fashion CNN's Conv_1 too; residual PPO keeps its 10
+# updates there (CONVOLUTION_RESIDUAL_TOTAL_STEPS).
+CONVOLUTION_EPISODE_LENGTH = 32
+CONVOLUTION_RESIDUAL_TOTAL_STEPS = 64 * CONVOLUTION_EPISODE_LENGTH * 10
 # Residual PPO's settings on a task where they differ from the defaults, chosen on val over
 # seeds 0 1 2 in both envs (benchmarks/bias_tuning.py; docs/training.md, "The default PPO policy
 # is the residual one"): on bias, 16-step episodes at lr 3e-3 met worst-group 0.60 on val in
@@ -106,6 +115,20 @@ def default_observation(algo: str, heads: str | None = None, request: dict | Non
                                      DEFAULT_OBSERVATION)
 
 
+def edits_convolutions(request: dict) -> bool:
+    """Whether ``request`` (a RunConfig's or the CLI's fields) asks to forget classes through
+    convolutions of a built-in CNN only, with one target: where every editor takes
+    :data:`CONVOLUTION_EPISODE_LENGTH` steps. Your own model (``task_factory``), an amortized
+    policy, a forget set of examples and an edit with a dense layer keep the defaults (none was
+    measured at 32 steps)."""
+    task = request.get("task") or "unlearn"
+    if task != "unlearn" or request.get("task_factory") or request.get("amortized") \
+            or forgets_examples(request):
+        return False
+    edit = request.get("edit") or ("Dense_0",)
+    return all(is_builtin_convolution(e) for e in edit)
+
+
 def forgets_examples(fields: dict) -> bool:
     """Whether the run config ``fields`` name a forget set of examples rather than classes."""
     return fields.get("forget_fraction") is not None or fields.get("forget_indices") is not None
@@ -144,20 +167,30 @@ def residual_setting(name: str, algo: str, task: str, *, heads: str | None = Non
 
 
 def default_episode_length(algo: str, task: str, *, heads: str | None = None,
-                           observation: str | None = None, amortized: bool = False) -> int:
-    """:data:`DEFAULT_EPISODE_LENGTH`, or the residual policy's own on ``task``."""
+                           observation: str | None = None, amortized: bool = False,
+                           request: dict | None = None) -> int:
+    """:data:`DEFAULT_EPISODE_LENGTH`; the residual policy's own on ``task``; or
+    :data:`CONVOLUTION_EPISODE_LENGTH` for every editor where ``request`` (the run's fields)
+    :func:`edits_convolutions`."""
+    if edits_convolutions({**(request or {}), "task": task, "amortized": amortized}):
+        return CONVOLUTION_EPISODE_LENGTH
     return residual_setting("episode_length", algo, task, heads=heads, observation=observation,
                             amortized=amortized) or DEFAULT_EPISODE_LENGTH
 
 
 def default_total_steps(algo: str, task: str, *, heads: str = "flat",
-                        observation: str = "summary", amortized: bool = False) -> int:
+                        observation: str = "summary", amortized: bool = False,
+                        request: dict | None = None) -> int:
     """A trained editor's budget: :data:`DEFAULT_TOTAL_STEPS` for APG and for the residual PPO
-    policy (unit heads, controller observation, one target); :data:`LONG_PPO_TOTAL_STEPS` for
-    every other PPO policy."""
+    policy (unit heads, controller observation, one target; on convolutions,
+    :data:`CONVOLUTION_RESIDUAL_TOTAL_STEPS`); :data:`LONG_PPO_TOTAL_STEPS` for every other PPO
+    policy."""
     task = task if task in DEFAULT_TOLERANCE else "unlearn"  # your own objective
     if algo == "ppo" and not is_residual(algo, heads, observation, amortized):
         return LONG_PPO_TOTAL_STEPS[task]
+    if algo == "ppo" and edits_convolutions({**(request or {}), "task": task,
+                                             "amortized": amortized}):
+        return CONVOLUTION_RESIDUAL_TOTAL_STEPS
     return DEFAULT_TOTAL_STEPS[algo][task]
 
 
@@ -167,29 +200,32 @@ def editor_config(algo: str, task: str = "unlearn", *, env: str | None = None,
                   total_steps: int | None = None, num_envs: int | None = None,
                   lr: float | None = None, heads: str | None = None,
                   skip_gain: float | None = None, oracle_restarts: int | None = None,
-                  oracle_iterations: int | None = None) -> EditorConfig:
+                  oracle_iterations: int | None = None,
+                  request: dict | None = None) -> EditorConfig:
     """The config of ``algo``'s editor, every option not given at its default: a trained
     editor's budget is :data:`DEFAULT_TOTAL_STEPS` for ``task`` (at least one update), its
     rollout as long as the episode (:func:`default_episode_length`), PPO's minibatches
     ``gcd(4, num_envs * episode_length)``; by default PPO is the residual policy
     (:func:`default_observation`, :func:`default_heads`), with ``task``'s own settings from
-    :data:`RESIDUAL_TASK_SETTINGS`."""
+    :data:`RESIDUAL_TASK_SETTINGS`. ``request``: the run's other fields that bear on the
+    defaults (``edit``, ``task_factory``, a forget set: :func:`edits_convolutions`)."""
     check_algo(algo)
+    request = {**(request or {}), "task": task, "env": env, "amortized": amortized}
     if algo == "gradient":
         return GradientConfig()
     if algo == "oracle":
         return OracleConfig(restarts=oracle_restarts or OracleConfig.restarts,
                             iterations=oracle_iterations or OracleConfig.iterations)
     num_envs = num_envs or PPOConfig.num_envs
-    observation = observation or default_observation(
-        algo, heads, {"task": task, "env": env, "amortized": amortized})
+    observation = observation or default_observation(algo, heads, request)
     heads = heads or default_heads(observation)
     episode_length = episode_length or default_episode_length(
-        algo, task, heads=heads, observation=observation, amortized=amortized)
+        algo, task, heads=heads, observation=observation, amortized=amortized, request=request)
     # a budget given explicitly is checked by the editor config (at least one update); the
     # default grows to one update for a large environment count
     total = total_steps or max(default_total_steps(algo, task, heads=heads,
-                                                   observation=observation, amortized=amortized),
+                                                   observation=observation, amortized=amortized,
+                                                   request=request),
                                num_envs * episode_length)
     if lr is None:
         lr = residual_setting("learning_rate", algo, task, heads=heads, observation=observation,
@@ -220,7 +256,8 @@ class RunConfig:
     seed: int = 0
     forget_classes: tuple[int, ...] = (7,)
     rank: int = 4
-    # None: the editor's (default_episode_length: 8, or residual PPO's own on the task)
+    # None: the editor's (default_episode_length: 8, 32 on convolutions, or residual PPO's own
+    # on the task)
     episode_length: int | None = None
     lambda_utility: float | None = None
     lambda_edit: float | None = None
@@ -289,12 +326,13 @@ class RunConfig:
             object.__setattr__(self, "episode_length", getattr(self.editor, "num_steps", None) or
                                default_episode_length(
                                    self.algo, self.task, heads=getattr(self.editor, "heads", None),
-                                   observation=self.observation, amortized=self.amortized))
+                                   observation=self.observation, amortized=self.amortized,
+                                   request=dataclasses.asdict(self)))
         if self.editor is None:
             object.__setattr__(self, "editor", editor_config(
-                self.algo, self.task,
+                self.algo, self.task, env=self.env,
                 episode_length=self.episode_length, amortized=self.amortized,
-                observation=self.observation))
+                observation=self.observation, request=dataclasses.asdict(self)))
         if not isinstance(self.editor, EDITOR_CONFIGS[self.algo]):
             raise ValueError(f"RunConfig.editor is a {type(self.editor).__name__}; algo "
                              f"{self.algo!r} takes a {EDITOR_CONFIGS[self.algo].__name__}.")
@@ -364,13 +402,15 @@ def make_run_config(*, algo: str = "ppo", task: str = "unlearn",
                     **fields) -> RunConfig:
     """A :class:`RunConfig` with its editor's config built by :func:`editor_config`: every
     option left ``None`` takes the library's default. ``fields``: any other RunConfig field."""
-    observation = observation or default_observation(
-        algo, heads, {**fields, "task": task, "amortized": amortized})
+    request = {**fields, "task": task, "amortized": amortized, "edit": edit}
+    observation = observation or default_observation(algo, heads, request)
     # editor_config resolves the default episode length; RunConfig then reads it off the editor
-    editor = editor_config(algo, task, episode_length=episode_length, amortized=amortized,
-                           observation=observation, total_steps=total_steps, num_envs=num_envs,
-                           lr=lr, heads=heads, skip_gain=skip_gain,
-                           oracle_restarts=oracle_restarts, oracle_iterations=oracle_iterations)
+    # (a controller's config holds none: RunConfig resolves it from the same request)
+    editor = editor_config(algo, task, env=fields.get("env"), episode_length=episode_length,
+                           amortized=amortized, observation=observation, total_steps=total_steps,
+                           num_envs=num_envs, lr=lr, heads=heads, skip_gain=skip_gain,
+                           oracle_restarts=oracle_restarts, oracle_iterations=oracle_iterations,
+                           request=request)
     return RunConfig(algo=algo, task=task, episode_length=episode_length, amortized=amortized,
                      observation=observation, editor=editor,
                      forget_classes=tuple(forget_classes), edit=tuple(edit or RunConfig.edit),
