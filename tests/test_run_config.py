@@ -85,6 +85,13 @@ def test_the_observation_default_is_per_task_and_env_and_an_explicit_one_wins():
     explicit = _cli("--task", "bias", "--observation", "controller")
     assert explicit.observation == "controller" and explicit.editor.skip_gain == 0.5
     assert _cli("--task", "bias", "--heads", "flat").observation == "summary"
+    # MaskWorld through a convolution alone: the controller's step (a dense layer beside: not)
+    conv = _cli("--edit", "Conv_1")
+    assert conv.observation == "controller-step" and conv.editor.skip_gain == 1.0
+    assert make_run_config(edit=("Conv_0",)).observation == "controller-step"
+    assert _cli("--edit", "Conv_1", "Dense_0").observation == "controller"
+    assert _cli("--edit", "Conv_1", "--amortized", "--forget-class", "1", "2").observation \
+        == "controller"
 
 
 @pytest.mark.parametrize("spec,conv", [("Conv_1", True), ("Conv_0/kernel:2", True),

@@ -145,7 +145,8 @@ def add_editor_options(p: Parser) -> None:
                         "with m + n; the default for MaskWorld forgetting a class, backdoor, "
                         "--amortized and a set of examples), controller-step (the controller's "
                         "own step on the whole minibatch instead of its direction; the default "
-                        "for ShiftWorld forgetting a class and for --task bias, chosen on val: "
+                        "for ShiftWorld forgetting a class, MaskWorld forgetting one through "
+                        "convolutions alone, and --task bias, chosen on val: "
                         "docs/layers.md), gradient (without the controller's) or summary (fixed "
                         "size; the default with --heads flat)")
     p.add_argument("--heads", default=None, choices=HEADS,

@@ -49,9 +49,13 @@ RESIDUAL_TASK_SETTINGS = {"bias": {"episode_length": 16, "learning_rate": 3e-3}}
 # against 0.717 / 0.904, accuracy higher in both); on ShiftWorld unlearning, where its val
 # forget accuracy was lower on every layer measured (digits and Fashion-MNIST Dense_0, every
 # class; both CNNs' Conv_1), and MaskWorld unlearning keeps the controller observation (Fashion
-# Dense_0: 5 of 10 val hits against 9).
+# Dense_0: 5 of 10 val hits against 9) except through convolutions alone (a third key,
+# "conv": :func:`edits_convolutions`): at 32 steps 3 of 3 val hits on the digits CNN's Conv_1
+# (the controller observation: 0 of 3 on test), val forget 0.063 against 0.419 on the Fashion
+# CNN's (docs/layers.md, "32 steps for a convolution").
 RESIDUAL_OBSERVATIONS = {("bias", "mask"): "controller-step", ("bias", "shift"): "controller-step",
-                         ("unlearn", "shift"): "controller-step"}
+                         ("unlearn", "shift"): "controller-step",
+                         ("unlearn", "mask", "conv"): "controller-step"}
 ENV_NAMES = {full: alias for alias, full in ENV_ALIASES.items()}
 # Budgets (env steps) of the default editors, measured to reach the README's targets on the
 # embedded data: PPO's is the residual policy's (unit heads over the controller observation).
@@ -103,16 +107,19 @@ def default_observation(algo: str, heads: str | None = None, request: dict | Non
     no gradient (:func:`gradient_free_reward`: the controller's direction would then only keep
     utility; measured on random-subset forgetting, docs/forget-examples.md). Else the residual
     policy's: the controller observation, or on a class request or bias edit in a (task, env) of
-    :data:`RESIDUAL_OBSERVATIONS` the one chosen there (not for an amortized policy, nor a forget
-    set of examples: neither was measured with it)."""
+    :data:`RESIDUAL_OBSERVATIONS` the one chosen there, or in a (task, env, "conv") where the
+    request :func:`edits_convolutions` (not for an amortized policy, nor a forget set of
+    examples: neither was measured with it)."""
     request = request or {}
     if algo != "ppo" or heads == "flat" or gradient_free_reward(request):
         return "summary"
     if request.get("amortized") or forgets_examples(request):
         return DEFAULT_OBSERVATION
     env = request.get("env") or "mask"
-    return RESIDUAL_OBSERVATIONS.get((request.get("task") or "unlearn", ENV_NAMES.get(env, env)),
-                                     DEFAULT_OBSERVATION)
+    key = (request.get("task") or "unlearn", ENV_NAMES.get(env, env))
+    if edits_convolutions(request) and key + ("conv",) in RESIDUAL_OBSERVATIONS:
+        return RESIDUAL_OBSERVATIONS[key + ("conv",)]
+    return RESIDUAL_OBSERVATIONS.get(key, DEFAULT_OBSERVATION)
 
 
 def edits_convolutions(request: dict) -> bool:
