@@ -38,6 +38,8 @@ DEFAULT_EPISODE_LENGTH = 8
 # updates there (CONVOLUTION_RESIDUAL_TOTAL_STEPS).
 CONVOLUTION_EPISODE_LENGTH = 32
 CONVOLUTION_RESIDUAL_TOTAL_STEPS = 64 * CONVOLUTION_EPISODE_LENGTH * 10
+# the layers a built-in model's run edits unless told (RunConfig.edit)
+DEFAULT_EDIT = ("Dense_0",)
 # Residual PPO's settings on a task where they differ from the defaults, chosen on val over
 # seeds 0 1 2 in both envs (benchmarks/bias_tuning.py; docs/training.md, "The default PPO policy
 # is the residual one"): on bias, 16-step episodes at lr 3e-3 met worst-group 0.60 on val in
@@ -132,8 +134,13 @@ def edits_convolutions(request: dict) -> bool:
     if task != "unlearn" or request.get("task_factory") or request.get("amortized") \
             or forgets_examples(request):
         return False
-    edit = request.get("edit") or ("Dense_0",)
+    edit = request.get("edit") or DEFAULT_EDIT
     return all(is_builtin_convolution(e) for e in edit)
+
+
+def _on_convolutions(request: dict | None, task: str, amortized: bool) -> bool:
+    """:func:`edits_convolutions` for ``request`` with ``task`` and ``amortized`` as given."""
+    return edits_convolutions({**(request or {}), "task": task, "amortized": amortized})
 
 
 def forgets_examples(fields: dict) -> bool:
@@ -179,7 +186,7 @@ def default_episode_length(algo: str, task: str, *, heads: str | None = None,
     """:data:`DEFAULT_EPISODE_LENGTH`; the residual policy's own on ``task``; or
     :data:`CONVOLUTION_EPISODE_LENGTH` for every editor where ``request`` (the run's fields)
     :func:`edits_convolutions`."""
-    if edits_convolutions({**(request or {}), "task": task, "amortized": amortized}):
+    if _on_convolutions(request, task, amortized):
         return CONVOLUTION_EPISODE_LENGTH
     return residual_setting("episode_length", algo, task, heads=heads, observation=observation,
                             amortized=amortized) or DEFAULT_EPISODE_LENGTH
@@ -192,11 +199,11 @@ def default_total_steps(algo: str, task: str, *, heads: str = "flat",
     policy (unit heads, controller observation, one target; on convolutions,
     :data:`CONVOLUTION_RESIDUAL_TOTAL_STEPS`); :data:`LONG_PPO_TOTAL_STEPS` for every other PPO
     policy."""
+    on_convolutions = _on_convolutions(request, task, amortized)  # the task as the run names it
     task = task if task in DEFAULT_TOLERANCE else "unlearn"  # your own objective
     if algo == "ppo" and not is_residual(algo, heads, observation, amortized):
         return LONG_PPO_TOTAL_STEPS[task]
-    if algo == "ppo" and edits_convolutions({**(request or {}), "task": task,
-                                             "amortized": amortized}):
+    if algo == "ppo" and on_convolutions:
         return CONVOLUTION_RESIDUAL_TOTAL_STEPS
     return DEFAULT_TOTAL_STEPS[algo][task]
 
@@ -279,7 +286,7 @@ class RunConfig:
     select_rule: str = "forget-confidence-floor"
     # built-in models: the layers to edit; your own model: the task factory ("module:function")
     # and a fingerprint of the Task it gave (a run resumes only onto the same task)
-    edit: tuple[str, ...] = ("Dense_0",)
+    edit: tuple[str, ...] = DEFAULT_EDIT
     # the built-in model (maskshift.models.MODELS): None = the dataset's default; "transformer"
     # for text (the bias task)
     model: str | None = None
@@ -325,21 +332,21 @@ class RunConfig:
 
     def __post_init__(self):
         check_algo(self.algo)
+        request = dataclasses.asdict(self)  # the fields the defaults read (edit, forget set, ...)
         if self.observation is None:
             heads = getattr(self.editor, "heads", None)
-            object.__setattr__(self, "observation", default_observation(
-                self.algo, heads, dataclasses.asdict(self)))
+            object.__setattr__(self, "observation", default_observation(self.algo, heads, request))
         if self.episode_length is None:
             object.__setattr__(self, "episode_length", getattr(self.editor, "num_steps", None) or
                                default_episode_length(
                                    self.algo, self.task, heads=getattr(self.editor, "heads", None),
                                    observation=self.observation, amortized=self.amortized,
-                                   request=dataclasses.asdict(self)))
+                                   request=request))
         if self.editor is None:
             object.__setattr__(self, "editor", editor_config(
                 self.algo, self.task, env=self.env,
                 episode_length=self.episode_length, amortized=self.amortized,
-                observation=self.observation, request=dataclasses.asdict(self)))
+                observation=self.observation, request=request))
         if not isinstance(self.editor, EDITOR_CONFIGS[self.algo]):
             raise ValueError(f"RunConfig.editor is a {type(self.editor).__name__}; algo "
                              f"{self.algo!r} takes a {EDITOR_CONFIGS[self.algo].__name__}.")
