@@ -110,8 +110,9 @@ def test_every_editor_takes_32_steps_on_convolutions(algo, edit):
         assert cfg.episode_length == CONVOLUTION_EPISODE_LENGTH
         if algo in DEFAULT_LR:
             assert cfg.editor.num_steps == CONVOLUTION_EPISODE_LENGTH
-        if algo == "ppo":  # the residual policy's 10 updates, at the longer episode
-            assert cfg.editor.total_timesteps == CONVOLUTION_RESIDUAL_TOTAL_STEPS
+        if algo == "ppo":  # MaskWorld's residual policy: 20 updates at the longer episode
+            assert cfg.editor.total_timesteps == CONVOLUTION_RESIDUAL_TOTAL_STEPS["mask"] \
+                == 20 * 64 * CONVOLUTION_EPISODE_LENGTH
         if algo == "apg":
             assert cfg.editor.total_timesteps == DEFAULT_TOTAL_STEPS["apg"]["unlearn"]
 
@@ -122,6 +123,16 @@ def test_every_editor_takes_32_steps_on_convolutions(algo, edit):
                                    ("--task", "backdoor", "--edit", "Conv_1")])
 def test_convolutions_beside_other_layers_or_requests_keep_8_steps(flags):
     assert _cli(*flags).episode_length == DEFAULT_EPISODE_LENGTH
+
+
+@pytest.mark.parametrize("env, updates", [("shift", 10), ("mask", 20)])
+def test_residual_ppo_on_a_convolution_takes_its_envs_updates(env, updates):
+    total = updates * 64 * CONVOLUTION_EPISODE_LENGTH
+    for cfg in (_cli("--env", env, "--edit", "Conv_1"),
+                make_run_config(algo="ppo", env=env, edit=("Conv_1",)),
+                RunConfig(algo="ppo", env=env, edit=("Conv_1",))):
+        assert cfg.editor.total_timesteps == total
+        assert cfg.editor.num_updates == updates
 
 
 def test_an_explicit_length_or_budget_wins_on_a_convolution():

@@ -128,8 +128,8 @@ def add_editor_options(p: Parser) -> None:
     """The trained editors' budget and policy, and the action's shape."""
     p.add_argument("--total-steps", type=positive_int, default=None,
                    help=f"env steps to train, ppo/apg/quark (default: residual ppo "
-                        f"{DEFAULT_TOTAL_STEPS['ppo']} ({CONVOLUTION_RESIDUAL_TOTAL_STEPS} "
-                        f"on convolutions: 10 updates of 32-step episodes), apg and quark "
+                        f"{DEFAULT_TOTAL_STEPS['ppo']} (on convolutions, updates of 32-step "
+                        f"episodes: {CONVOLUTION_RESIDUAL_TOTAL_STEPS}), apg and quark "
                         f"{DEFAULT_TOTAL_STEPS['apg']}, "
                         f"any other ppo policy and --amortized {LONG_PPO_TOTAL_STEPS})")
     p.add_argument("--num-envs", type=positive_int, default=None,
