@@ -135,6 +135,11 @@ def test_residual_ppo_on_a_convolution_takes_its_envs_updates(env, updates):
         assert cfg.editor.num_updates == updates
 
 
+def test_an_unknown_env_on_a_convolution_says_so():
+    with pytest.raises(ValueError, match="Unknown env 'grid'; choose 'mask' or 'shift'"):
+        RunConfig(env="grid", edit=("Conv_1",))
+
+
 def test_an_explicit_length_or_budget_wins_on_a_convolution():
     cfg = _cli("--edit", "Conv_1", "--episode-length", "8", "--total-steps", "1024")
     assert cfg.episode_length == cfg.editor.num_steps == 8

@@ -18,7 +18,7 @@ from maskshift.data.forget_sets import check_fraction, random_forget_set
 from maskshift.envs import ENV_ALIASES, make
 from maskshift.models import check_model
 from maskshift.run.chain import continue_from
-from maskshift.run.config import RunConfig
+from maskshift.run.config import RunConfig, check_env
 from maskshift.tasks import (
     FORGET_REWARDS,
     Objective,
@@ -262,8 +262,7 @@ def resolve_task(cfg: RunConfig, task: Task | None = None) -> tuple[RunConfig, T
 def build_env(cfg: RunConfig, task: Task | None = None):
     """The environment and ``EnvParams`` a run edits in (validates env, task, dataset, classes,
     rank). ``task``: your own :class:`~maskshift.tasks.Task` instead of the built-in one."""
-    if cfg.env not in ENV_ALIASES:
-        raise ValueError(f"Unknown env {cfg.env!r}; choose 'mask' or 'shift'.")
+    check_env(cfg.env)
     if task is None:
         _, task = resolve_task(cfg)
     overrides = {"max_steps_in_episode": cfg.episode_length}

@@ -103,6 +103,13 @@ def check_algo(algo: str) -> str:
     return algo
 
 
+def check_env(env: str) -> str:
+    """``env`` (``mask`` or ``shift``), or a one-line error that names the choices."""
+    if env not in ENV_ALIASES:
+        raise ValueError(f"Unknown env {env!r}; choose 'mask' or 'shift'.")
+    return env
+
+
 def default_observation(algo: str, heads: str | None = None, request: dict | None = None) -> str:
     """What the environment shows by default. ``request``: the run's fields that bear on it
     (``task``, ``env``, ``amortized``, ``forget_fraction``/``forget_indices``, ``forget_reward``;
@@ -213,7 +220,7 @@ def default_total_steps(algo: str, task: str, *, heads: str = "flat",
     if algo == "ppo" and not is_residual(algo, heads, observation, amortized):
         return LONG_PPO_TOTAL_STEPS[task]
     if algo == "ppo" and on_convolutions:
-        return CONVOLUTION_RESIDUAL_TOTAL_STEPS[_env_alias(request)]
+        return CONVOLUTION_RESIDUAL_TOTAL_STEPS[check_env(_env_alias(request))]
     return DEFAULT_TOTAL_STEPS[algo][task]
 
 
