@@ -4,12 +4,15 @@ minibatch SGD), the figure PureJaxRL reports, with compilation timed apart.
     python benchmarks/ppo_throughput.py --json benchmarks/results/ppo-throughput-cpu.json
     python benchmarks/ppo_throughput.py --num-envs 64 256 --envs mask --tasks unlearn   # quick
 
-For each policy (``residual``: the default editor, unit heads over the controller observation;
-``flat``: flat heads over the summary observation) × env × task × ``--num-envs`` × minibatch draw
-(``per_env``, ``shared``) × env chunk: ``ppo.make_train`` with the PPO config
-``maskshift.run.config.editor_config`` builds at that batch size (8 steps per environment per
-update, 4 minibatches, 4 epochs), ``--updates`` updates per compiled call; one warm-up call, then
-``--reps`` timed calls (median). Prints one line each and writes every figure to ``--json``.
+For each policy (``default``: the default editor of that env and task, ``residual`` for MaskWorld
+unlearning, ``residual-step`` for ShiftWorld unlearning and bias; or a name in
+``maskshift.run.compare.POLICIES``: ``residual``, unit heads over the controller observation,
+``residual-step``, over the controller-step one, ``flat``, flat heads over the summary) × env ×
+task × ``--num-envs`` × minibatch draw (``per_env``, ``shared``) × env chunk: ``ppo.make_train``
+with the PPO config ``maskshift.run.config.editor_config`` builds at that batch size (one episode
+per environment per update at the editor's episode length: 8 steps, 16 for the bias default; 4
+minibatches, 4 epochs), ``--updates`` updates per compiled call; one warm-up call, then ``--reps``
+timed calls (median). Prints one line each and writes every figure to ``--json``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from maskshift.bench.ppo import POLICIES, ppo_steps_per_s
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--policies", nargs="+", default=["residual", "flat"], choices=list(POLICIES))
+    p.add_argument("--policies", nargs="+", default=["default", "flat"],
+                   choices=["default", *POLICIES])
     p.add_argument("--envs", nargs="+", default=["mask", "shift"])
     p.add_argument("--tasks", nargs="+", default=["unlearn", "bias"])
     p.add_argument("--num-envs", nargs="+", type=int, default=[64, 256, 1024, 4096])
@@ -45,7 +49,7 @@ def main(argv=None) -> int:
             continue
         r = ppo_steps_per_s(env_name, task, n, draw, chunk, args.updates, args.reps, policy)
         rows.append(r)
-        print(f"{policy:<8} {env_name:<5} {task:<7} N={n:<5} {draw:<7} chunk={str(chunk):<4} "
+        print(f"{r['policy']:<13} {env_name:<5} {task:<7} N={n:<5} {draw:<7} chunk={str(chunk):<4} "
               f"{r['env_steps_per_s']:>9,.0f} env-steps/s (compile {r['compile_s']:.1f} s)",
               flush=True)
         if args.json:

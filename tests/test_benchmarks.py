@@ -105,21 +105,31 @@ def test_throughput_script_times_the_shared_draw_beside_the_per_env_one(tmp_path
     assert res["mask-unlearn-shared"]["loop"] == []    # one environment: the draws are the same
 
 
+def test_throughput_times_the_default_policy_of_each_env_and_task():
+    from maskshift.bench.ppo import default_policy
+
+    assert default_policy("mask", "unlearn") == "residual"
+    assert default_policy("shift", "unlearn") == "residual-step"
+    assert default_policy("mask", "bias") == default_policy("shift", "bias") == "residual-step"
+
+
 @pytest.mark.long
 def test_ppo_throughput_script_smallest_setting(tmp_path):
     out = tmp_path / "ppo.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ppo_throughput.py"),
-                           "--policies", "residual", "--envs", "shift", "--tasks", "bias",
+                           "--policies", "default", "--envs", "shift", "--tasks", "bias",
                            "--num-envs", "4", "--chunks",
                            "none", "2", "--minibatches", "shared", "--updates", "1", "--reps",
                            "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
+    # the default editor of ShiftWorld on bias reads the controller-step observation
     assert [(r["policy"], r["env_chunk"], r["minibatch"]) for r in rows] == [
-        ("residual", None, "shared"), ("residual", 2, "shared")]
-    for r in rows:
-        assert r["env_steps_per_call"] == 4 * 8 and r["compile_s"] > 0
-        assert r["env_steps_per_s"] == pytest.approx(32 / r["median_s"])
+        ("residual-step", None, "shared"), ("residual-step", 2, "shared")]
+    for r in rows:   # one 16-step episode per update: the bias default's episode length
+        assert r["episode_length"] == 16 and r["env_steps_per_call"] == 4 * 16
+        assert r["compile_s"] > 0
+        assert r["env_steps_per_s"] == pytest.approx(64 / r["median_s"])
 
 
 @pytest.mark.parametrize("env_id", ["MaskWorld-v0", "ShiftWorld-v0"])

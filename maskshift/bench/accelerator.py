@@ -108,8 +108,8 @@ def accelerator_report(ns: Sequence[int] = SMALL["ns"],
     for env in envs:
         for n in ppo_envs:
             r = ppo_steps_per_s(env, "unlearn", n, reps=reps, devices="all")
-            log(f"PPO (default editor) {env} unlearn N={n}: {r['env_steps_per_s']:,.0f} "
-                f"env-steps/s (compile {r['compile_s']:.1f} s)")
+            log(f"PPO (default editor, {r['policy']}) {env} unlearn N={n}: "
+                f"{r['env_steps_per_s']:,.0f} env-steps/s (compile {r['compile_s']:.1f} s)")
             ppo.append(r)
     amortized = None if not amortized_steps else amortized_edit_seconds(amortized_steps, log=log)
     return {"machine": info, "steps": steps, "ppo": ppo, "amortized": amortized}
