@@ -11,6 +11,11 @@ Avg. Gap to the retrained model, wall time and how many runs meet the target.
         MaskWorld-residual ShiftWorld-residual MaskWorld ShiftWorld \
         --out runs/conv-digits-Conv_1 --json benchmarks/results/conv-digits-Conv_1.json
 
+Seeds run apart (one process each, side by side) merge into one table without running anything:
+
+    python benchmarks/field.py --merge runs/field-digits-s0.json runs/field-digits-s1.json \
+        runs/field-digits-s2.json --json benchmarks/results/field-digits-seeds.json
+
 One ``maskshift.compare`` per forget class (``OUT/class<c>/``, reused when finished, so a killed
 run picks up where it was; asking for more methods at the same setting adds them to it, and a
 class's comparison of another setting is replaced only with ``--overwrite``), then every
@@ -59,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a class's saved comparison of other seeds, options or budget")
     p.add_argument("--json", default=None, help="write the pooled figures here (and a .md)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="run nothing: pool these saved --json files of one setting and other "
+                        "seeds into one table (written to --json)")
     return p
 
 
@@ -126,6 +134,56 @@ def pooled(results: list[dict], methods: list[str]) -> dict:
     return table
 
 
+def merged(tables: list[dict]) -> dict:
+    """Pooled tables of disjoint runs (other seeds, run apart) as one: each method's mean and
+    (population) std over all its runs, exactly as ``pooled`` gives them over the runs together;
+    counts and chosen settings add up. A method missing from some tables pools the ones that
+    hold it (its ``runs`` says how many)."""
+    out = {}
+    for m in dict.fromkeys(m for t in tables for m in t):
+        rows = [t[m] for t in tables if m in t]
+        n = np.array([r["runs"] for r in rows], float)
+        stats = [k for k in rows[0] if isinstance(rows[0][k], dict) and "mean" in rows[0][k]]
+        out[m] = {}
+        for k in stats:
+            mean = np.array([r[k]["mean"] for r in rows])
+            square = np.array([r[k]["std"] ** 2 for r in rows]) + mean ** 2
+            grand = float(n @ mean / n.sum())
+            out[m][k] = {"mean": grand,
+                         "std": float(np.sqrt(max(n @ square / n.sum() - grand ** 2, 0.0)))}
+        out[m]["runs"] = int(n.sum())
+        out[m]["meets_target"] = int(sum(r["meets_target"] for r in rows))
+        settings: dict[str, int] = {}
+        for r in rows:
+            for s, c in r.get("settings", {}).items():
+                settings[s] = settings.get(s, 0) + c
+        if settings:
+            out[m]["settings"] = dict(sorted(settings.items()))
+    return out
+
+
+SETTING_ARGS = ("dataset", "classes", "edit", "episode_length", "step_size", "rl_total_steps")
+
+
+def merge_files(paths: list[str]) -> tuple[dict, argparse.Namespace]:
+    """The pooled table of saved ``--json`` files of the same setting and other seeds, and the
+    arguments that describe it (``ValueError`` where the files differ in setting or share a
+    seed)."""
+    saved = [json.loads(Path(p).read_text()) for p in paths]
+    first = saved[0]["args"]
+    for p, s in zip(paths, saved, strict=True):
+        differ = [k for k in SETTING_ARGS if s["args"].get(k) != first.get(k)]
+        if differ:
+            raise ValueError(f"{p} differs from {paths[0]} in {', '.join(differ)}: merge only "
+                             "runs of one setting.")
+    seeds = [x for s in saved for x in s["args"]["seeds"]]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"the files share seeds ({sorted(seeds)}): each run must be merged once.")
+    args = argparse.Namespace(**{k: first.get(k) for k in SETTING_ARGS}, seeds=sorted(seeds),
+                              merged_from=list(paths))
+    return merged([s["table"] for s in saved]), args
+
+
 def markdown(table: dict, args) -> str:
     keys = TABLE_KEYS["unlearn"]
     edit = "".join(f", {k.replace('_', ' ')} {' + '.join(map(str, v)) if k == 'edit' else v}"
@@ -151,6 +209,8 @@ def markdown(table: dict, args) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.merge:
+        return write_merged(args)
     saved = {c: saved_comparison(c, args) for c in args.classes}
     try:  # every class's plan before anything runs
         plans = {c: planned_methods(saved[c], args) for c in args.classes}
@@ -158,13 +218,27 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     results = [class_result(c, saved[c], plans[c], args) for c in args.classes]
-    table = pooled(results, args.methods)
+    write_table(pooled(results, args.methods), args, args.json)
+    return 0
+
+
+def write_merged(args) -> int:
+    """``--merge``: one table of saved ``--json`` files of other seeds."""
+    try:
+        table, merged_args = merge_files(args.merge)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: cannot merge {' '.join(args.merge)}: {e}", file=sys.stderr)
+        return 2
+    write_table(table, merged_args, args.json)
+    return 0
+
+
+def write_table(table: dict, args, json_path: str | None) -> None:
     md = markdown(table, args)
     print(md)
-    if args.json:
-        atomic_write_json(args.json, {"args": vars(args), "table": table})
-        atomic_write_text(Path(args.json).with_suffix(".md"), md)
-    return 0
+    if json_path:
+        atomic_write_json(json_path, {"args": vars(args), "table": table})
+        atomic_write_text(Path(json_path).with_suffix(".md"), md)
 
 
 if __name__ == "__main__":

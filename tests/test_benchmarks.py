@@ -206,6 +206,64 @@ def test_field_adds_methods_to_a_class_and_refuses_another_setting(tmp_path):
     assert field.planned_methods(other, args) == args.methods
 
 
+def test_field_merge_pools_seeds_run_apart_as_if_run_together(tmp_path):
+    """Tables of seeds run in separate processes merge into exactly the table the runs pooled
+    together give (means, population stds, counts, settings); a file of another setting or a
+    seed given twice is refused in one line, exit 2."""
+    from maskshift.run.compare import TABLE_KEYS
+
+    field = _field_script()
+    rng = np.random.default_rng(0)
+    keys = (*TABLE_KEYS["unlearn"], "forget_acc", "retain_acc", "wall_seconds")
+
+    def run(setting=None):
+        r = {k: float(rng.uniform(0, 1)) for k in keys}
+        return {**r, "setting": setting} if setting else r
+
+    def result(n, salun_runs=True):  # one class's comparison at one seed
+        runs = {"original": [run() for _ in range(n)],
+                "MaskWorld-oracle": [run() for _ in range(n)]}
+        if salun_runs:
+            runs["salun"] = [run({"learning_rate": float(rng.choice([1e-3, 3e-3]))})
+                             for _ in range(n)]
+        return {"runs": runs}
+
+    seed0 = [result(1, salun_runs=False) for _ in range(3)]  # an older table without salun
+    seed1 = [result(1) for _ in range(3)]
+    seed2 = [result(1) for _ in range(3)]
+    methods = ["original", "MaskWorld-oracle", "salun"]
+    together = field.pooled(seed0 + seed1 + seed2, methods[:2])
+    together["salun"] = field.pooled(seed1 + seed2, methods)["salun"]
+    paths = []
+    for seed, res in enumerate([seed0, seed1, seed2]):
+        ms = [m for m in methods if m in res[0]["runs"]]
+        path = tmp_path / f"s{seed}.json"
+        path.write_text(json.dumps({"args": {"dataset": None, "classes": [0, 1, 2],
+                                             "seeds": [seed]},
+                                    "table": field.pooled(res, ms)}))
+        paths.append(str(path))
+    table, args = field.merge_files(paths)
+    assert args.seeds == [0, 1, 2] and table["salun"]["runs"] == 6
+    for m in methods:
+        assert table[m]["runs"] == together[m]["runs"]
+        assert table[m]["meets_target"] == together[m]["meets_target"]
+        assert table[m].get("settings") == together[m].get("settings")
+        for k in keys:
+            np.testing.assert_allclose(table[m][k]["mean"], together[m][k]["mean"], rtol=1e-12)
+            np.testing.assert_allclose(table[m][k]["std"], together[m][k]["std"], rtol=1e-9)
+    out = tmp_path / "all.json"
+    assert field.main(["--merge", *paths, "--json", str(out)]) == 0
+    assert "seeds [0, 1, 2]" in out.with_suffix(".md").read_text()
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"args": {"dataset": "fashion_mnist", "classes": [0, 1, 2],
+                                          "seeds": [3]}, "table": {}}))
+    for bad in ([paths[0], str(other)], [paths[0], paths[0]]):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "field.py"), "--merge",
+                               *bad], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+        assert "merge" in proc.stderr
+
+
 def test_start_rules_parse_and_refuse_a_malformed_rule():
     import importlib.util
 
