@@ -166,9 +166,11 @@ SETTING_ARGS = ("dataset", "classes", "edit", "episode_length", "step_size", "rl
 
 
 def merge_files(paths: list[str]) -> tuple[dict, argparse.Namespace]:
-    """The pooled table of saved ``--json`` files of the same setting and other seeds, and the
-    arguments that describe it (``ValueError`` where the files differ in setting or share a
-    seed)."""
+    """The pooled table of saved ``--json`` files of the same setting, and the arguments that
+    describe it. Files may share seeds only for methods whose figures they hold alike (the
+    original and retrained models a supplement re-runs beside a method it adds): those count
+    once. ``ValueError`` where the files differ in setting, or share a seed of a method with other
+    figures."""
     saved = [json.loads(Path(p).read_text()) for p in paths]
     first = saved[0]["args"]
     for p, s in zip(paths, saved, strict=True):
@@ -176,12 +178,32 @@ def merge_files(paths: list[str]) -> tuple[dict, argparse.Namespace]:
         if differ:
             raise ValueError(f"{p} differs from {paths[0]} in {', '.join(differ)}: merge only "
                              "runs of one setting.")
-    seeds = [x for s in saved for x in s["args"]["seeds"]]
-    if len(set(seeds)) < len(seeds):
-        raise ValueError(f"the files share seeds ({sorted(seeds)}): each run must be merged once.")
-    args = argparse.Namespace(**{k: first.get(k) for k in SETTING_ARGS}, seeds=sorted(seeds),
+    tables, held = [], {}  # method -> (seeds, row, path) already taken
+    for p, s in zip(paths, saved, strict=True):
+        seeds = set(s["args"]["seeds"])
+        table = {}
+        for m, row in s["table"].items():
+            taken = [(sd, r, q) for sd, r, q in held.get(m, []) if sd & seeds]
+            if not taken:
+                table[m] = row
+                held.setdefault(m, []).append((seeds, row, p))
+            elif not any(sd == seeds and same_figures(r, row) for sd, r, _ in taken):
+                raise ValueError(f"{taken[0][2]} and {p} both hold {m} at seeds "
+                                 f"{sorted(taken[0][0] & seeds)} with other figures: each run "
+                                 "must be merged once.")
+        tables.append(table)
+    seeds = sorted({x for s in saved for x in s["args"]["seeds"]})
+    args = argparse.Namespace(**{k: first.get(k) for k in SETTING_ARGS}, seeds=seeds,
                               merged_from=list(paths))
-    return merged([s["table"] for s in saved]), args
+    return merged(tables), args
+
+
+def same_figures(a: dict, b: dict) -> bool:
+    """Whether two pooled rows hold the same runs: every figure alike but the wall time."""
+    keys = [k for k in a if isinstance(a[k], dict) and "mean" in a[k] and k != "wall_seconds"]
+    return a["runs"] == b["runs"] and all(
+        k in b and np.allclose([a[k]["mean"], a[k]["std"]], [b[k]["mean"], b[k]["std"]],
+                               rtol=1e-6, atol=1e-9) for k in keys)
 
 
 def markdown(table: dict, args) -> str:

@@ -254,10 +254,25 @@ def test_field_merge_pools_seeds_run_apart_as_if_run_together(tmp_path):
     out = tmp_path / "all.json"
     assert field.main(["--merge", *paths, "--json", str(out)]) == 0
     assert "seeds [0, 1, 2]" in out.with_suffix(".md").read_text()
+    # a seed-0 supplement adding salun beside the original it re-ran: the original counts once
+    salun0 = [result(1) for _ in range(3)]
+    for r0, r in zip(seed0, salun0, strict=True):
+        r["runs"]["original"] = r0["runs"]["original"]
+    supplement = tmp_path / "s0-salun.json"
+    supplement.write_text(json.dumps({"args": {"dataset": None, "classes": [0, 1, 2],
+                                               "seeds": [0]},
+                                      "table": field.pooled(salun0, ["original", "salun"])}))
+    table, _ = field.merge_files([*paths, str(supplement)])
+    assert table["original"]["runs"] == 9 and table["salun"]["runs"] == 9
+    np.testing.assert_allclose(table["salun"]["ua"]["mean"], field.pooled(
+        seed1 + seed2 + salun0, ["salun"])["salun"]["ua"]["mean"], rtol=1e-12)
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"args": {"dataset": "fashion_mnist", "classes": [0, 1, 2],
                                           "seeds": [3]}, "table": {}}))
-    for bad in ([paths[0], str(other)], [paths[0], paths[0]]):
+    clash = tmp_path / "s1-again.json"  # seed 1 once more, with other runs
+    clash.write_text(json.dumps({"args": {"dataset": None, "classes": [0, 1, 2], "seeds": [1]},
+                                 "table": field.pooled([result(1) for _ in range(3)], methods)}))
+    for bad in ([paths[0], str(other)], [paths[1], str(clash)]):
         proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "field.py"), "--merge",
                                *bad], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
