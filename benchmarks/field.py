@@ -11,7 +11,8 @@ Avg. Gap to the retrained model, wall time and how many runs meet the target.
         MaskWorld-residual ShiftWorld-residual MaskWorld ShiftWorld \
         --out runs/conv-digits-Conv_1 --json benchmarks/results/conv-digits-Conv_1.json
 
-Seeds run apart (one process each, side by side) merge into one table without running anything:
+Seeds or classes run apart (one process each, side by side, or in other sessions) merge into one
+table without running anything, each (class, seed) run counted once:
 
     python benchmarks/field.py --merge runs/field-digits-s0.json runs/field-digits-s1.json \
         runs/field-digits-s2.json --json benchmarks/results/field-digits-seeds.json
@@ -162,38 +163,53 @@ def merged(tables: list[dict]) -> dict:
     return out
 
 
-SETTING_ARGS = ("dataset", "classes", "edit", "episode_length", "step_size", "rl_total_steps")
+SETTING_ARGS = ("dataset", "edit", "episode_length", "step_size", "rl_total_steps")
+
+
+def cells_of(saved_args: dict) -> set[tuple[int, int]]:
+    """The (class, seed) runs a saved table pools: its ``cells`` where it is itself a merge of
+    runs that do not fill a grid, else every class × every seed."""
+    if "cells" in saved_args:
+        return {tuple(c) for c in saved_args["cells"]}
+    return {(c, s) for c in saved_args["classes"] for s in saved_args["seeds"]}
 
 
 def merge_files(paths: list[str]) -> tuple[dict, argparse.Namespace]:
-    """The pooled table of saved ``--json`` files of the same setting, and the arguments that
-    describe it. Files may share seeds only for methods whose figures they hold alike (the
-    original and retrained models a supplement re-runs beside a method it adds): those count
-    once. ``ValueError`` where the files differ in setting, or share a seed of a method with other
-    figures."""
+    """The pooled table of saved ``--json`` files of the same setting and other (class, seed)
+    runs, and the arguments that describe it. Files may share runs only for methods whose
+    figures they hold alike (the original and retrained models a supplement re-runs beside a
+    method it adds): those count once. ``ValueError`` where the files differ in setting, or share
+    a run of a method with other figures."""
     saved = [json.loads(Path(p).read_text()) for p in paths]
+    missing = [f"{p} has no '{k}'" for p, s in zip(paths, saved, strict=True)
+               for k in ("args", "table") if k not in s]
+    if missing:
+        raise ValueError(f"{missing[0]}: merge only the --json files field.py writes.")
     first = saved[0]["args"]
     for p, s in zip(paths, saved, strict=True):
         differ = [k for k in SETTING_ARGS if s["args"].get(k) != first.get(k)]
         if differ:
             raise ValueError(f"{p} differs from {paths[0]} in {', '.join(differ)}: merge only "
                              "runs of one setting.")
-    tables, held = [], {}  # method -> (seeds, row, path) already taken
+    tables, held = [], {}  # method -> (cells, row, path) already taken
     for p, s in zip(paths, saved, strict=True):
-        seeds = set(s["args"]["seeds"])
+        cells = cells_of(s["args"])
         table = {}
         for m, row in s["table"].items():
-            taken = [(sd, r, q) for sd, r, q in held.get(m, []) if sd & seeds]
+            taken = [(cs, r, q) for cs, r, q in held.get(m, []) if cs & cells]
             if not taken:
                 table[m] = row
-                held.setdefault(m, []).append((seeds, row, p))
-            elif not any(sd == seeds and same_figures(r, row) for sd, r, _ in taken):
-                raise ValueError(f"{taken[0][2]} and {p} both hold {m} at seeds "
-                                 f"{sorted(taken[0][0] & seeds)} with other figures: each run "
+                held.setdefault(m, []).append((cells, row, p))
+            elif not any(cs == cells and same_figures(r, row) for cs, r, _ in taken):
+                raise ValueError(f"{taken[0][2]} and {p} both hold {m} at (class, seed) "
+                                 f"{sorted(taken[0][0] & cells)[0]} with other figures: each run "
                                  "must be merged once.")
         tables.append(table)
-    seeds = sorted({x for s in saved for x in s["args"]["seeds"]})
-    args = argparse.Namespace(**{k: first.get(k) for k in SETTING_ARGS}, seeds=seeds,
+    cells = set().union(*(cells_of(s["args"]) for s in saved))
+    classes, seeds = sorted({c for c, _ in cells}), sorted({s for _, s in cells})
+    grid = len(cells) == len(classes) * len(seeds)
+    args = argparse.Namespace(**{k: first.get(k) for k in SETTING_ARGS}, classes=classes,
+                              seeds=seeds, **({} if grid else {"cells": sorted(cells)}),
                               merged_from=list(paths))
     return merged(tables), args
 
@@ -211,9 +227,12 @@ def markdown(table: dict, args) -> str:
     edit = "".join(f", {k.replace('_', ' ')} {' + '.join(map(str, v)) if k == 'edit' else v}"
                    for k, v in options(args).items())
     data = args.dataset or "digits"
-    lines = [f"Class-wise forgetting on `{data}`{edit}, classes {args.classes} × "
-             f"seeds {args.seeds}, test split (UA, RA on train). Points except the entropy MIA "
-             "(0–1); mean ± std over every (class, seed) run; sorted by Avg. Gap.", "",
+    runs = (f"classes {args.classes} × seeds {args.seeds}" if not getattr(args, "cells", None)
+            else f"{len(args.cells)} (class, seed) runs of classes {args.classes} × seeds "
+                 f"{args.seeds} (" + ", ".join(f"{c}/{s}" for c, s in args.cells) + ")")
+    lines = [f"Class-wise forgetting on `{data}`{edit}, {runs}, test split (UA, RA on train). "
+             "Points except the entropy MIA (0–1); mean ± std over every (class, seed) run; "
+             "sorted by Avg. Gap.", "",
              "| method | " + " | ".join(keys) + " | meets target | wall s |",
              "|---|" + "---|" * (len(keys) + 2)]
     for m in sorted(table, key=lambda m: table[m]["avg_gap"]["mean"]):
@@ -245,7 +264,14 @@ def main(argv=None) -> int:
 
 
 def write_merged(args) -> int:
-    """``--merge``: one table of saved ``--json`` files of other seeds."""
+    """``--merge``: one table of saved ``--json`` files of other seeds or classes."""
+    defaults = build_parser().parse_args([])
+    ignored = [k for k, v in vars(args).items() if k not in ("merge", "json")
+               and v != getattr(defaults, k)]
+    if ignored:
+        print(f"error: --merge runs nothing, so --{ignored[0].replace('_', '-')} has no effect: "
+              "drop it (the merged files carry their own settings).", file=sys.stderr)
+        return 2
     try:
         table, merged_args = merge_files(args.merge)
     except (OSError, ValueError, KeyError) as e:

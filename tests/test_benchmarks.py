@@ -277,6 +277,55 @@ def test_field_merge_pools_seeds_run_apart_as_if_run_together(tmp_path):
                                *bad], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
         assert "merge" in proc.stderr
+    # a run flag beside --merge would be silently ignored: refused, nothing written
+    ignored = tmp_path / "ignored.json"
+    assert field.main(["--merge", *paths, "--seeds", "0", "--json", str(ignored)]) == 2
+    assert not ignored.exists()
+
+
+def test_field_merge_pools_classes_run_apart(tmp_path):
+    """Other classes of the same seeds (run in other sessions) merge as the runs pooled together
+    do; a merge of merges keeps which (class, seed) runs it holds, so one given twice is refused,
+    and a file field.py did not write is named."""
+    from maskshift.run.compare import TABLE_KEYS
+
+    field = _field_script()
+    rng = np.random.default_rng(1)
+    keys = (*TABLE_KEYS["unlearn"], "forget_acc", "retain_acc", "wall_seconds")
+
+    def result():  # one class's comparison at one seed
+        return {"runs": {m: [{k: float(rng.uniform(0, 1)) for k in keys}]
+                         for m in ("original", "salun")}}
+
+    def save(name, res, classes, seeds):
+        path = tmp_path / name
+        path.write_text(json.dumps({"args": {"dataset": "fashion_mnist", "classes": classes,
+                                             "seeds": seeds},
+                                    "table": field.pooled(res, ["original", "salun"])}))
+        return str(path)
+
+    c7, c012, c7s1 = [result()], [result() for _ in range(3)], [result()]
+    a = save("c7.json", c7, [7], [0])
+    b = save("c012.json", c012, [0, 1, 2], [0])
+    c = save("c7s1.json", c7s1, [7], [1])
+    table, args = field.merge_files([a, b, c])
+    together = field.pooled(c7 + c012 + c7s1, ["original", "salun"])
+    assert args.classes == [0, 1, 2, 7] and args.seeds == [0, 1]
+    assert args.cells == [(0, 0), (1, 0), (2, 0), (7, 0), (7, 1)]
+    for m in ("original", "salun"):
+        assert table[m]["runs"] == 5
+        for k in keys:
+            np.testing.assert_allclose(table[m][k]["mean"], together[m][k]["mean"], rtol=1e-12)
+            np.testing.assert_allclose(table[m][k]["std"], together[m][k]["std"], rtol=1e-9)
+    out = tmp_path / "pooled.json"
+    assert field.main(["--merge", a, b, c, "--json", str(out)]) == 0
+    assert "5 (class, seed) runs" in out.with_suffix(".md").read_text()
+    with pytest.raises(ValueError, match=r"\(7, 0\)"):  # class 7 seed 0 again, inside the merge
+        field.merge_files([str(out), save("c7-again.json", [result()], [7], [0])])
+    stray = tmp_path / "stray.json"
+    stray.write_text(json.dumps({"table": {}}))
+    with pytest.raises(ValueError, match="no 'args'"):
+        field.merge_files([a, str(stray)])
 
 
 def test_start_rules_parse_and_refuse_a_malformed_rule():
