@@ -48,11 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rl-seeds", type=int, nargs="*", default=[0],
                    help="seeds of the default RL editor (a PPO training run per request)")
     p.add_argument("--envs", nargs="+", default=["mask", "shift"])
-    p.add_argument("--methods", nargs="+", default=["gradient", "oracle", "ppo", "salun",
+    p.add_argument("--methods", nargs="*", default=["gradient", "oracle", "ppo", "salun",
                                                     "retrain"])
     p.add_argument("--policy", nargs="*", default=[],
-                   help="trained policy directories, each edits every order; policies of one "
-                        "kind (env, sequence depth, pool) and several seeds share a row")
+                   help="trained policy directories, each edits every order (with "
+                        "--example-requests: every draw, at --fraction); policies of one kind "
+                        "(env, sequence depth, pool) and several seeds share a row")
     p.add_argument("--example-requests", type=int, default=None, metavar="N",
                    help="N example requests per sequence instead of the orders of classes")
     p.add_argument("--fraction", type=float, default=0.05,
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 def policy_name(cfg) -> str:
     """How a table names a trained policy: its env, whether it was trained for sequences (and
     for how many earlier requests) and its class pool, e.g. ``mask-seq4-pool0-1-2-3-4-5``."""
+    if cfg.forget_fraction is not None:  # trained over random sets of examples
+        return f"{cfg.env}-amortized-{cfg.forget_sets}sets{cfg.forget_fraction:g}"
     kind = f"seq{cfg.sequence_depth}" if cfg.sequence_depth else "amortized"
     return f"{cfg.env}-{kind}-pool{'-'.join(map(str, cfg.forget_classes))}"
 
@@ -76,6 +79,12 @@ def example_jobs(args):
     env and seed."""
     for draw in args.draws:
         tag = f"examples{args.example_requests}x{args.fraction:g}-d{draw}"
+        for directory in args.policy:  # drawn apart from the sets it trained on (make_plan)
+            cfg = make_run_config(forget_fraction=args.fraction, forget_seed=draw)
+            plan = make_plan(cfg, policy=directory, examples=args.example_requests)
+            name = policy_name(load_policy(directory).config)
+            yield (f"policy {name}", plan,
+                   Path(args.out) / f"policy-{name}-s{plan.config.seed}-{tag}")
         for method in args.methods:
             envs = args.envs if method in ("gradient", "oracle", "ppo") else ["-"]
             for env in envs:

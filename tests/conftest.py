@@ -71,6 +71,19 @@ def digits_model(digits):
 
 
 @pytest.fixture(scope="session")
+def example_pool_policy(tmp_path_factory, digits_model):
+    """A tiny policy trained over two random 10% sets of digits' train split (forget seed 0),
+    for the tests of what such a policy edits; its directory."""
+    from maskshift.cli import train as cli_train
+
+    out = tmp_path_factory.mktemp("example-pool") / "pool"
+    assert cli_train.main(["--amortized", "--forget-fraction", "0.1", "--forget-sets", "2",
+                           "--heads", "flat", "--num-envs", "8", "--episode-length", "3",
+                           "--total-steps", "24", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def toxic_model(toxic):
     from maskshift.models import pretrained
 

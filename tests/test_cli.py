@@ -286,8 +286,10 @@ SEQUENCE = [  # (tests/test_sequence.py refuses the requests' and --out's bad va
      "argument --forget-stratified: a sequence draws its example requests"),
     (["--example-requests", "2", "--forget-fraction", "0.05", "--forget-indices", "f.txt"],
      "argument --forget-indices: a sequence draws its example requests"),
-    (["--example-requests", "2", "--forget-fraction", "0.05", "--policy", "/tmp"],
-     "argument --policy: a trained policy edits class requests"),
+    (["--example-requests", "2", "--policy", "/tmp", "--forget-reward", "attack"],
+     "argument --forget-reward: the policy edits with the reward term it was trained on"),
+    (["--example-requests", "2", "--policy", "/tmp", "--forget-seed", "1"],
+     "The policy directory /tmp holds no trained policy"),
     (["--requests", "3", "--forget-fraction", "0.05"], "argument --forget-fraction: applies to "
                                                        "--example-requests N"),
     (["--requests", "3", "--forget-reward", "accuracy_gap"], "argument --forget-reward: applies "

@@ -139,11 +139,8 @@ def test_a_pool_of_random_sets_is_one_target_per_set(base_task):
 
 
 @pytest.mark.long
-def test_an_amortized_policy_edits_a_set_it_never_saw(tmp_path, digits_model):
-    out = tmp_path / "pool"
-    assert cli_train.main(["--amortized", "--forget-fraction", "0.1", "--forget-sets", "2",
-                           "--heads", "flat", "--num-envs", "8", "--episode-length", "3",
-                           "--total-steps", "24", "--out", str(out)]) == 0
+def test_an_amortized_policy_edits_a_set_it_never_saw(tmp_path, example_pool_policy):
+    out = example_pool_policy
     res = json.loads((out / "results.json").read_text())
     assert [t["forget_set"] for t in res["targets"]] == [0, 1]
     assert res["targets"][0]["label"] == "set 0 (108 examples)"

@@ -3,6 +3,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,7 @@ import pytest
 from maskshift.checkpoint import save_edited
 from maskshift.cli import sequence as cli_sequence
 from maskshift.cli import train as cli_train
-from maskshift.data.forget_sets import disjoint_forget_sets
+from maskshift.data.forget_sets import disjoint_forget_sets, random_forget_set
 from maskshift.envs import make
 from maskshift.run import make_run_config
 from maskshift.run.chain import edited_meta
@@ -228,6 +229,63 @@ def test_the_sequence_command_prints_json_and_keeps_a_finished_sequence(tmp_path
                       "finished sequence", tmp_path, capsys)
 
 
+def test_a_policy_edits_example_requests_drawn_apart_from_its_training_sets():
+    from maskshift.run.policy import Policy
+    from maskshift.run.sequence import _policy_example_config
+
+    def policy(**kw):
+        return Policy(make_run_config(**kw), {}, (), Path("runs/pool"))
+
+    pool = policy(amortized=True, forget_fraction=0.1, forget_reward="attack", forget_seed=3)
+    cfg = _policy_example_config(make_run_config(forget_seed=4), pool)
+    # the policy's own reward term, share and settings; the sequence's seed; not amortized
+    assert (cfg.forget_reward, cfg.forget_fraction, cfg.forget_seed) == ("attack", 0.1, 4)
+    assert not cfg.amortized and cfg.forget_indices is None
+    assert _policy_example_config(make_run_config(forget_seed=0, forget_fraction=0.05),
+                                  pool).forget_fraction == 0.05
+    with pytest.raises(ValueError, match="trained on sets drawn with forget seed 3; .*"
+                                         "--forget-seed 4"):
+        _policy_example_config(make_run_config(forget_seed=3), pool)
+    with pytest.raises(ValueError, match="trained to forget classes; example requests need"):
+        _policy_example_config(make_run_config(forget_seed=1),
+                               policy(amortized=True, forget_classes=(0, 1)))
+
+
+@pytest.mark.slow
+def test_a_policy_trained_over_example_sets_edits_a_sequence_of_them(tmp_path, capsys,
+                                                                     example_pool_policy):
+    pool = example_pool_policy
+    out = tmp_path / "seq"
+    argv = ["--example-requests", "2", "--policy", str(pool), "--forget-seed", "1",
+            "--out", str(out), "--json"]
+    assert cli_sequence.main(argv) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["method"] == "policy" and len(res["after_each"]) == 2
+    assert set(res["after_each"][1]["forget_acc_by_request"]) == {"1", "2"}
+    assert all(np.isfinite(s["avg_gap"]) for s in res["after_each"])
+    # the requests are drawn with seed 1 at the policy's share (10%), edited with its reward term
+    saved = json.loads((out / "sequence.json").read_text())
+    assert saved["examples"] == {"fraction": 0.1, "seed": 1, "reward": "confidence",
+                                 "sizes": [108, 108]}
+    for k in (1, 2):
+        edit = json.loads((out / f"request-{k}" / "edit.json").read_text())
+        assert edit["forget_size"] == 108 and edit["policy"] == str(pool)
+    # none of them is a set the policy trained on (drawn with seed 0)
+    trained = [random_forget_set(1078, 0.1, (0, i)) for i in range(2)]
+    assert not any(np.array_equal(rows, t) for rows in disjoint_forget_sets(1078, 0.1, 2, 1)
+                   for t in trained)
+    _sequence_refuses(argv[:-1], "finished sequence", tmp_path, capsys)
+    _sequence_refuses([*argv[:4], "--forget-seed", "0"], "--forget-seed 1", tmp_path, capsys)
+    # the benchmark gives the policy a row of its own beside the editors, per draw
+    table = tmp_path / "bench.json"
+    assert _benchmark().main(["--example-requests", "2", "--fraction", "0.1", "--draws", "1",
+                              "--methods",
+                              "--policy", str(pool), "--out", str(tmp_path / "runs"),
+                              "--json", str(table)]) == 0
+    (row,) = json.loads(table.read_text())["rows"]
+    assert row["method"] == "policy mask-amortized-2sets0.1" and row["runs"] == 1
+
+
 @pytest.mark.long
 def test_an_example_sequence_reports_each_set_and_resumes(tmp_path):
     cfg = make_run_config(algo="gradient", episode_length=4, forget_fraction=0.05)
@@ -273,15 +331,20 @@ def test_a_killed_ppo_sequence_resumes_bit_identical(tmp_path):
     assert jnp.isfinite(resumed["after_each"][-1]["avg_gap"])
 
 
-@pytest.mark.slow
-def test_the_benchmark_tables_each_method_over_its_sequences(tmp_path):
+def _benchmark():
+    """``benchmarks/sequence.py`` as a module."""
     import importlib.util
-    from pathlib import Path
 
     path = Path(__file__).parent.parent / "benchmarks" / "sequence.py"
     spec = importlib.util.spec_from_file_location("_bench_sequence", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.slow
+def test_the_benchmark_tables_each_method_over_its_sequences(tmp_path):
+    bench = _benchmark()
     out = tmp_path / "seq.json"
     argv = ["--orders", "4", "--methods", "gradient", "salun", "--envs", "mask", "--seeds", "0",
             "--rl-seeds", "--out", str(tmp_path / "runs"), "--json", str(out)]

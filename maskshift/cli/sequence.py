@@ -9,13 +9,17 @@ Examples::
     python -m maskshift.sequence --requests 3 5 8 --policy runs/amortized --out runs/seq-policy
     python -m maskshift.sequence --requests 3 5 8 --algo salun --json
     python -m maskshift.sequence --example-requests 5 --forget-fraction 0.05 --algo gradient
+    python -m maskshift.sequence --example-requests 5 --forget-seed 1 --policy runs/pool
 
 ``--algo``: an editor of the action space (ppo, the default RL editor, apg, gradient, oracle;
 one run per request with ``maskshift.train``'s defaults), or a baseline at its default setting
 (salun, retrain, finetune, ...); ``--policy DIR``: a trained PPO policy edits every request with
-no training. ``--out`` receives ``plan.json``, ``request-K/`` per request (its ``edited/``
-model: ``maskshift.evaluate --from`` and ``maskshift.train --from`` read it), ``sequence.json``
-and ``sequence.png``. A killed sequence resumes with the same command.
+no training (example requests: a policy trained over random sets, ``maskshift.train --amortized
+--forget-fraction F``; each request the share it was trained on unless ``--forget-fraction``
+says otherwise, drawn with a ``--forget-seed`` other than its training sets'). ``--out``
+receives ``plan.json``, ``request-K/`` per request (its ``edited/`` model: ``maskshift.evaluate
+--from`` and ``maskshift.train --from`` read it), ``sequence.json`` and ``sequence.png``. A
+killed sequence resumes with the same command.
 """
 
 from __future__ import annotations
@@ -72,7 +76,9 @@ def build_parser() -> Parser:
                         + ", ".join(m for m in METHODS if m not in (*ALGOS, "policy")))
     p.add_argument("--policy", type=path, default=None, metavar="DIR",
                    help="a finished `maskshift.train --algo ppo` run: its policy edits every "
-                        "request with no training (its own env and model)")
+                        "request with no training (its own env and model); example requests "
+                        "take one trained with --amortized --forget-fraction, drawn with "
+                        "another --forget-seed")
     add_dataset_arguments(p)
     add_forget_set_arguments(p)
     p.add_argument("--edit", nargs="+", default=None, metavar="LAYER",
@@ -137,12 +143,12 @@ def _check_example_args(args, parser: Parser) -> None:
             parser.error(f"argument --{given[0].replace('_', '-')}: applies to "
                          "--example-requests N; class requests forget whole classes")
         return
-    if args.forget_fraction is None:
+    if args.forget_fraction is None and args.policy is None:
         parser.error("argument --example-requests: needs --forget-fraction F, each request's "
                      "share of the train split (e.g. 0.05)")
-    if args.policy is not None or args.algo == "policy":
-        parser.error("argument --policy: a trained policy edits class requests; example "
-                     "requests take --algo (an editor or a baseline)")
+    if args.policy is not None and args.forget_reward is not None:
+        parser.error("argument --forget-reward: the policy edits with the reward term it was "
+                     "trained on; drop it")
 
 
 def _default_out(args, method: str) -> str:

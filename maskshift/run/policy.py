@@ -199,16 +199,22 @@ class PolicyEditor:
         return result
 
 
+def check_builtin_policy(policy: Policy) -> Policy:
+    """``policy``, or a ``ValueError`` where it was trained on your own task (only you can build
+    its model and data)."""
+    cfg = policy.config
+    # a fingerprint marks your own task or objective; a run started `from_run` records one too
+    if cfg.task_factory is not None or (cfg.task_fingerprint is not None
+                                        and cfg.from_run is None):
+        raise ValueError(f"The policy in {policy.path} was trained on your own task; "
+                         "pass the task to edit (edit_with_policy(..., task=...)).")
+    return policy
+
+
 def policy_task(policy: Policy):
     """The built-in task the policy was trained on (its model and dataset); ``ValueError`` for a
     policy trained on your own task, which only you can build."""
-    cfg = policy.config
-    # a fingerprint marks your own task or objective; a run started `from_run` records one too
-    own = cfg.task_factory is not None or (cfg.task_fingerprint is not None
-                                           and cfg.from_run is None)
-    if own:
-        raise ValueError(f"The policy in {policy.path} was trained on your own task; "
-                         "pass the task to edit (edit_with_policy(..., task=...)).")
+    cfg = check_builtin_policy(policy).config
     return resolve_task(dataclasses.replace(cfg, amortized=False, from_run=None,
                                             task_fingerprint=None))[1]
 
@@ -296,12 +302,20 @@ def edit_examples_with_policy(policy: Policy, indices, *, out=None, log=print) -
         forget_indices=None))[1]
     task = forget_examples_task(base, indices, cfg.forget_reward,
                                 warn=lambda m: log(f"warning: {m}"))
+    return edit_examples_task_with_policy(policy, task, out=out, log=log)
+
+
+def edit_examples_task_with_policy(policy: Policy, task, *, out=None, log=print) -> dict:
+    """:func:`edit_examples_with_policy` on a forget-examples ``task`` already built (the next
+    request of a sequence of example sets: :func:`~maskshift.tasks.next_examples_task`, on the
+    model the earlier requests left). ``out``: write ``edited/``, ``edited.json`` and
+    ``edit.json`` there."""
     result, edited = _zero_shot(policy, task, log)
     result = {**result, "dataset": task.dataset.name, "forget_size": len(
         task.objective.forget_indices), "forget_classes": None}
     if out is not None:
         out = Path(out)
         save_edited(out, host_copy(edited), edited_meta(task, env=result["env"], algo="policy",
-                                                        seed=cfg.seed))
+                                                        seed=policy.config.seed))
         atomic_write_json(out / "edit.json", result)
     return result

@@ -41,7 +41,13 @@ from maskshift.run.build import builtin_task
 from maskshift.run.chain import edited_meta
 from maskshift.run.config import ALGOS, OutputDirError, RunConfig
 from maskshift.run.pipeline import refuse_file_in_the_way, train_and_evaluate
-from maskshift.run.policy import edit_with_policy, load_policy, policy_task
+from maskshift.run.policy import (
+    check_builtin_policy,
+    edit_examples_task_with_policy,
+    edit_with_policy,
+    load_policy,
+    policy_task,
+)
 from maskshift.tasks import (
     ExampleObjective,
     Task,
@@ -227,6 +233,9 @@ def _edit(plan: SequencePlan, task: Task, directory: Path, log, stop_after_chunk
                                  stop_after_chunks=stop_after_chunks)
         return "stopped_at_update" not in res
     shutil.rmtree(directory, ignore_errors=True)
+    if plan.method == "policy" and plan.examples:
+        edit_examples_task_with_policy(load_policy(plan.policy), task, out=directory, log=log)
+        return True
     if plan.method == "policy":
         edit_with_policy(load_policy(plan.policy), c, task=task, out=directory, log=log)
         return True
@@ -237,19 +246,20 @@ def _edit(plan: SequencePlan, task: Task, directory: Path, log, stop_after_chunk
 
 
 def _base_task(plan: SequencePlan) -> Task:
-    if plan.method == "policy":
-        return policy_task(load_policy(plan.policy))
     if plan.examples:  # the model and data; each request's task names its own set
         return builtin_task(dataclasses.replace(plan.config, forget_fraction=None))
+    if plan.method == "policy":
+        return policy_task(load_policy(plan.policy))
     return builtin_task(dataclasses.replace(plan.config, forget_classes=plan.requests[:1]))
 
 
 def make_plan(cfg: RunConfig, requests=(), method: str | None = None,
               policy=None, examples: int | None = None) -> SequencePlan:
     """The plan of a sequence of class ``requests``, or of ``examples`` example requests
-    (``cfg.forget_fraction`` of the train split each; :class:`SequencePlan`). ``ValueError`` for
-    a method that does not exist, a policy without ``method='policy'`` or the reverse, or a
-    config that is not a built-in unlearning one."""
+    (``cfg.forget_fraction`` of the train split each; :class:`SequencePlan`; with ``policy``,
+    one trained over random example sets: :func:`_policy_example_config`). ``ValueError`` for a
+    method that does not exist, a policy without ``method='policy'`` or the reverse, or a config
+    that is not a built-in unlearning one."""
     if examples is not None:
         return _example_plan(cfg, requests, method, policy, examples)
     if not len(requests):
@@ -283,17 +293,37 @@ def _method_and_config(cfg: RunConfig, method, policy) -> tuple[str, RunConfig]:
 def _example_plan(cfg: RunConfig, requests, method, policy, examples: int) -> SequencePlan:
     if len(requests):
         raise ValueError("Give class `requests` or a number of `examples` requests, not both.")
-    if policy is not None or method == "policy":
-        raise ValueError("A trained policy edits class requests; a sequence of example requests "
-                         "takes an editor (ppo, apg, gradient, oracle, quark) or a baseline.")
+    if policy is not None:
+        cfg = _policy_example_config(cfg, load_policy(policy))
     if cfg.forget_fraction is None:
         raise ValueError("Example requests need `forget_fraction` (each request's share of the "
                          "train split, e.g. 0.05).")
     if int(examples) < 1:
         raise ValueError(f"A sequence needs at least one request, got {examples} example "
                          "requests.")
-    method, cfg = _method_and_config(cfg, method, None)
-    return SequencePlan(tuple(range(1, int(examples) + 1)), method, cfg, examples=True)
+    method, _ = _method_and_config(cfg, method, policy)
+    return SequencePlan(tuple(range(1, int(examples) + 1)), method, cfg,
+                        None if policy is None else str(policy), examples=True)
+
+
+def _policy_example_config(cfg: RunConfig, policy) -> RunConfig:
+    """The config a trained policy edits a sequence of example requests under: the policy's own
+    (its env, model, settings and reward term), each request ``cfg.forget_fraction`` of the
+    train split (default: the share the policy was trained on), drawn with ``cfg.forget_seed``,
+    which must not be the seed its training sets were drawn with (those sets it has seen)."""
+    own = check_builtin_policy(policy).config
+    if own.forget_fraction is None:
+        raise ValueError(f"The policy in {policy.path} was trained to forget classes; example "
+                         "requests need a policy trained over random example sets "
+                         "(maskshift.train --amortized --forget-fraction F).")
+    if cfg.forget_seed == own.forget_seed:
+        raise ValueError(f"The policy in {policy.path} was trained on sets drawn with forget "
+                         f"seed {own.forget_seed}; draw the requests with another "
+                         f"(--forget-seed {own.forget_seed + 1}) so that it edits sets it never "
+                         "saw.")
+    return dataclasses.replace(own, amortized=False, from_run=None, forget_indices=None,
+                               forget_stratified=False, forget_seed=cfg.forget_seed,
+                               forget_fraction=cfg.forget_fraction or own.forget_fraction)
 
 
 def finished_sequence(out, plan: SequencePlan) -> dict | None:
