@@ -96,11 +96,12 @@ TRAIN = [
     (["--observation", "pixels"], "argument --observation: invalid choice: 'pixels'"),
     (["--amortized", "--forget-class", "3"], "give a pool of at least two classes"),
     (["--sequence-depth", "2"], "argument --sequence-depth: applies to --amortized (over a pool "
-                                "of classes) only"),
+                                "of classes or of example sets) only"),
     (["--amortized", "--forget-class", "1", "2", "--sequence-depth", "2"],
      "argument --sequence-depth: 2 earlier requests need a pool of at least 3 classes"),
-    (["--amortized", "--forget-fraction", "0.1", "--sequence-depth", "1"],
-     "argument --sequence-depth: trains for sequences of class requests; drop --forget-fraction"),
+    (["--amortized", "--forget-fraction", "0.25", "--sequence-depth", "3"],
+     "argument --sequence-depth: orders of 4 disjoint sets of 0.25 of the train split leave "
+     "nothing to retain"),
     (["--amortized", "--forget-class", "1", "2", "--sequence-depth", "-1"],
      "argument --sequence-depth: expected a whole number >= 0"),
     (["--minibatch", "each"], "argument --minibatch: invalid choice: 'each'"),

@@ -119,9 +119,10 @@ def _add_what_to_edit(p: Parser) -> None:
                         "episode, then edit each (ppo, unlearn; its unit heads serve classes "
                         "never seen)")
     p.add_argument("--sequence-depth", type=nonneg_int, default=None, metavar="K",
-                   help="with --amortized: train the policy for sequences of requests, its "
-                        "episodes also starting from models it already edited for 1 to K "
-                        "earlier requests (two stages, twice the budget; docs/sequences.md)")
+                   help="with --amortized: train the policy for sequences of requests (classes, "
+                        "or example sets with --forget-fraction), its episodes also starting "
+                        "from models it already edited for 1 to K earlier requests (two stages, "
+                        "twice the budget; docs/sequences.md)")
 
 
 def add_editor_options(p: Parser) -> None:
@@ -251,7 +252,8 @@ def check_combinations(args, parser: Parser) -> None:
                                     "maskshift.edit --forget-indices)")
     else:
         unused["forget_sets"] = "applies to --amortized --forget-fraction only"
-        unused["sequence_depth"] = "applies to --amortized (over a pool of classes) only"
+        unused["sequence_depth"] = ("applies to --amortized (over a pool of classes or of "
+                                    "example sets) only")
     refuse_unused(args, parser, unused)
     check_forget_set_args(args, parser)
     if args.amortized:
@@ -288,10 +290,12 @@ def check_amortized_args(args, parser: Parser) -> None:
         parser.error("argument --amortized: give a pool of at least two classes with "
                      "--forget-class (e.g. --forget-class 0 1 2 3 4), or drop --amortized")
     depth = getattr(args, "sequence_depth", None) or 0
-    if depth and getattr(args, "forget_fraction", None) is not None:
-        parser.error("argument --sequence-depth: trains for sequences of class requests; drop "
-                     "--forget-fraction (or --sequence-depth)")
-    if depth and depth >= len(set(args.forget_class or ())):
+    fraction = getattr(args, "forget_fraction", None)
+    if depth and fraction is not None and (depth + 1) * fraction >= 1.0:
+        parser.error(f"argument --sequence-depth: orders of {depth + 1} disjoint sets of "
+                     f"{fraction:g} of the train split leave nothing to retain; lower it or "
+                     "--forget-fraction")
+    if depth and fraction is None and depth >= len(set(args.forget_class or ())):
         parser.error(f"argument --sequence-depth: {depth} earlier requests need a pool of at "
                      f"least {depth + 1} classes in --forget-class; lower it or add classes")
 

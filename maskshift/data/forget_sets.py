@@ -35,10 +35,11 @@ def random_forget_set(num_train: int, fraction: float, seed: int | tuple[int, ..
 
 
 def disjoint_forget_sets(num_train: int, fraction: float, count: int,
-                         seed: int = 0) -> tuple[np.ndarray, ...]:
+                         seed: int | tuple[int, ...] = 0) -> tuple[np.ndarray, ...]:
     """``count`` disjoint forget sets of ``round(fraction * num_train)`` train rows each, for
-    requests that arrive one after another: set ``k`` is drawn with the seed ``(seed, k)`` from
-    the rows no earlier set took (``ValueError`` where the sets would leave nothing to retain)."""
+    requests that arrive one after another: set ``k`` is drawn with the seed ``(seed, k)`` (a
+    tuple ``seed`` is spread: ``(*seed, k)``) from the rows no earlier set took (``ValueError``
+    where the sets would leave nothing to retain)."""
     check_fraction(fraction)
     if count < 1:
         raise ValueError(f"A sequence of example requests needs at least one request, got "
@@ -48,9 +49,10 @@ def disjoint_forget_sets(num_train: int, fraction: float, count: int,
         raise ValueError(f"{count} requests of {size} examples ({fraction:g} of {num_train}) "
                          "leave nothing to retain; ask for fewer requests or a smaller fraction.")
     free, sets = np.arange(num_train), []
+    head = tuple(seed) if isinstance(seed, tuple) else (seed,)
     for k in range(count):  # a handful of requests, each one draw
-        pick = np.sort(free[np.random.default_rng((seed, k)).choice(free.size, size,
-                                                                    replace=False)])
+        pick = np.sort(free[np.random.default_rng((*head, k)).choice(free.size, size,
+                                                                     replace=False)])
         sets.append(pick.astype(np.int64))
         free = np.setdiff1d(free, pick)
     return tuple(sets)

@@ -19,6 +19,13 @@ two stages, both in ``out``:
    set without its earlier classes. One compiled step serves every target (each one's starting
    matrices are gathered per environment: :meth:`~maskshift.envs.EditWorld.at_target`).
 
+A pool of random example sets (``forget_fraction``) trains the same way: stage 1 is the
+amortized run over ``forget_sets`` random sets; the start models come from ``forget_sets``
+orders of ``K + 1`` disjoint random sets each (:func:`example_orders`), and stage 2's pool
+(:func:`maskshift.tasks.sequence_examples_pool_task`) holds every stage-1 set from the pretrained
+model and every order's set ``k + 1`` from the model its first ``k`` sets left, each target's
+retain set without its earlier rows.
+
 ``out`` then holds a policy like any PPO run's (``policy/``, ``policy.json``), which
 ``maskshift.sequence --policy`` and ``maskshift.edit --policy --from`` apply request by request,
 and ``results.json`` with each target's test report (``label``: the class, then the earlier
@@ -29,6 +36,7 @@ or its results, the start models made again (deterministic), stage 2 from its ch
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -36,15 +44,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskshift.agents.ppo import policy_network
+from maskshift.data.forget_sets import disjoint_forget_sets
 from maskshift.run.build import build_env, resolve_task
 from maskshift.run.config import OutputDirError, RunConfig, select_tolerance
 from maskshift.run.pipeline import check_out_dir, prepare_out, run_editor, train_and_evaluate
 from maskshift.run.policy import bind_policy, load_policy, restore_policy_params
 from maskshift.run.results import finished_run
 from maskshift.run.select import select_best_step
-from maskshift.tasks import Task, get_leaf, sequence_pool_task
+from maskshift.tasks import (
+    Task,
+    example_pool_task,
+    get_leaf,
+    sequence_examples_pool_task,
+    sequence_pool_task,
+)
 
 STAGE_ONE = "stage-1"
+# the seed word that keeps the start models' example sets apart from the stage-1 pool's sets
+# (seed (forget_seed, i)) and from a sequence's requests (seed (forget_seed, k))
+ORDER_STREAM = 7919
 
 
 def check_sequence_depth(cfg: RunConfig) -> None:
@@ -55,17 +73,39 @@ def check_sequence_depth(cfg: RunConfig) -> None:
     if not isinstance(depth, int) or depth < 0:
         raise ValueError(f"`sequence_depth` is how many earlier requests an episode may start "
                          f"after: a whole number >= 0, got {depth!r}.")
-    if not cfg.amortized or cfg.forgets_examples:
-        raise ValueError("`sequence_depth` trains an amortized policy over a pool of classes for "
-                         "sequences: it needs `amortized=True` with a class pool "
-                         "(`forget_classes=(0, 1, 2, 3, 4, 5)`), not a forget set of examples.")
+    if not cfg.amortized:
+        raise ValueError("`sequence_depth` trains an amortized policy for sequences: it needs "
+                         "`amortized=True` with a pool of classes (`forget_classes=(0, 1, 2, 3, "
+                         "4, 5)`) or of random example sets (`forget_fraction=0.05`).")
     if cfg.task_factory is not None or cfg.from_run is not None:
         raise ValueError("`sequence_depth` edits the built-in model from its pretrained weights; "
                          "drop `task_factory`/`from_run`.")
+    if cfg.forgets_examples:
+        _check_example_depth(cfg, depth)
+        return
     if depth >= len(cfg.forget_classes):
         raise ValueError(f"`sequence_depth` {depth} needs a pool of at least {depth + 1} classes "
                          f"(each order holds {depth + 1} requests); the pool has "
                          f"{len(cfg.forget_classes)}: lower it or add classes.")
+
+
+def _check_example_depth(cfg: RunConfig, depth: int) -> None:
+    if cfg.forget_fraction is None:
+        raise ValueError("`sequence_depth` over example sets draws random sets: give "
+                         "`forget_fraction` (e.g. 0.05), not `forget_indices`.")
+    if (depth + 1) * cfg.forget_fraction >= 1.0:
+        raise ValueError(f"`sequence_depth` {depth}: orders of {depth + 1} disjoint sets of "
+                         f"{cfg.forget_fraction:g} of the train split leave nothing to retain; "
+                         "lower it or `forget_fraction`.")
+
+
+def example_orders(num_train: int, fraction: float, depth: int, count: int,
+                   seed: int) -> list[tuple[tuple[int, ...], ...]]:
+    """``count`` orders of ``depth + 1`` disjoint random sets of ``fraction`` of the train split,
+    order ``i`` drawn with the seed ``(seed, ORDER_STREAM, i)``: the sequences whose first
+    ``depth`` requests make the start models of a pool of example sets."""
+    return [tuple(tuple(int(r) for r in rows) for rows in disjoint_forget_sets(
+        num_train, fraction, depth + 1, (seed, ORDER_STREAM, i))) for i in range(count)]
 
 
 def sequence_orders(pool, depth: int, seed: int) -> list[tuple[int, ...]]:
@@ -80,13 +120,14 @@ def _edited_leaves(task: Task, params) -> tuple:
     return tuple(np.asarray(get_leaf(params, p)) for p in task.edit_paths)
 
 
-def policy_starts(policy, base: Task, pool, orders, depth: int,
-                  log=print) -> tuple[list, list]:
-    """The stage-2 pool: ``(requests, starts)`` for :func:`~maskshift.tasks.sequence_pool_task`,
-    every class of ``pool`` from the pretrained model, then each order's request ``k + 1`` from the
+def policy_starts(policy, base: Task, pool, orders, depth: int, log=print,
+                  pool_task=sequence_pool_task) -> tuple[list, list]:
+    """The stage-2 pool: ``(requests, starts)`` for ``pool_task``
+    (:func:`~maskshift.tasks.sequence_pool_task`, or
+    :func:`~maskshift.tasks.sequence_examples_pool_task` for ``orders`` of example sets), every
+    request of ``pool`` from the pretrained model, then each order's request ``k + 1`` from the
     model ``policy`` left after its first ``k`` (``k = 1..depth``), each request edited by one
     rollout and its best step on val. One compiled rollout per depth serves every order."""
-    pool = tuple(int(c) for c in pool)
     pretrained = _edited_leaves(base, base.params)
     requests = [((), c) for c in pool]
     starts = [pretrained] * len(pool)
@@ -94,7 +135,7 @@ def policy_starts(policy, base: Task, pool, orders, depth: int,
     cfg = dataclasses.replace(policy.config, amortized=False, sequence_depth=0)
     tolerance = select_tolerance(cfg)
     for k in range(depth):
-        task = sequence_pool_task(base, [(o[:k], o[k]) for o in orders], current)
+        task = pool_task(base, [(o[:k], o[k]) for o in orders], current)
         env, env_params, params, run = bind_policy(policy, cfg, task)
         for i in range(len(orders)):
             edits = run(params, env_params, jax.random.key(0), jnp.int32(i))
@@ -135,15 +176,31 @@ def train_sequence_policy(cfg: RunConfig, out, *, overwrite: bool = False, log=p
             return {**res, "stage": 1}
     policy = load_policy(stage_one)
     base = resolve_task(dataclasses.replace(cfg, amortized=False, sequence_depth=0,
+                                            forget_fraction=None,
                                             forget_classes=cfg.forget_classes[:1]))[1]
-    orders = sequence_orders(cfg.forget_classes, cfg.sequence_depth, cfg.seed)
-    requests, starts = policy_starts(policy, base, cfg.forget_classes, orders,
-                                     cfg.sequence_depth, log)
-    task = sequence_pool_task(base, requests, starts)
+    firsts, orders, pool_task = _stage_two_requests(cfg, base)
+    requests, starts = policy_starts(policy, base, firsts, orders, cfg.sequence_depth, log,
+                                     pool_task)
+    task = pool_task(base, requests, starts)
     env, env_params = build_env(cfg, task)
     init = restore_policy_params(policy, policy_network(cfg.editor, env), env)
     log(f"stage 2: the stage-1 policy trained further on {len(requests)} requests, "
-        f"{len(requests) - len(set(cfg.forget_classes))} of them after earlier ones")
+        f"{len(requests) - len(firsts)} of them after earlier ones")
     res = run_editor(cfg, env, env_params, out, log=log, stop_after_chunks=stop_after_chunks,
                      init_params=init, **kwargs)
     return {**res, "stage": 2} if "stopped_at_update" in res else res
+
+
+def _stage_two_requests(cfg: RunConfig, base: Task) -> tuple[list, list, object]:
+    """What stage 2 trains on: the requests made from the pretrained model (the pool's classes,
+    or the stage-1 run's example sets), the orders that make the start models, and the pool
+    builder for both."""
+    if not cfg.forgets_examples:
+        pool = [int(c) for c in cfg.forget_classes]
+        return pool, sequence_orders(pool, cfg.sequence_depth, cfg.seed), sequence_pool_task
+    firsts = list(example_pool_task(base, cfg.forget_fraction, cfg.forget_sets,
+                                    seed=cfg.forget_seed, stratified=cfg.forget_stratified,
+                                    reward=cfg.forget_reward).objective.pool)
+    orders = example_orders(len(base.dataset.train), cfg.forget_fraction, cfg.sequence_depth,
+                            len(firsts), cfg.forget_seed)
+    return firsts, orders, partial(sequence_examples_pool_task, reward=cfg.forget_reward)

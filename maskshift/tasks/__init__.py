@@ -19,6 +19,7 @@ from maskshift.tasks.builders import (
     next_request_task,
     pool_task,
     retarget,
+    sequence_examples_pool_task,
     sequence_pool_task,
     task_from_model,
     unlearning_task,
@@ -50,5 +51,6 @@ __all__ = ["FORGET_REWARDS", "OBJECTIVES", "SUMMARY_KEYS", "TASKS", "ApplyFn",
            "Path", "Task", "TaskArrays", "UnlearnObjective", "backdoor_task", "bias_task",
            "example_pool_task", "forget_examples_task", "get_leaf", "leaf_paths", "make_task",
            "default_split", "matrix_shape", "next_examples_task", "next_request_task", "path_str",
-           "pool_task", "resolve_edit", "resolve_paths", "retarget", "sequence_pool_task",
-           "set_leaves", "task_from_model", "unlearning_task"]
+           "pool_task", "resolve_edit", "resolve_paths", "retarget",
+           "sequence_examples_pool_task", "sequence_pool_task", "set_leaves", "task_from_model",
+           "unlearning_task"]

@@ -65,9 +65,35 @@ def sequence_pool_task(task: Task, requests: Sequence, starts: Sequence) -> Task
     classes = tuple(sorted({c for (c,) in pool}))
     obj = dataclasses.replace(obj, forget_classes=classes, pool=tuple(pool),
                               pool_forgotten=tuple(gone))
-    starts = tuple(tuple(np.asarray(a) for a in leaves) for leaves in starts)
     name = task.name.split("-forget")[0] + f"-sequences{len(pool)}"
-    return dataclasses.replace(task, name=name, objective=obj, starts=starts)
+    return dataclasses.replace(task, name=name, objective=obj, starts=_as_starts(starts))
+
+
+def _as_starts(starts) -> tuple:
+    return tuple(tuple(np.asarray(a) for a in leaves) for leaves in starts)
+
+
+def sequence_examples_pool_task(task: Task, requests: Sequence, starts: Sequence,
+                                reward: str = "confidence") -> Task:
+    """:func:`sequence_pool_task` for example requests: request ``i`` is ``(earlier, rows)``:
+    forget the train rows ``rows`` on the model edited for the earlier sets ``earlier`` (a
+    sequence of row sets; empty: the pretrained model), whose edited leaves are ``starts[i]``.
+    Each target's retain set and reports leave its earlier rows out
+    (:attr:`ExampleObjective.pool_forgotten`), as :func:`next_examples_task` does for one
+    request; the held-out levels are the pretrained model's (``task.params``), one set for every
+    target. ``ValueError`` for fewer than two requests, or a request whose rows repeat an
+    earlier set's."""
+    if len(requests) < 2 or len(starts) != len(requests):
+        raise ValueError(f"A pool of sequence requests needs at least two requests and one "
+                         f"start per request; got {len(requests)} and {len(starts)}.")
+    sets = [tuple(int(i) for i in rows) for _, rows in requests]
+    gone = [tuple(sorted(int(i) for e in earlier for i in e)) for earlier, _ in requests]
+    first = forget_examples_task(task, sets[0], reward)
+    obj = dataclasses.replace(first.objective, pool=tuple(sets), pool_forgotten=tuple(gone))
+    for rows in sets[1:]:
+        check_forget_set(rows, task.dataset.train.y)
+    name = f"{task.name.split('-forget')[0]}-examplesequences{len(sets)}x{len(sets[0])}"
+    return dataclasses.replace(first, name=name, objective=obj, starts=_as_starts(starts))
 
 
 def forget_examples_task(task: Task, indices: Sequence[int], reward: str = "confidence",

@@ -88,6 +88,14 @@ class ExampleObjective(Objective):
     edit term is 1 where the forget set sits exactly at the held-out level, 0 where the original
     sat, negative past it on either side. Normalised because the gaps are small (a confident
     model's forget and held-out confidences differ by a few hundredths) and differ by reward.
+
+    ``pool_forgotten``: with a ``pool``, per target, the train rows earlier requests took out
+    of that target's retain set (a pool of example requests in the middle of sequences, each
+    starting from the model those requests left: :func:`~maskshift.tasks.
+    sequence_examples_pool_task`). Those rows are in neither its forget nor its retain set, and
+    its reports leave them out of the train split, as
+    :func:`~maskshift.tasks.next_examples_task` does for one request. The held-out ``levels``
+    stay one set for every target (the model the pool was built on).
     """
 
     forget_indices: tuple[int, ...] = ()
@@ -95,6 +103,8 @@ class ExampleObjective(Objective):
     pool: tuple[tuple[int, ...], ...] = ()
     reward: str = "confidence"
     batch_size: int = 64
+    # not in the repr (as UnlearnObjective's): task_fingerprint adds it where it is set
+    pool_forgotten: tuple[tuple[int, ...], ...] = dataclasses.field(default=(), repr=False)
     name: str = "unlearn"
     metric_names: tuple[str, ...] = ("retain_ce", "forget_gap", "retain_acc", "forget_acc")
     env_defaults: tuple[tuple[str, float], ...] = UnlearnObjective.env_defaults
@@ -107,6 +117,14 @@ class ExampleObjective(Objective):
                              f"{', '.join(map(repr, FORGET_REWARDS))}.")
         if not self.forget_indices:
             raise ValueError("The forget set is empty; name at least one train example.")
+        if self.pool_forgotten and len(self.pool_forgotten) != len(self.pool):
+            raise ValueError(f"pool_forgotten has {len(self.pool_forgotten)} entries for a pool "
+                             f"of {len(self.pool)} targets; give one per target.")
+        for t, (rows, gone) in enumerate(zip(self.pool, self.pool_forgotten, strict=False)):
+            again = set(rows) & set(gone)
+            if again:
+                raise ValueError(f"Target {t} asks to forget train example {min(again)}, which "
+                                 "its earlier requests already took out of the retain set.")
 
     @property
     def forget_classes(self) -> tuple[int, ...]:
@@ -123,8 +141,15 @@ class ExampleObjective(Objective):
     def num_targets(self) -> int:
         return len(self.targets)
 
+    def left_out(self, target: int) -> tuple[int, ...]:
+        """The train rows earlier requests took out of ``target``'s retain set
+        (:attr:`pool_forgotten`; none without)."""
+        return tuple(self.pool_forgotten[target]) if self.pool_forgotten else ()
+
     def target_label(self, target: int) -> str:
-        return f"set {target} ({len(self.targets[target])} examples)"
+        label = f"set {target} ({len(self.targets[target])} examples)"
+        gone = self.left_out(target)
+        return f"{label} after {len(gone)} forgotten" if gone else label
 
     @property
     def differentiable_hint(self) -> str:
@@ -136,22 +161,30 @@ class ExampleObjective(Objective):
 
     def _members(self, n: int) -> np.ndarray:
         """``[num_targets, n]``: each target's forget rows marked."""
-        member = np.zeros((self.num_targets, n), bool)
-        for t, rows in enumerate(self.targets):
-            if max(rows) >= n:
+        return self._mark(self.targets, n)
+
+    def _mark(self, row_sets, n: int) -> np.ndarray:
+        member = np.zeros((len(row_sets), n), bool)
+        for t, rows in enumerate(row_sets):
+            if rows and max(rows) >= n:
                 raise ValueError(f"Forget index {max(rows)} is outside the train split's rows "
                                  f"0..{n - 1}.")
             member[t, list(rows)] = True
         return member
 
     def arrays(self, encode, split):
-        return forget_retain_arrays(encode(split.x), split.y, self._members(len(split.y)))
+        member = self._members(len(split.y))
+        retain = ~member
+        if self.pool_forgotten:
+            retain &= ~self._mark(self.pool_forgotten, len(split.y))
+        return forget_retain_arrays(encode(split.x), split.y, member, retain)
 
     def sample(self, key, arrays, target):
         return sample_forget_retain(key, arrays, target, self.batch_size)
 
     def whole(self, arrays, target):
-        return {"h": arrays["h"], "y": arrays["y"], "forget": arrays["forget"][target]}
+        return {"h": arrays["h"], "y": arrays["y"], "forget": arrays["forget"][target],
+                "retain": arrays["retain"][target]}
 
     def target_sets(self, arrays, target):
         return whole_forget_retain(arrays, target)
@@ -171,9 +204,9 @@ class ExampleObjective(Objective):
     def measure(self, logits_fn, batch):
         if "forget" in batch:  # the whole split, the forget rows marked
             logits, y = logits_fn(batch["h"]), batch["y"]
-            f = batch["forget"].astype(jnp.float32)
-            return jnp.stack([weighted_mean(row_ce(logits, y), 1.0 - f), self._gap(logits, y, f),
-                              U.accuracy(logits, y, 1.0 - f), U.accuracy(logits, y, f)])
+            f, r = batch["forget"].astype(jnp.float32), batch["retain"].astype(jnp.float32)
+            return jnp.stack([weighted_mean(row_ce(logits, y), r), self._gap(logits, y, f),
+                              U.accuracy(logits, y, r), U.accuracy(logits, y, f)])
         lr, lf = logits_of_parts(logits_fn, batch["h_retain"], batch["h_forget"])
         yr, yf = batch["y_retain"], batch["y_forget"]
         return jnp.stack([row_ce(lr, yr).mean(), self._gap(lf, yf, None), U.accuracy(lr, yr),
@@ -183,9 +216,13 @@ class ExampleObjective(Objective):
         return base[0] - metrics[0], (base[1] - metrics[1]) / jnp.maximum(base[1], GAP_FLOOR)
 
     def report(self, apply_fn, params, dataset, split, with_mia, target):
-        return example_unlearning_report(apply_fn, params, dataset,
-                                         self.train_forget(dataset, target),
-                                         split, with_mia, self.levels.attack_threshold)
+        forget = self.train_forget(dataset, target)
+        gone = self.left_out(target)
+        if gone:  # what the model still has to know, as a request of a sequence reports it
+            forget = np.delete(forget, gone)
+            dataset = dataset.without_train_rows(gone)
+        return example_unlearning_report(apply_fn, params, dataset, forget, split, with_mia,
+                                         self.levels.attack_threshold)
 
     def selection_key(self, metrics, original, tolerance):
         """Among steps whose held-out accuracy (``test_acc`` of the val report) is within
