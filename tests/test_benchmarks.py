@@ -340,3 +340,17 @@ def test_start_rules_parse_and_refuse_a_malformed_rule():
     for bad in ("whole:svd", "half:svd:3", "1.5:svd:3", "1.0:qr:3", "1.0:svd:0"):
         with pytest.raises(ValueError, match="rule"):
             rules.parse_rule(bad)
+
+
+def test_the_sequence_benchmark_names_every_policy_apart():
+    """Two policies in one table get two rows (and two run directories): a policy trained for
+    sequences is named apart from its stage-1 policy, over classes and over example sets."""
+    from maskshift.run import make_run_config
+
+    name = runpy.run_path(str(ROOT / "benchmarks" / "sequence.py"))["policy_name"]
+    sets = dict(amortized=True, forget_fraction=0.05)
+    assert name(make_run_config(**sets)) == "mask-amortized-16sets0.05"
+    assert name(make_run_config(**sets, sequence_depth=4)) == "mask-seq4-16sets0.05"
+    pool = dict(amortized=True, forget_classes=(0, 1, 2))
+    assert name(make_run_config(**pool)) == "mask-amortized-pool0-1-2"
+    assert name(make_run_config(**pool, sequence_depth=2)) == "mask-seq2-pool0-1-2"
