@@ -291,3 +291,14 @@ def test_a_policy_trained_for_sequences_of_example_sets_edits_one(tmp_path):
     seq = run_sequence(plan, tmp_path / "seq", log=quiet)
     assert [r["request"] for r in seq["after_each"]] == [1, 2]
     assert seq["examples"]["fraction"] == 0.05
+
+
+def test_stage_two_draws_the_stage_one_pools_example_sets(base):
+    """Stage 2's requests from the pretrained model are exactly the sets stage 1 trained on."""
+    from maskshift.data.forget_sets import random_forget_sets
+    from maskshift.tasks import example_pool_task
+
+    y = base.dataset.train.y
+    for labels in (None, y):
+        pool = example_pool_task(base, 0.05, 3, seed=4, stratified=labels is not None).objective
+        assert random_forget_sets(len(y), 0.05, 3, 4, labels=labels) == list(pool.pool)

@@ -34,6 +34,14 @@ def random_forget_set(num_train: int, fraction: float, seed: int | tuple[int, ..
     return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
+def random_forget_sets(num_train: int, fraction: float, count: int, seed: int = 0,
+                       labels: np.ndarray | None = None) -> list[tuple[int, ...]]:
+    """``count`` independent :func:`random_forget_set` draws (they may overlap), set ``i`` drawn
+    with the seed ``(seed, i)``: an amortized pool of forget sets."""
+    return [tuple(int(r) for r in random_forget_set(num_train, fraction, (seed, i), labels))
+            for i in range(count)]
+
+
 def disjoint_forget_sets(num_train: int, fraction: float, count: int,
                          seed: int | tuple[int, ...] = 0) -> tuple[np.ndarray, ...]:
     """``count`` disjoint forget sets of ``round(fraction * num_train)`` train rows each, for

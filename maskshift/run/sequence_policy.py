@@ -44,20 +44,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from maskshift.agents.ppo import policy_network
-from maskshift.data.forget_sets import disjoint_forget_sets
+from maskshift.data.forget_sets import disjoint_forget_sets, random_forget_sets
 from maskshift.run.build import build_env, resolve_task
 from maskshift.run.config import OutputDirError, RunConfig, select_tolerance
 from maskshift.run.pipeline import check_out_dir, prepare_out, run_editor, train_and_evaluate
 from maskshift.run.policy import bind_policy, load_policy, restore_policy_params
 from maskshift.run.results import finished_run
 from maskshift.run.select import select_best_step
-from maskshift.tasks import (
-    Task,
-    example_pool_task,
-    get_leaf,
-    sequence_examples_pool_task,
-    sequence_pool_task,
-)
+from maskshift.tasks import Task, get_leaf, sequence_examples_pool_task, sequence_pool_task
 
 STAGE_ONE = "stage-1"
 # the seed word that keeps the start models' example sets apart from the stage-1 pool's sets
@@ -198,9 +192,10 @@ def _stage_two_requests(cfg: RunConfig, base: Task) -> tuple[list, list, object]
     if not cfg.forgets_examples:
         pool = [int(c) for c in cfg.forget_classes]
         return pool, sequence_orders(pool, cfg.sequence_depth, cfg.seed), sequence_pool_task
-    firsts = list(example_pool_task(base, cfg.forget_fraction, cfg.forget_sets,
-                                    seed=cfg.forget_seed, stratified=cfg.forget_stratified,
-                                    reward=cfg.forget_reward).objective.pool)
-    orders = example_orders(len(base.dataset.train), cfg.forget_fraction, cfg.sequence_depth,
-                            len(firsts), cfg.forget_seed)
+    y = base.dataset.train.y
+    # the stage-1 pool's sets (maskshift.tasks.example_pool_task draws them the same way)
+    firsts = random_forget_sets(len(y), cfg.forget_fraction, cfg.forget_sets, cfg.forget_seed,
+                                labels=y if cfg.forget_stratified else None)
+    orders = example_orders(len(y), cfg.forget_fraction, cfg.sequence_depth, len(firsts),
+                            cfg.forget_seed)
     return firsts, orders, partial(sequence_examples_pool_task, reward=cfg.forget_reward)

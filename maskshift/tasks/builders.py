@@ -13,7 +13,7 @@ import numpy as np
 from maskshift._types import Params
 from maskshift.data import Dataset, Split, check_forget_classes, check_task, load_dataset
 from maskshift.data.backdoor import Trigger, poison
-from maskshift.data.forget_sets import check_forget_set, random_forget_set
+from maskshift.data.forget_sets import check_forget_set, random_forget_sets
 from maskshift.models import model_shapes, pretrained
 from maskshift.tasks.forget_examples import ExampleObjective, heldout_levels
 from maskshift.tasks.objectives import BackdoorObjective, BiasObjective, UnlearnObjective
@@ -52,9 +52,7 @@ def sequence_pool_task(task: Task, requests: Sequence, starts: Sequence) -> Task
     if not isinstance(obj, UnlearnObjective) or obj.pool or obj.forgotten:
         raise ValueError(f"A pool of sequence requests starts from one unlearning task on the "
                          f"pretrained model, not {task.name!r}.")
-    if len(requests) < 2 or len(starts) != len(requests):
-        raise ValueError(f"A pool of sequence requests needs at least two requests and one "
-                         f"start per request; got {len(requests)} and {len(starts)}.")
+    _check_sequence_requests(requests, starts)
     pool, gone = [], []
     for earlier, c in requests:
         earlier = tuple(int(k) for k in earlier)
@@ -67,6 +65,12 @@ def sequence_pool_task(task: Task, requests: Sequence, starts: Sequence) -> Task
                               pool_forgotten=tuple(gone))
     name = task.name.split("-forget")[0] + f"-sequences{len(pool)}"
     return dataclasses.replace(task, name=name, objective=obj, starts=_as_starts(starts))
+
+
+def _check_sequence_requests(requests: Sequence, starts: Sequence) -> None:
+    if len(requests) < 2 or len(starts) != len(requests):
+        raise ValueError(f"A pool of sequence requests needs at least two requests and one "
+                         f"start per request; got {len(requests)} and {len(starts)}.")
 
 
 def _as_starts(starts) -> tuple:
@@ -83,9 +87,7 @@ def sequence_examples_pool_task(task: Task, requests: Sequence, starts: Sequence
     request; the held-out levels are the pretrained model's (``task.params``), one set for every
     target. ``ValueError`` for fewer than two requests, or a request whose rows repeat an
     earlier set's."""
-    if len(requests) < 2 or len(starts) != len(requests):
-        raise ValueError(f"A pool of sequence requests needs at least two requests and one "
-                         f"start per request; got {len(requests)} and {len(starts)}.")
+    _check_sequence_requests(requests, starts)
     sets = [tuple(int(i) for i in rows) for _, rows in requests]
     gone = [tuple(sorted(int(i) for e in earlier for i in e)) for earlier, _ in requests]
     first = forget_examples_task(task, sets[0], reward)
@@ -125,9 +127,7 @@ def example_pool_task(task: Task, fraction: float, num_sets: int, *, seed: int =
         raise ValueError(f"An amortized pool of forget sets needs at least two sets, got "
                          f"{num_sets}.")
     y = task.dataset.train.y
-    sets = [tuple(int(i) for i in random_forget_set(len(y), fraction, (seed, i),
-                                                    labels=y if stratified else None))
-            for i in range(num_sets)]
+    sets = random_forget_sets(len(y), fraction, num_sets, seed, labels=y if stratified else None)
     first = forget_examples_task(task, sets[0], reward)
     obj = dataclasses.replace(first.objective, pool=tuple(sets))
     name = f"{task.name.split('-forget')[0]}-examplepool{num_sets}x{len(sets[0])}-s{seed}"

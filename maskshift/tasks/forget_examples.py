@@ -26,6 +26,7 @@ from maskshift.metrics import unlearning as U
 from maskshift.metrics.field import true_class_confidence
 from maskshift.tasks.objectives import (
     Objective,
+    SequencePool,
     UnlearnObjective,
     forget_retain_arrays,
     logits_of_parts,
@@ -68,7 +69,7 @@ def heldout_levels(apply_fn, params, dataset: Dataset, forget: np.ndarray) -> He
 
 
 @dataclasses.dataclass(frozen=True)
-class ExampleObjective(Objective):
+class ExampleObjective(SequencePool, Objective):
     """Forget the train examples ``forget_indices`` (rows of the train split) while keeping the
     rest: make them look held out.
 
@@ -117,14 +118,7 @@ class ExampleObjective(Objective):
                              f"{', '.join(map(repr, FORGET_REWARDS))}.")
         if not self.forget_indices:
             raise ValueError("The forget set is empty; name at least one train example.")
-        if self.pool_forgotten and len(self.pool_forgotten) != len(self.pool):
-            raise ValueError(f"pool_forgotten has {len(self.pool_forgotten)} entries for a pool "
-                             f"of {len(self.pool)} targets; give one per target.")
-        for t, (rows, gone) in enumerate(zip(self.pool, self.pool_forgotten, strict=False)):
-            again = set(rows) & set(gone)
-            if again:
-                raise ValueError(f"Target {t} asks to forget train example {min(again)}, which "
-                                 "its earlier requests already took out of the retain set.")
+        self._check_pool_forgotten("train example")
 
     @property
     def forget_classes(self) -> tuple[int, ...]:
@@ -140,11 +134,6 @@ class ExampleObjective(Objective):
     @property
     def num_targets(self) -> int:
         return len(self.targets)
-
-    def left_out(self, target: int) -> tuple[int, ...]:
-        """The train rows earlier requests took out of ``target``'s retain set
-        (:attr:`pool_forgotten`; none without)."""
-        return tuple(self.pool_forgotten[target]) if self.pool_forgotten else ()
 
     def target_label(self, target: int) -> str:
         label = f"set {target} ({len(self.targets[target])} examples)"

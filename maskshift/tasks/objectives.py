@@ -135,8 +135,34 @@ def logits_of_parts(logits_fn, *hs):
     return jnp.split(logits, np.cumsum(sizes)[:-1].tolist(), axis=0)
 
 
+class SequencePool:
+    """What a pool of requests in the middle of sequences adds to an objective with a ``pool``
+    (:class:`UnlearnObjective`: classes; ``ExampleObjective``: train rows): ``pool_forgotten``,
+    per target, what earlier requests took out of that target's retain set."""
+
+    pool: tuple[tuple[int, ...], ...]
+    pool_forgotten: tuple[tuple[int, ...], ...]
+
+    def _check_pool_forgotten(self, what: str) -> None:
+        """``ValueError`` unless there is one entry per target and no target asks to forget a
+        ``what`` (``"class"``, ``"train example"``) its earlier requests already took out."""
+        if self.pool_forgotten and len(self.pool_forgotten) != len(self.pool):
+            raise ValueError(f"pool_forgotten has {len(self.pool_forgotten)} entries for a pool "
+                             f"of {len(self.pool)} targets; give one per target.")
+        for i, (t, gone) in enumerate(zip(self.pool, self.pool_forgotten, strict=False)):
+            again = set(t) & set(gone)
+            if again:
+                raise ValueError(f"Target {i} asks to forget {what} {min(again)}, which its "
+                                 "earlier requests already took out of the retain set.")
+
+    def left_out(self, target: int) -> tuple[int, ...]:
+        """What earlier requests took out of ``target``'s retain set (:attr:`pool_forgotten`;
+        nothing without)."""
+        return tuple(self.pool_forgotten[target]) if self.pool_forgotten else ()
+
+
 @dataclasses.dataclass(frozen=True)
-class UnlearnObjective(Objective):
+class UnlearnObjective(SequencePool, Objective):
     """Forget ``forget_classes`` while keeping the rest.
 
     Metrics (on a fresh train minibatch of ``batch_size`` retain and ``batch_size`` forget
@@ -185,23 +211,12 @@ class UnlearnObjective(Objective):
     summary_keys: tuple[str, ...] = ("forget_acc", "retain_acc", "test_acc", "mia", "mia_efficacy")
 
     def __post_init__(self):
-        if self.pool_forgotten and len(self.pool_forgotten) != len(self.pool):
-            raise ValueError(f"pool_forgotten has {len(self.pool_forgotten)} entries for a pool "
-                             f"of {len(self.pool)} targets; give one per target.")
-        for t, gone in zip(self.pool, self.pool_forgotten, strict=False):
-            if set(t) & set(gone):
-                raise ValueError(f"Target {list(t)} asks to forget a class its earlier requests "
-                                 f"{list(gone)} already took out of the retain set.")
+        self._check_pool_forgotten("class")
 
     @property
     def targets(self) -> tuple[tuple[int, ...], ...]:
         """The forget set of each target: ``pool``, or ``(forget_classes,)``."""
         return self.pool or (tuple(self.forget_classes),)
-
-    def left_out(self, target: int) -> tuple[int, ...]:
-        """The classes earlier requests took out of ``target``'s retain set
-        (:attr:`pool_forgotten`; none without)."""
-        return tuple(self.pool_forgotten[target]) if self.pool_forgotten else ()
 
     @property
     def num_targets(self) -> int:
