@@ -98,10 +98,11 @@ TRAIN = [
     (["--sequence-depth", "2"], "argument --sequence-depth: applies to --amortized (over a pool "
                                 "of classes or of example sets) only"),
     (["--amortized", "--forget-class", "1", "2", "--sequence-depth", "2"],
-     "argument --sequence-depth: 2 earlier requests need a pool of at least 3 classes"),
+     "--sequence-depth 2: orders of 3 requests need a pool of at least 3 classes, the pool "
+     "has 2; lower it or add classes to --forget-class"),
     (["--amortized", "--forget-fraction", "0.25", "--sequence-depth", "3"],
-     "argument --sequence-depth: orders of 4 disjoint sets of 0.25 of the train split leave "
-     "nothing to retain"),
+     "--sequence-depth 3: orders of 4 disjoint sets of 0.25 of the train split leave nothing "
+     "to retain; lower it or --forget-fraction"),
     (["--amortized", "--forget-class", "1", "2", "--sequence-depth", "-1"],
      "argument --sequence-depth: expected a whole number >= 0"),
     (["--minibatch", "each"], "argument --minibatch: invalid choice: 'each'"),

@@ -155,7 +155,7 @@ def test_sequence_orders_are_seeded_distinct_pool_classes():
     ({"sequence_depth": 4, "amortized": True, "forget_fraction": 0.2},
      "orders of 5 disjoint sets of 0.2 of the train split leave nothing to retain"),
     ({"sequence_depth": 3, "amortized": True, "forget_classes": (0, 1, 2)},
-     "needs a pool of at least 4 classes"),
+     "need a pool of at least 4 classes"),
     ({"sequence_depth": 1, "amortized": True, "forget_classes": (0, 1),
       "from_run": "runs/x"}, "drop `task_factory`/`from_run`"),
 ])

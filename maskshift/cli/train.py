@@ -289,15 +289,7 @@ def check_amortized_args(args, parser: Parser) -> None:
     if getattr(args, "forget_fraction", None) is None and len(set(args.forget_class or ())) < 2:
         parser.error("argument --amortized: give a pool of at least two classes with "
                      "--forget-class (e.g. --forget-class 0 1 2 3 4), or drop --amortized")
-    depth = getattr(args, "sequence_depth", None) or 0
-    fraction = getattr(args, "forget_fraction", None)
-    if depth and fraction is not None and (depth + 1) * fraction >= 1.0:
-        parser.error(f"argument --sequence-depth: orders of {depth + 1} disjoint sets of "
-                     f"{fraction:g} of the train split leave nothing to retain; lower it or "
-                     "--forget-fraction")
-    if depth and fraction is None and depth >= len(set(args.forget_class or ())):
-        parser.error(f"argument --sequence-depth: {depth} earlier requests need a pool of at "
-                     f"least {depth + 1} classes in --forget-class; lower it or add classes")
+    # --sequence-depth against the pool: maskshift.run.sequence_policy.check_sequence_depth
 
 
 def config_from_args(args) -> RunConfig:

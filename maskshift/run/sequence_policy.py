@@ -78,9 +78,10 @@ def check_sequence_depth(cfg: RunConfig) -> None:
         _check_example_depth(cfg, depth)
         return
     if depth >= len(cfg.forget_classes):
-        raise ValueError(f"`sequence_depth` {depth} needs a pool of at least {depth + 1} classes "
-                         f"(each order holds {depth + 1} requests); the pool has "
-                         f"{len(cfg.forget_classes)}: lower it or add classes.")
+        raise ValueError(f"`sequence_depth` {depth}: orders of {depth + 1} requests need a pool "
+                         f"of at least {depth + 1} classes, the pool has "
+                         f"{len(cfg.forget_classes)}; lower it or add classes to "
+                         "`forget_classes`.")
 
 
 def _check_example_depth(cfg: RunConfig, depth: int) -> None:
