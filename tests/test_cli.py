@@ -105,6 +105,9 @@ TRAIN = [
      "to retain; lower it or --forget-fraction"),
     (["--amortized", "--forget-class", "1", "2", "--sequence-depth", "-1"],
      "argument --sequence-depth: expected a whole number >= 0"),
+    (["--sequence-rounds", "2"], "argument --sequence-rounds: applies to --sequence-depth only"),
+    (["--amortized", "--forget-class", "1", "2", "--sequence-depth", "1", "--sequence-rounds",
+      "0"], "argument --sequence-rounds: expected a whole number >= 1"),
     (["--minibatch", "each"], "argument --minibatch: invalid choice: 'each'"),
     (["--algo", "gradient", "--minibatch", "shared"], "argument --minibatch: applies to --algo "
                                                       "ppo only"),

@@ -158,6 +158,10 @@ def test_sequence_orders_are_seeded_distinct_pool_classes():
      "need a pool of at least 4 classes"),
     ({"sequence_depth": 1, "amortized": True, "forget_classes": (0, 1),
       "from_run": "runs/x"}, "drop `task_factory`/`from_run`"),
+    ({"sequence_rounds": 2, "amortized": True, "forget_classes": (0, 1)},
+     "`sequence_rounds` applies to a policy trained for sequences"),
+    ({"sequence_depth": 1, "sequence_rounds": 0, "amortized": True, "forget_classes": (0, 1)},
+     "a whole number >= 1, got 0"),
 ])
 def test_a_sequence_depth_that_means_nothing_is_refused(fields, message):
     cfg = make_run_config(**fields)
@@ -203,6 +207,36 @@ def test_a_policy_trained_for_sequences_resumes_and_edits_a_sequence(tmp_path):
     seq = run_sequence(plan, tmp_path / "seq", log=quiet)
     assert [r["request"] for r in seq["after_each"]] == [3, 5]
     assert set(seq["after_each"][1]["forget_acc_by_request"]) == {"3", "5"}
+
+
+@pytest.mark.long
+def test_a_second_round_starts_from_the_first_rounds_policy(tmp_path):
+    """``sequence_rounds=2``: a finished one-round run, copied in as stage 1 and stage 2, is taken
+    as it is; stage 3 makes its start models with the stage-2 policy, is killed and resumes."""
+    import shutil
+
+    from maskshift.run import train_sequence_policy
+    from maskshift.run.policy import load_policy
+
+    cfg = make_run_config(amortized=True, forget_classes=(0, 1, 2), sequence_depth=1,
+                          episode_length=3, num_envs=16, total_steps=96, updates_per_chunk=1,
+                          heads="flat", observation="summary")
+    lines = []
+    one = tmp_path / "one"
+    train_sequence_policy(cfg, one, log=lambda s: None)
+    two = tmp_path / "two"
+    shutil.copytree(one / "stage-1", two / "stage-1")
+    shutil.copytree(one, two / "stage-2", ignore=shutil.ignore_patterns("stage-1"))
+    cfg2 = dataclasses.replace(cfg, sequence_rounds=2)
+    stopped = train_sequence_policy(cfg2, two, log=lines.append, stop_after_chunks=1)
+    assert stopped == {"stopped_at_update": 1, "stage": 3}
+    res = train_sequence_policy(cfg2, two, log=lines.append)
+    assert not any(s.startswith(("stage 1:", "stage 2:")) for s in lines)  # both taken as made
+    assert sum(s.startswith("stage 3: the stage-2 policy") for s in lines) == 2
+    assert len(res["targets"]) == 6
+    checksums = {load_policy(d).meta["checksum"] for d in (one, two / "stage-2", two)}
+    assert len(checksums) == 2  # stage 2 as copied, stage 3 trained further
+    assert load_policy(two).config.sequence_rounds == 2
 
 
 # --- a pool of example requests in the middle of sequences ---

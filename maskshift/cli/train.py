@@ -123,6 +123,10 @@ def _add_what_to_edit(p: Parser) -> None:
                         "or example sets with --forget-fraction), its episodes also starting "
                         "from models it already edited for 1 to K earlier requests (two stages, "
                         "twice the budget; docs/sequences.md)")
+    p.add_argument("--sequence-rounds", type=positive_int, default=None, metavar="R",
+                   help="with --sequence-depth: train on start models R times, each round's "
+                        "made by the last round's policy (default 1: by the amortized policy; "
+                        "each round adds the budget once more)")
 
 
 def add_editor_options(p: Parser) -> None:
@@ -254,6 +258,8 @@ def check_combinations(args, parser: Parser) -> None:
         unused["forget_sets"] = "applies to --amortized --forget-fraction only"
         unused["sequence_depth"] = ("applies to --amortized (over a pool of classes or of "
                                     "example sets) only")
+    if not args.sequence_depth:
+        unused["sequence_rounds"] = "applies to --sequence-depth only"
     refuse_unused(args, parser, unused)
     check_forget_set_args(args, parser)
     if args.amortized:
@@ -307,6 +313,7 @@ def config_from_args(args) -> RunConfig:
         objective_factory=args.objective_factory, **backdoor_fields(args),
         **forget_set_fields(args),
         amortized=args.amortized, sequence_depth=args.sequence_depth or 0,
+        sequence_rounds=args.sequence_rounds or 1,
         from_run=args.from_run, minibatch=args.minibatch,
         total_steps=args.total_steps,
         num_envs=args.num_envs, lr=args.lr, heads=args.heads, skip_gain=args.skip_gain,
@@ -322,6 +329,7 @@ def default_out(args) -> str:
                                                             else "") \
         + ("-amortized" if args.amortized else "") \
         + (f"-seq{args.sequence_depth}" if args.sequence_depth else "") \
+        + (f"r{args.sequence_rounds}" if (args.sequence_rounds or 1) > 1 else "") \
         + ("-examples" if args.forget_fraction or args.forget_indices else "")
     return f"runs/{args.env}-{task}{algo}-s{args.seed}"
 

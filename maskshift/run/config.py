@@ -340,6 +340,9 @@ class RunConfig:
     # amortized over classes, trained for sequences: episodes also start from models the policy
     # already edited for 1 to this many earlier requests (maskshift.run.sequence_policy)
     sequence_depth: int = 0
+    # trained for sequences: how many times the training on start models runs, each round's
+    # start models made by the last round's policy (1: by the amortized policy only)
+    sequence_rounds: int = 1
 
     @property
     def forgets_examples(self) -> bool:

@@ -26,6 +26,12 @@ orders of ``K + 1`` disjoint random sets each (:func:`example_orders`), and stag
 model and every order's set ``k + 1`` from the model its first ``k`` sets left, each target's
 retain set without its earlier rows.
 
+With ``sequence_rounds = R`` above 1 the second stage runs ``R`` times: round ``r`` trains the
+last round's policy further on start models that policy made (the orders stay the same), so the
+start models are those of a policy that has already learned to edit after earlier requests. Each
+round but the last is kept in ``out/stage-{r + 1}/``, exactly the run ``sequence_rounds = r``
+would leave in ``out`` (a finished one, copied there, is taken as it is); the last is ``out``.
+
 ``out`` then holds a policy like any PPO run's (``policy/``, ``policy.json``), which
 ``maskshift.sequence --policy`` and ``maskshift.edit --policy --from`` apply request by request,
 and ``results.json`` with each target's test report (``label``: the class, then the earlier
@@ -63,10 +69,16 @@ def check_sequence_depth(cfg: RunConfig) -> None:
     """Refuse a ``sequence_depth`` that means nothing (``ValueError``, naming the fix)."""
     depth = cfg.sequence_depth
     if depth == 0:
+        if cfg.sequence_rounds != 1:
+            raise ValueError("`sequence_rounds` applies to a policy trained for sequences: give "
+                             "`sequence_depth` too (e.g. 4), or leave the rounds at 1.")
         return
     if not isinstance(depth, int) or depth < 0:
         raise ValueError(f"`sequence_depth` is how many earlier requests an episode may start "
                          f"after: a whole number >= 0, got {depth!r}.")
+    if not isinstance(cfg.sequence_rounds, int) or cfg.sequence_rounds < 1:
+        raise ValueError(f"`sequence_rounds` is how many times the training on start models "
+                         f"runs: a whole number >= 1, got {cfg.sequence_rounds!r}.")
     if not cfg.amortized:
         raise ValueError("`sequence_depth` trains an amortized policy for sequences: it needs "
                          "`amortized=True` with a pool of classes (`forget_classes=(0, 1, 2, 3, "
@@ -116,18 +128,19 @@ def _edited_leaves(task: Task, params) -> tuple:
 
 
 def policy_starts(policy, base: Task, pool, orders, depth: int, log=print,
-                  pool_task=sequence_pool_task) -> tuple[list, list]:
+                  pool_task=sequence_pool_task, made_by: str = "stage-1") -> tuple[list, list]:
     """The stage-2 pool: ``(requests, starts)`` for ``pool_task``
     (:func:`~maskshift.tasks.sequence_pool_task`, or
     :func:`~maskshift.tasks.sequence_examples_pool_task` for ``orders`` of example sets), every
     request of ``pool`` from the pretrained model, then each order's request ``k + 1`` from the
     model ``policy`` left after its first ``k`` (``k = 1..depth``), each request edited by one
-    rollout and its best step on val. One compiled rollout per depth serves every order."""
+    rollout and its best step on val. One compiled rollout per depth serves every order.
+    ``made_by``: how the progress lines name ``policy``."""
     pretrained = _edited_leaves(base, base.params)
     requests = [((), c) for c in pool]
     starts = [pretrained] * len(pool)
     current = [pretrained] * len(orders)
-    cfg = dataclasses.replace(policy.config, amortized=False, sequence_depth=0)
+    cfg = dataclasses.replace(policy.config, amortized=False, sequence_depth=0, sequence_rounds=1)
     tolerance = select_tolerance(cfg)
     for k in range(depth):
         task = pool_task(base, [(o[:k], o[k]) for o in orders], current)
@@ -137,7 +150,7 @@ def policy_starts(policy, base: Task, pool, orders, depth: int, log=print,
             best, edited, _ = select_best_step(env, env_params, edits, tolerance, i)
             current[i] = _edited_leaves(base, edited)
         log(f"start models after {k + 1} request(s): {len(orders)} orders edited by the "
-            "stage-1 policy")
+            f"{made_by} policy")
         requests += [(o[: k + 1], o[k + 1]) for o in orders]
         starts += list(current)
     return requests, starts
@@ -153,15 +166,15 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 def train_sequence_policy(cfg: RunConfig, out, *, overwrite: bool = False, log=print,
                           stop_after_chunks: int | None = None, **kwargs) -> dict:
-    """Train a policy for sequences (module docstring) into ``out``; returns the stage-2 run's
-    results, or ``{"stopped_at_update": u, "stage": 1 or 2}`` when ``stop_after_chunks`` ended a
-    stage early (as a kill would). ``kwargs``: passed to both stages' runs (``devices``,
+    """Train a policy for sequences (module docstring) into ``out``; returns the last stage's
+    results, or ``{"stopped_at_update": u, "stage": s}`` when ``stop_after_chunks`` ended stage
+    ``s`` early (as a kill would). ``kwargs``: passed to every stage's run (``devices``,
     ``env_chunk``)."""
     out = Path(out)
     check_sequence_depth(cfg)
     _check_out(out, overwrite)
     prepare_out(out, overwrite)
-    first = dataclasses.replace(cfg, sequence_depth=0)
+    first = dataclasses.replace(cfg, sequence_depth=0, sequence_rounds=1)
     stage_one = out / STAGE_ONE
     if finished_run(stage_one, first) is None:
         log(f"stage 1: the amortized policy on the pool {list(cfg.forget_classes)}")
@@ -171,19 +184,39 @@ def train_sequence_policy(cfg: RunConfig, out, *, overwrite: bool = False, log=p
             return {**res, "stage": 1}
     policy = load_policy(stage_one)
     base = resolve_task(dataclasses.replace(cfg, amortized=False, sequence_depth=0,
-                                            forget_fraction=None,
+                                            sequence_rounds=1, forget_fraction=None,
                                             forget_classes=cfg.forget_classes[:1]))[1]
+    for r in range(1, cfg.sequence_rounds + 1):
+        last = r == cfg.sequence_rounds
+        run_cfg = cfg if last else dataclasses.replace(cfg, sequence_rounds=r)
+        run_dir = out if last else out / f"stage-{r + 1}"
+        if last or finished_run(run_dir, run_cfg) is None:
+            if not last:  # a round kept beside the last one: resumed from its checkpoint
+                prepare_out(run_dir, overwrite=not (run_dir / "ckpt").is_dir())
+            res = _train_round(policy, run_cfg, base, run_dir, r + 1, log=log,
+                               stop_after_chunks=stop_after_chunks, **kwargs)
+            if last or "stopped_at_update" in res:
+                return res
+        policy = load_policy(run_dir)
+
+
+def _train_round(policy, cfg: RunConfig, base: Task, run_dir: Path, stage: int, *, log,
+                 stop_after_chunks, **kwargs) -> dict:
+    """Stage ``stage`` (2 or later) into ``run_dir``: ``policy`` (the last stage's) makes the
+    start models and trains further on them; its results, or where ``stop_after_chunks`` ended
+    it, ``{"stopped_at_update": u, "stage": stage}``."""
     firsts, orders, pool_task = _stage_two_requests(cfg, base)
+    made_by = f"stage-{stage - 1}"
     requests, starts = policy_starts(policy, base, firsts, orders, cfg.sequence_depth, log,
-                                     pool_task)
+                                     pool_task, made_by)
     task = pool_task(base, requests, starts)
     env, env_params = build_env(cfg, task)
     init = restore_policy_params(policy, policy_network(cfg.editor, env), env)
-    log(f"stage 2: the stage-1 policy trained further on {len(requests)} requests, "
+    log(f"stage {stage}: the {made_by} policy trained further on {len(requests)} requests, "
         f"{len(requests) - len(firsts)} of them after earlier ones")
-    res = run_editor(cfg, env, env_params, out, log=log, stop_after_chunks=stop_after_chunks,
+    res = run_editor(cfg, env, env_params, run_dir, log=log, stop_after_chunks=stop_after_chunks,
                      init_params=init, **kwargs)
-    return {**res, "stage": 2} if "stopped_at_update" in res else res
+    return {**res, "stage": stage} if "stopped_at_update" in res else res
 
 
 def _stage_two_requests(cfg: RunConfig, base: Task) -> tuple[list, list, object]:
