@@ -66,10 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def policy_name(cfg) -> str:
-    """How a table names a trained policy: its env, whether it was trained for sequences (and
-    for how many earlier requests) and its pool, e.g. ``mask-seq4-pool0-1-2-3-4-5`` or
-    ``mask-seq4-16sets0.05``."""
+    """How a table names a trained policy: its env, whether it was trained for sequences (for
+    how many earlier requests, and in how many rounds past one) and its pool, e.g.
+    ``mask-seq4-pool0-1-2-3-4-5``, ``mask-seq4-16sets0.05`` or ``mask-seq4r2-16sets0.05``."""
     kind = f"seq{cfg.sequence_depth}" if cfg.sequence_depth else "amortized"
+    kind += f"r{cfg.sequence_rounds}" if cfg.sequence_rounds > 1 else ""
     if cfg.forget_fraction is not None:  # trained over random sets of examples
         return f"{cfg.env}-{kind}-{cfg.forget_sets}sets{cfg.forget_fraction:g}"
     return f"{cfg.env}-{kind}-pool{'-'.join(map(str, cfg.forget_classes))}"

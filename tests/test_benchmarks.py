@@ -354,3 +354,5 @@ def test_the_sequence_benchmark_names_every_policy_apart():
     pool = dict(amortized=True, forget_classes=(0, 1, 2))
     assert name(make_run_config(**pool)) == "mask-amortized-pool0-1-2"
     assert name(make_run_config(**pool, sequence_depth=2)) == "mask-seq2-pool0-1-2"
+    assert name(make_run_config(**pool, sequence_depth=2, sequence_rounds=2)) == \
+        "mask-seq2r2-pool0-1-2"
