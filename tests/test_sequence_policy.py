@@ -317,7 +317,9 @@ def test_a_policy_trained_for_sequences_of_example_sets_edits_one(tmp_path):
                           episode_length=3, num_envs=16, total_steps=96, updates_per_chunk=1,
                           heads="flat", observation="summary")
     quiet = lambda s: None  # noqa: E731
-    res = train_sequence_policy(cfg, tmp_path / "policy", log=quiet)
+    lines = []
+    res = train_sequence_policy(cfg, tmp_path / "policy", log=lines.append)
+    assert "stage 1: the amortized policy on 2 random sets of 0.05 of the train split" in lines
     labels = [t["label"] for t in res["targets"]]
     assert len(labels) == 4 and [" after " in label for label in labels] == [False] * 2 + [True] * 2
     assert load_policy(tmp_path / "policy").config.sequence_depth == 1

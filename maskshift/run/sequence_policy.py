@@ -177,7 +177,9 @@ def train_sequence_policy(cfg: RunConfig, out, *, overwrite: bool = False, log=p
     first = dataclasses.replace(cfg, sequence_depth=0, sequence_rounds=1)
     stage_one = out / STAGE_ONE
     if finished_run(stage_one, first) is None:
-        log(f"stage 1: the amortized policy on the pool {list(cfg.forget_classes)}")
+        pool = (f"{cfg.forget_sets} random sets of {cfg.forget_fraction:g} of the train split"
+                if cfg.forgets_examples else f"the pool {list(cfg.forget_classes)}")
+        log(f"stage 1: the amortized policy on {pool}")
         res = train_and_evaluate(first, stage_one, overwrite=not (stage_one / "ckpt").is_dir(),
                                  log=log, stop_after_chunks=stop_after_chunks, **kwargs)
         if "stopped_at_update" in res:
