@@ -178,6 +178,15 @@ def test_the_one_stage_run_path_points_at_the_two_stage_one(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_the_one_stage_run_path_refuses_rounds_it_would_ignore(tmp_path):
+    from maskshift.run import train_and_evaluate
+
+    cfg = make_run_config(sequence_rounds=2)
+    with pytest.raises(ValueError, match="`sequence_rounds` applies to a policy trained for"):
+        train_and_evaluate(cfg, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.long
 def test_a_policy_trained_for_sequences_resumes_and_edits_a_sequence(tmp_path):
     """Two stages into one directory, killed in each and resumed; the policy it saves edits a

@@ -416,6 +416,18 @@ def training_fields(config_json: dict) -> dict:
     return {k: v for k, v in config_json.items() if k not in SELECTION_FIELDS}
 
 
+def check_sequence_rounds(cfg: RunConfig) -> None:
+    """Refuse ``sequence_rounds`` that mean nothing (``ValueError``, naming the fix): below 1,
+    or above 1 without ``sequence_depth``."""
+    rounds = cfg.sequence_rounds
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"`sequence_rounds` is how many times the training on start models "
+                         f"runs: a whole number >= 1, got {rounds!r}.")
+    if rounds != 1 and not cfg.sequence_depth:
+        raise ValueError("`sequence_rounds` applies to a policy trained for sequences: give "
+                         "`sequence_depth` too (e.g. 4), or leave the rounds at 1.")
+
+
 def select_tolerance(cfg: RunConfig) -> float:
     """The utility drop the step selection on val allows: ``cfg.select_tolerance`` if given,
     else the task's default."""

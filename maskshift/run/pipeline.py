@@ -35,6 +35,7 @@ from maskshift.run.config import (
     OutputDirError,
     RunConfig,
     check_algo,
+    check_sequence_rounds,
     training_fields,
 )
 from maskshift.run.editors import EDITORS
@@ -141,6 +142,7 @@ def train_and_evaluate(cfg: RunConfig, out, *, task: Task | None = None,
     if cfg.sequence_depth:
         raise ValueError("A policy trained for sequences (`sequence_depth`) trains in two stages: "
                          "run it with maskshift.run.train_sequence_policy(cfg, out).")
+    check_sequence_rounds(cfg)
     check_algo(cfg.algo)
     cfg.editor.validate()
     check_out_dir(out, overwrite)

@@ -52,7 +52,12 @@ import numpy as np
 from maskshift.agents.ppo import policy_network
 from maskshift.data.forget_sets import disjoint_forget_sets, random_forget_sets
 from maskshift.run.build import build_env, resolve_task
-from maskshift.run.config import OutputDirError, RunConfig, select_tolerance
+from maskshift.run.config import (
+    OutputDirError,
+    RunConfig,
+    check_sequence_rounds,
+    select_tolerance,
+)
 from maskshift.run.pipeline import check_out_dir, prepare_out, run_editor, train_and_evaluate
 from maskshift.run.policy import bind_policy, load_policy, restore_policy_params
 from maskshift.run.results import finished_run
@@ -67,18 +72,13 @@ ORDER_STREAM = 7919
 
 def check_sequence_depth(cfg: RunConfig) -> None:
     """Refuse a ``sequence_depth`` that means nothing (``ValueError``, naming the fix)."""
+    check_sequence_rounds(cfg)
     depth = cfg.sequence_depth
     if depth == 0:
-        if cfg.sequence_rounds != 1:
-            raise ValueError("`sequence_rounds` applies to a policy trained for sequences: give "
-                             "`sequence_depth` too (e.g. 4), or leave the rounds at 1.")
         return
     if not isinstance(depth, int) or depth < 0:
         raise ValueError(f"`sequence_depth` is how many earlier requests an episode may start "
                          f"after: a whole number >= 0, got {depth!r}.")
-    if not isinstance(cfg.sequence_rounds, int) or cfg.sequence_rounds < 1:
-        raise ValueError(f"`sequence_rounds` is how many times the training on start models "
-                         f"runs: a whole number >= 1, got {cfg.sequence_rounds!r}.")
     if not cfg.amortized:
         raise ValueError("`sequence_depth` trains an amortized policy for sequences: it needs "
                          "`amortized=True` with a pool of classes (`forget_classes=(0, 1, 2, 3, "
@@ -188,6 +188,7 @@ def train_sequence_policy(cfg: RunConfig, out, *, overwrite: bool = False, log=p
     base = resolve_task(dataclasses.replace(cfg, amortized=False, sequence_depth=0,
                                             sequence_rounds=1, forget_fraction=None,
                                             forget_classes=cfg.forget_classes[:1]))[1]
+    stage_two = _stage_two_requests(cfg, base)
     for r in range(1, cfg.sequence_rounds + 1):
         last = r == cfg.sequence_rounds
         run_cfg = cfg if last else dataclasses.replace(cfg, sequence_rounds=r)
@@ -195,19 +196,20 @@ def train_sequence_policy(cfg: RunConfig, out, *, overwrite: bool = False, log=p
         if last or finished_run(run_dir, run_cfg) is None:
             if not last:  # a round kept beside the last one: resumed from its checkpoint
                 prepare_out(run_dir, overwrite=not (run_dir / "ckpt").is_dir())
-            res = _train_round(policy, run_cfg, base, run_dir, r + 1, log=log,
+            res = _train_round(policy, run_cfg, base, stage_two, run_dir, r + 1, log=log,
                                stop_after_chunks=stop_after_chunks, **kwargs)
             if last or "stopped_at_update" in res:
                 return res
         policy = load_policy(run_dir)
 
 
-def _train_round(policy, cfg: RunConfig, base: Task, run_dir: Path, stage: int, *, log,
-                 stop_after_chunks, **kwargs) -> dict:
+def _train_round(policy, cfg: RunConfig, base: Task, stage_two: tuple, run_dir: Path,
+                 stage: int, *, log, stop_after_chunks, **kwargs) -> dict:
     """Stage ``stage`` (2 or later) into ``run_dir``: ``policy`` (the last stage's) makes the
-    start models and trains further on them; its results, or where ``stop_after_chunks`` ended
-    it, ``{"stopped_at_update": u, "stage": stage}``."""
-    firsts, orders, pool_task = _stage_two_requests(cfg, base)
+    start models of ``stage_two`` (:func:`_stage_two_requests`, the same every round) and trains
+    further on them; its results, or where ``stop_after_chunks`` ended it,
+    ``{"stopped_at_update": u, "stage": stage}``."""
+    firsts, orders, pool_task = stage_two
     made_by = f"stage-{stage - 1}"
     requests, starts = policy_starts(policy, base, firsts, orders, cfg.sequence_depth, log,
                                      pool_task, made_by)
